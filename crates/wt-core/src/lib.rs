@@ -1,0 +1,23 @@
+//! # wt-core: training without weight transport
+//!
+//! The pieces every feedback layer is built from:
+//! - [`ops`]: the feedback operations, a Burn backend extension whose backward sends the error
+//!   through feedback weights `B` (`dx = g·Bᵀ`, `dx = conv_transpose2d(g, B)`),
+//! - [`rule`]: the learning rules (BP, FA, uSF, brSF, frSF, KP, WM), each a type of its own,
+//! - [`mirror`]: the weight-mirror correlations `ξᵀ(ξW)/n` for dense and conv layers,
+//! - [`metrics`]: angles and norm ratios between `B` and `W`, or between two error signals.
+//!
+//! The modules that use them live in `wt-nn`.
+
+pub mod device;
+pub mod metrics;
+pub mod mirror;
+pub mod ops;
+pub mod rule;
+
+pub use metrics::{WeightAlignment, angle_degrees, norm_ratio};
+pub use ops::{FeedbackBackend, conv2d_correlation, feedback_conv2d, feedback_linear};
+pub use rule::{
+    Backprop, BatchRandomSignSymmetry, FeedbackAlignment, FeedbackStorage, FixedRandomSignSymmetry,
+    KolenPollack, Rule, UniformSignSymmetry, UnknownRule, WeightMirror,
+};

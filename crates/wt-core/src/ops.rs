@@ -1,0 +1,662 @@
+//! The feedback operations: a Burn backend extension whose forward pass is the ordinary
+//! linear / conv2d and whose backward pass sends the error to the input through separate
+//! feedback weights `B` instead of the forward weights `W`.
+//!
+//! | op | forward | input gradient | weight, bias gradients |
+//! |---|---|---|---|
+//! | [`feedback_linear`] | `y = x·W + b` | `dx = g·Bᵀ` | `dW = xᵀ·g`, `db = Σ g` |
+//! | [`feedback_conv2d`] | `y = conv2d(x, W) + b` | `dx = conv_transpose2d(g, B)` | Burn's own |
+//!
+//! `B` has exactly `W`'s layout (`[d_input, d_output]` for linear, `[c_out, c_in/groups, kh, kw]`
+//! for conv), so no transposes are needed anywhere. When `B` is tracked by autodiff (requires
+//! grad), it receives the same gradient as `W` (this is how Kolen-Pollack learns `B`); otherwise
+//! it is a constant of the step. No matmul or convolution is added to what backprop costs.
+
+// NdArray is deprecated in Burn 0.22 but still a supported CPU backend here.
+#![allow(deprecated)]
+
+use burn::backend::Backend;
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::autodiff::{Autodiff, NodeId};
+use burn::backend::backend_extension;
+use burn::backend::tensor::FloatTensor;
+use burn::tensor::Tensor;
+use burn::tensor::ops::ConvOptions;
+
+/// Backend extension with the two feedback operations. Implemented for every backend wt
+/// supports (Flex, NdArray, the CubeCL runtimes behind wgpu and CUDA) and for `Autodiff` over
+/// any of them, where the custom backward lives. Use the tensor-level functions
+/// [`feedback_linear`] and [`feedback_conv2d`] rather than calling this trait directly.
+#[backend_extension(
+    Autodiff,
+    Flex: cfg(feature = "flex"),
+    NdArray: cfg(feature = "ndarray"),
+    Cube: cfg(any(feature = "wgpu", feature = "cuda"))
+)]
+pub trait FeedbackBackend: Backend {
+    /// Forward of a linear layer without bias; `feedback` is only used by the backward pass.
+    fn feedback_linear(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        feedback: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        let _ = feedback;
+        Self::linear(x, weight, None)
+    }
+
+    /// Forward of a linear layer with bias; `feedback` is only used by the backward pass.
+    fn feedback_linear_bias(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        feedback: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        let _ = feedback;
+        Self::linear(x, weight, Some(bias))
+    }
+
+    /// Forward of a 2-D convolution without bias; `feedback` is only used by the backward pass.
+    fn feedback_conv2d(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        feedback: FloatTensor<Self>,
+        options: ConvOptions<2>,
+    ) -> FloatTensor<Self> {
+        let _ = feedback;
+        Self::conv2d(x, weight, None, options)
+    }
+
+    /// Forward of a 2-D convolution with bias; `feedback` is only used by the backward pass.
+    fn feedback_conv2d_bias(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        feedback: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        options: ConvOptions<2>,
+    ) -> FloatTensor<Self> {
+        let _ = feedback;
+        Self::conv2d(x, weight, Some(bias), options)
+    }
+
+    /// The correlation `Σ_{batch, positions} x ⋆ g` that a conv2d weight gradient computes, for
+    /// an input `x` and an output-shaped `g` (shape of `weight`). Weight mirrors use it with the
+    /// layer's response in place of the error. Not differentiable.
+    fn conv2d_correlation(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        output_grad: FloatTensor<Self>,
+        options: ConvOptions<2>,
+    ) -> FloatTensor<Self> {
+        Self::conv2d_weight_backward(x, weight, output_grad, options)
+    }
+}
+
+#[cfg(feature = "flex")]
+impl FeedbackBackend for burn::backend::Flex {}
+#[cfg(feature = "ndarray")]
+#[allow(deprecated)]
+impl FeedbackBackend for burn::backend::NdArray {}
+#[cfg(any(feature = "wgpu", feature = "cuda"))]
+impl FeedbackBackend for burn::backend::Cube {}
+
+/// Backward of [`FeedbackBackend::feedback_linear`] (parents: x, W, B, and b when present).
+#[derive(Debug)]
+struct FeedbackLinearBackward;
+
+/// State kept from the forward: the checkpointed input (when W or B needs a gradient) and the
+/// feedback matrix (when x needs a gradient).
+type LinearState<B> = (
+    Option<NodeId>,
+    Option<<B as burn::backend::BackendTypes>::FloatTensorPrimitive>,
+);
+
+impl<B: Backend, const N: usize> Backward<B, N> for FeedbackLinearBackward {
+    type State = LinearState<B>;
+
+    fn backward(
+        self,
+        ops: Ops<Self::State, N>,
+        grads: &mut Gradients,
+        checkpointer: &mut Checkpointer,
+    ) {
+        let grad = grads.consume::<B>(&ops.node);
+        let (x_state, feedback) = ops.state;
+        let x = x_state.map(|id| checkpointer.retrieve_node_output::<B::FloatTensorPrimitive>(id));
+        let parents = ops.parents;
+
+        if let Some(node) = &parents[0] {
+            let feedback = feedback.expect("feedback kept when x is tracked");
+            grads.register::<B>(node.id, B::linear_x_backward(feedback, grad.clone()));
+        }
+        let weight_node = parents[1].as_ref();
+        let feedback_node = parents[2].as_ref();
+        if weight_node.is_some() || feedback_node.is_some() {
+            let dw =
+                B::linear_weight_backward(x.expect("x kept when W or B is tracked"), grad.clone());
+            match (weight_node, feedback_node) {
+                (Some(w), Some(b)) => {
+                    grads.register::<B>(b.id, dw.clone());
+                    grads.register::<B>(w.id, dw);
+                }
+                (Some(w), None) => grads.register::<B>(w.id, dw),
+                (None, Some(b)) => grads.register::<B>(b.id, dw),
+                (None, None) => {}
+            }
+        }
+        if N == 4
+            && let Some(node) = &parents[N - 1]
+        {
+            grads.register::<B>(node.id, B::linear_bias_backward(grad));
+        }
+    }
+}
+
+/// Backward of [`FeedbackBackend::feedback_conv2d`] (parents: x, W, B, and b when present).
+#[derive(Debug)]
+struct FeedbackConv2dBackward;
+
+type ConvState<B> = (
+    NodeId,
+    <B as burn::backend::BackendTypes>::FloatTensorPrimitive,
+    Option<<B as burn::backend::BackendTypes>::FloatTensorPrimitive>,
+    ConvOptions<2>,
+);
+
+impl<B: Backend, const N: usize> Backward<B, N> for FeedbackConv2dBackward {
+    type State = ConvState<B>;
+
+    fn backward(
+        self,
+        ops: Ops<Self::State, N>,
+        grads: &mut Gradients,
+        checkpointer: &mut Checkpointer,
+    ) {
+        let grad = grads.consume::<B>(&ops.node);
+        let (x_state, feedback, bias, options) = ops.state;
+        let x = checkpointer.retrieve_node_output::<B::FloatTensorPrimitive>(x_state);
+        let parents = ops.parents;
+
+        let weight_node = parents[1].as_ref();
+        let feedback_node = parents[2].as_ref();
+        if weight_node.is_some() || feedback_node.is_some() {
+            // conv2d_weight_backward only reads the weight's shape: the feedback has the same one.
+            let dw = B::conv2d_weight_backward(
+                x.clone(),
+                feedback.clone(),
+                grad.clone(),
+                options.clone(),
+            );
+            match (weight_node, feedback_node) {
+                (Some(w), Some(b)) => {
+                    grads.register::<B>(b.id, dw.clone());
+                    grads.register::<B>(w.id, dw);
+                }
+                (Some(w), None) => grads.register::<B>(w.id, dw),
+                (None, Some(b)) => grads.register::<B>(b.id, dw),
+                (None, None) => {}
+            }
+        }
+        if N == 4
+            && let Some(node) = &parents[N - 1]
+        {
+            let bias = bias.expect("bias kept when it is tracked");
+            grads.register::<B>(
+                node.id,
+                B::conv2d_bias_backward(x.clone(), bias, grad.clone()),
+            );
+        }
+        if let Some(node) = &parents[0] {
+            grads.register::<B>(node.id, B::conv2d_x_backward(x, feedback, grad, options));
+        }
+    }
+}
+
+/// Records the feedback linear op on the autodiff graph (bias optional).
+fn autodiff_linear<B: Backend, C: CheckpointStrategy>(
+    x: FloatTensor<Autodiff<B, C>>,
+    weight: FloatTensor<Autodiff<B, C>>,
+    feedback: FloatTensor<Autodiff<B, C>>,
+    bias: Option<FloatTensor<Autodiff<B, C>>>,
+) -> FloatTensor<Autodiff<B, C>> {
+    let x_tracked = x.is_tracked();
+    let needs_x = weight.is_tracked() || feedback.is_tracked();
+    macro_rules! run {
+        ($prep:expr, $bias:expr) => {
+            match $prep {
+                OpsKind::Tracked(mut prep) => {
+                    let x_state = needs_x.then(|| prep.checkpoint(&x));
+                    let fb_state = x_tracked.then(|| feedback.primitive().clone());
+                    prep.finish(
+                        (x_state, fb_state),
+                        B::linear(x.into_primitive(), weight.into_primitive(), $bias),
+                    )
+                }
+                OpsKind::UnTracked(prep) => prep.finish(B::linear(
+                    x.into_primitive(),
+                    weight.into_primitive(),
+                    $bias,
+                )),
+            }
+        };
+    }
+    match bias {
+        Some(bias) => {
+            let prep = FeedbackLinearBackward
+                .prepare::<C>([x.node(), weight.node(), feedback.node(), bias.node()])
+                .compute_bound()
+                .stateful();
+            run!(prep, Some(bias.into_primitive()))
+        }
+        None => {
+            let prep = FeedbackLinearBackward
+                .prepare::<C>([x.node(), weight.node(), feedback.node()])
+                .compute_bound()
+                .stateful();
+            run!(prep, None)
+        }
+    }
+}
+
+/// Records the feedback conv2d op on the autodiff graph (bias optional).
+fn autodiff_conv2d<B: Backend, C: CheckpointStrategy>(
+    x: FloatTensor<Autodiff<B, C>>,
+    weight: FloatTensor<Autodiff<B, C>>,
+    feedback: FloatTensor<Autodiff<B, C>>,
+    bias: Option<FloatTensor<Autodiff<B, C>>>,
+    options: ConvOptions<2>,
+) -> FloatTensor<Autodiff<B, C>> {
+    macro_rules! run {
+        ($prep:expr, $bias:expr) => {
+            match $prep {
+                OpsKind::Tracked(mut prep) => {
+                    let x_state = prep.checkpoint(&x);
+                    let bias_state = $bias.as_ref().map(|b| b.clone());
+                    prep.finish(
+                        (
+                            x_state,
+                            feedback.into_primitive(),
+                            bias_state,
+                            options.clone(),
+                        ),
+                        B::conv2d(x.into_primitive(), weight.into_primitive(), $bias, options),
+                    )
+                }
+                OpsKind::UnTracked(prep) => prep.finish(B::conv2d(
+                    x.into_primitive(),
+                    weight.into_primitive(),
+                    $bias,
+                    options,
+                )),
+            }
+        };
+    }
+    match bias {
+        Some(bias) => {
+            let prep = FeedbackConv2dBackward
+                .prepare::<C>([x.node(), weight.node(), feedback.node(), bias.node()])
+                .compute_bound()
+                .stateful();
+            let bias = Some(bias.into_primitive());
+            run!(prep, bias)
+        }
+        None => {
+            let prep = FeedbackConv2dBackward
+                .prepare::<C>([x.node(), weight.node(), feedback.node()])
+                .compute_bound()
+                .stateful();
+            let bias: Option<B::FloatTensorPrimitive> = None;
+            run!(prep, bias)
+        }
+    }
+}
+
+impl<B: Backend + FeedbackBackend, C: CheckpointStrategy> FeedbackBackend for Autodiff<B, C> {
+    fn feedback_linear(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        feedback: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        autodiff_linear::<B, C>(x, weight, feedback, None)
+    }
+
+    fn feedback_linear_bias(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        feedback: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        autodiff_linear::<B, C>(x, weight, feedback, Some(bias))
+    }
+
+    fn feedback_conv2d(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        feedback: FloatTensor<Self>,
+        options: ConvOptions<2>,
+    ) -> FloatTensor<Self> {
+        autodiff_conv2d::<B, C>(x, weight, feedback, None, options)
+    }
+
+    fn feedback_conv2d_bias(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        feedback: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        options: ConvOptions<2>,
+    ) -> FloatTensor<Self> {
+        autodiff_conv2d::<B, C>(x, weight, feedback, Some(bias), options)
+    }
+
+    fn conv2d_correlation(
+        _x: FloatTensor<Self>,
+        _weight: FloatTensor<Self>,
+        _output_grad: FloatTensor<Self>,
+        _options: ConvOptions<2>,
+    ) -> FloatTensor<Self> {
+        unreachable!("wt calls conv2d_correlation on tensors outside autodiff only")
+    }
+}
+
+/// Applies a linear transformation whose backward pass uses feedback weights.
+///
+/// # Shapes
+/// - `x`: `[..., d_input]`
+/// - `weight`, `feedback`: `[d_input, d_output]` (Burn's `Linear` layout)
+/// - `bias`: `[d_output]`
+/// - output: `[..., d_output]`
+///
+/// Backward: `dx = g·feedbackᵀ`; `dW = xᵀ·g` (summed over leading dimensions); `db = Σ g`.
+/// When `feedback` is tracked it receives `dW` as its gradient.
+pub fn feedback_linear<const D: usize>(
+    x: Tensor<D>,
+    weight: Tensor<2>,
+    feedback: Tensor<2>,
+    bias: Option<Tensor<1>>,
+) -> Tensor<D> {
+    assert_eq!(
+        weight.dims(),
+        feedback.dims(),
+        "feedback_linear: feedback must have the weight's shape [d_input, d_output]"
+    );
+    let [d_input, _] = weight.dims();
+    assert_eq!(
+        x.dims()[D - 1],
+        d_input,
+        "feedback_linear: last input dimension must be d_input = {d_input}"
+    );
+    if D == 1 {
+        let out = feedback_linear::<2>(x.unsqueeze::<2>(), weight, feedback, bias);
+        return out.squeeze_dim(0);
+    }
+    type Ext = burn::backend::Dispatch;
+    let (x, weight, feedback) = (
+        x.into_dispatch(),
+        weight.into_dispatch(),
+        feedback.into_dispatch(),
+    );
+    let out = match bias {
+        Some(b) => {
+            <Ext as FeedbackBackend>::feedback_linear_bias(x, weight, feedback, b.into_dispatch())
+        }
+        None => <Ext as FeedbackBackend>::feedback_linear(x, weight, feedback),
+    };
+    Tensor::from_dispatch(out)
+}
+
+/// Applies a 2-D convolution whose backward pass sends the error through `feedback`.
+///
+/// # Shapes
+/// - `x`: `[batch, c_in, h, w]`
+/// - `weight`, `feedback`: `[c_out, c_in / groups, kh, kw]`
+/// - `bias`: `[c_out]`
+/// - output: `[batch, c_out, h_out, w_out]`
+///
+/// Backward: `dx = conv_transpose2d(g, feedback)` with the layer's stride, padding, dilation
+/// and groups; `dW`, `db` as Burn's `conv2d`. When `feedback` is tracked it receives `dW`.
+pub fn feedback_conv2d(
+    x: Tensor<4>,
+    weight: Tensor<4>,
+    feedback: Tensor<4>,
+    bias: Option<Tensor<1>>,
+    options: ConvOptions<2>,
+) -> Tensor<4> {
+    assert_eq!(
+        weight.dims(),
+        feedback.dims(),
+        "feedback_conv2d: feedback must have the weight's shape"
+    );
+    type Ext = burn::backend::Dispatch;
+    let (x, weight, feedback) = (
+        x.into_dispatch(),
+        weight.into_dispatch(),
+        feedback.into_dispatch(),
+    );
+    let out = match bias {
+        Some(b) => <Ext as FeedbackBackend>::feedback_conv2d_bias(
+            x,
+            weight,
+            feedback,
+            b.into_dispatch(),
+            options,
+        ),
+        None => <Ext as FeedbackBackend>::feedback_conv2d(x, weight, feedback, options),
+    };
+    Tensor::from_dispatch(out)
+}
+
+/// `Σ_{batch, positions}` correlation of `x` with an output-shaped `output_grad`, as a conv2d
+/// weight gradient computes it; returns a tensor of `weight`'s shape. Autodiff is dropped.
+pub fn conv2d_correlation(
+    x: Tensor<4>,
+    weight: Tensor<4>,
+    output_grad: Tensor<4>,
+    options: ConvOptions<2>,
+) -> Tensor<4> {
+    let out = <burn::backend::Dispatch as FeedbackBackend>::conv2d_correlation(
+        x.inner().into_dispatch(),
+        weight.inner().into_dispatch(),
+        output_grad.inner().into_dispatch(),
+        options,
+    );
+    Tensor::from_dispatch(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::device::test_devices;
+    use burn::tensor::module::{conv_transpose2d, conv2d, linear};
+    use burn::tensor::ops::ConvTransposeOptions;
+    use burn::tensor::{Device, Distribution, Tolerance};
+
+    fn rand<const D: usize>(shape: [usize; D], device: &Device) -> Tensor<D> {
+        Tensor::random(shape, Distribution::Normal(0.0, 1.0), device)
+    }
+
+    fn close<const D: usize>(what: &str, a: Tensor<D>, b: Tensor<D>) {
+        assert_eq!(a.dims(), b.dims(), "{what}: shapes differ");
+        a.into_data()
+            .assert_approx_eq::<f32>(&b.into_data(), Tolerance::rel_abs(1e-4, 1e-4));
+    }
+
+    /// Forward, dx, dW, db of feedback_linear against explicit math and Burn's linear.
+    fn check_linear<const D: usize>(device: &Device, x_shape: [usize; D], bias: bool) {
+        let d_in = x_shape[D - 1];
+        let d_out = 5;
+        let x = rand(x_shape, device);
+        let w = rand([d_in, d_out], device);
+        let fb = rand([d_in, d_out], device);
+        let b = bias.then(|| rand([d_out], device));
+        let mut out_shape = x_shape;
+        out_shape[D - 1] = d_out;
+        let up = rand(out_shape, device);
+
+        let ad = device.clone().autodiff();
+        let track = |t: &Tensor<D>| Tensor::<D>::from_data(t.to_data(), &ad).require_grad();
+        let track2 = |t: &Tensor<2>| Tensor::<2>::from_data(t.to_data(), &ad).require_grad();
+        let track1 = |t: &Tensor<1>| Tensor::<1>::from_data(t.to_data(), &ad).require_grad();
+        let up_ad = Tensor::<D>::from_data(up.to_data(), &ad);
+
+        // Rule op.
+        let (x1, w1, b1) = (track(&x), track2(&w), b.as_ref().map(track1));
+        let fb1 = Tensor::<2>::from_data(fb.to_data(), &ad);
+        let y1 = feedback_linear(x1.clone(), w1.clone(), fb1, b1.clone());
+        let g1 = (y1.clone() * up_ad.clone()).sum().backward();
+        // Burn's linear.
+        let (x2, w2, b2) = (track(&x), track2(&w), b.as_ref().map(track1));
+        let y2 = linear(x2.clone(), w2.clone(), b2.clone());
+        let g2 = (y2.clone() * up_ad).sum().backward();
+
+        close("forward", y1.inner(), y2.inner());
+        // dx = g·Bᵀ
+        let expected_dx = up.clone().matmul(fb.transpose().unsqueeze::<D>());
+        close("dx", x1.grad(&g1).unwrap(), expected_dx);
+        close("dW", w1.grad(&g1).unwrap(), w2.grad(&g2).unwrap());
+        if let (Some(b1), Some(b2)) = (b1, b2) {
+            close("db", b1.grad(&g1).unwrap(), b2.grad(&g2).unwrap());
+        }
+    }
+
+    #[test]
+    fn linear_gradients_match_explicit_math_on_every_device() {
+        for (name, device) in test_devices() {
+            eprintln!("linear on {name}");
+            check_linear(&device, [6, 7], true);
+            check_linear(&device, [2, 3, 7], true);
+            check_linear(&device, [4, 7], false);
+        }
+    }
+
+    #[test]
+    fn tracked_feedback_receives_the_weight_gradient() {
+        for (_, device) in test_devices() {
+            let ad = device.clone().autodiff();
+            let x = rand([8, 6], &ad);
+            let w = rand([6, 3], &ad).require_grad();
+            let fb = rand([6, 3], &ad).require_grad();
+            let y = feedback_linear(x, w.clone(), fb.clone(), None);
+            let g = y.powi_scalar(2).sum().backward();
+            close("dB = dW", fb.grad(&g).unwrap(), w.grad(&g).unwrap());
+        }
+    }
+
+    struct ConvCase {
+        channels: [usize; 2],
+        stride: usize,
+        padding: usize,
+        dilation: usize,
+        groups: usize,
+        size: usize,
+    }
+
+    fn check_conv(device: &Device, c: &ConvCase) {
+        let [c_in, c_out] = c.channels;
+        let k = 3;
+        let x = rand([2, c_in, c.size, c.size], device);
+        let w = rand([c_out, c_in / c.groups, k, k], device);
+        let fb = rand([c_out, c_in / c.groups, k, k], device);
+        let bias = rand([c_out], device);
+        let options = ConvOptions::new([c.stride; 2], [c.padding; 2], [c.dilation; 2], c.groups);
+        let ad = device.clone().autodiff();
+        let t4 = |t: &Tensor<4>| Tensor::<4>::from_data(t.to_data(), &ad).require_grad();
+        let t1 = |t: &Tensor<1>| Tensor::<1>::from_data(t.to_data(), &ad).require_grad();
+
+        let (x1, w1, b1) = (t4(&x), t4(&w), t1(&bias));
+        let fb1 = Tensor::<4>::from_data(fb.to_data(), &ad);
+        let y1 = feedback_conv2d(
+            x1.clone(),
+            w1.clone(),
+            fb1,
+            Some(b1.clone()),
+            options.clone(),
+        );
+        let up = rand(y1.dims(), device);
+        let up_ad = Tensor::<4>::from_data(up.to_data(), &ad);
+        let g1 = (y1.clone() * up_ad.clone()).sum().backward();
+
+        let (x2, w2, b2) = (t4(&x), t4(&w), t1(&bias));
+        let y2 = conv2d(x2.clone(), w2.clone(), Some(b2.clone()), options.clone());
+        let g2 = (y2.clone() * up_ad).sum().backward();
+
+        close("conv forward", y1.inner(), y2.inner());
+        // dx = conv_transpose2d(g, B) with the output padding that restores x's size.
+        let [_, _, h_out, _] = up.dims();
+        let span = c.dilation * (k - 1) + 1;
+        let covered = (h_out - 1) * c.stride + span;
+        let out_pad = c.size + 2 * c.padding - covered;
+        let t_options = ConvTransposeOptions::new(
+            [c.stride; 2],
+            [c.padding; 2],
+            [out_pad; 2],
+            [c.dilation; 2],
+            c.groups,
+        );
+        let expected_dx = conv_transpose2d(up, fb, None, t_options);
+        close("conv dx", x1.grad(&g1).unwrap(), expected_dx);
+        close("conv dW", w1.grad(&g1).unwrap(), w2.grad(&g2).unwrap());
+        close("conv db", b1.grad(&g1).unwrap(), b2.grad(&g2).unwrap());
+    }
+
+    #[test]
+    fn conv_gradients_match_explicit_math_on_every_device() {
+        let cases = [
+            ConvCase {
+                channels: [3, 4],
+                stride: 1,
+                padding: 1,
+                dilation: 1,
+                groups: 1,
+                size: 7,
+            },
+            ConvCase {
+                channels: [4, 6],
+                stride: 2,
+                padding: 1,
+                dilation: 1,
+                groups: 1,
+                size: 8,
+            },
+            ConvCase {
+                channels: [4, 4],
+                stride: 2,
+                padding: 0,
+                dilation: 1,
+                groups: 1,
+                size: 9,
+            },
+            ConvCase {
+                channels: [3, 5],
+                stride: 1,
+                padding: 2,
+                dilation: 2,
+                groups: 1,
+                size: 8,
+            },
+            ConvCase {
+                channels: [4, 6],
+                stride: 1,
+                padding: 1,
+                dilation: 1,
+                groups: 2,
+                size: 6,
+            },
+            ConvCase {
+                channels: [4, 4],
+                stride: 2,
+                padding: 2,
+                dilation: 2,
+                groups: 2,
+                size: 9,
+            },
+        ];
+        for (name, device) in test_devices() {
+            for (i, case) in cases.iter().enumerate() {
+                eprintln!("conv case {i} on {name}");
+                check_conv(&device, case);
+            }
+        }
+    }
+}

@@ -1,0 +1,270 @@
+//! The learning rules: what the feedback weights `B` are at each step and how they learn.
+//!
+//! Every rule is its own type, independent of the layer that uses it; [`Rule`] selects one per
+//! layer. Whatever a rule needs to learn `B` is delivered as a *gradient of B* in the same step
+//! as W's gradients, so Burn's optimizers (momentum, Adam, weight decay), gradient accumulation
+//! and data-parallel all-reduce apply it unchanged. See `docs/rules.md` for the math.
+
+use burn::tensor::{Distribution, Tensor};
+use serde::{Deserialize, Serialize};
+
+/// Backpropagation, the control: `B` is `W`. Gradients equal Burn's own layers exactly.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Backprop;
+
+/// Feedback alignment (Lillicrap et al. 2016): `B` is drawn once from W's initialiser (same
+/// distribution, same fan-in scaling, from the device's seeded RNG) and never changes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct FeedbackAlignment;
+
+/// Uniform sign-symmetry, uSF (Liao et al. 2016; Xiao et al. 2018; BioTorch `usf`):
+/// `B = s·sign(W)` with `s` the standard deviation of W's initialiser. Nothing is stored: `B`
+/// follows `W`'s signs at every step.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct UniformSignSymmetry;
+
+/// Batchwise random-magnitude sign-symmetry, brSF (Moskovitz et al. 2018; BioTorch `brsf`):
+/// `B = |R|·sign(W)`, `R ~ N(0, s²)` redrawn at every training forward pass (once a step).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct BatchRandomSignSymmetry;
+
+/// Fixed random-magnitude sign-symmetry, frSF (Moskovitz et al. 2018; BioTorch `frsf`):
+/// `B = |R0|·sign(W)`, `R0 ~ N(0, s²)` drawn once and stored with the layer.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct FixedRandomSignSymmetry;
+
+/// Kolen-Pollack (Kolen & Pollack 1994; Akrout et al. 2019, eq. 6): `B` receives exactly W's
+/// gradient. With weight decay λ on both and learning rate η, plain SGD gives
+/// `W − B ← (1 − ηλ)(W − B)` each step, so `B` converges to `W` without ever reading it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct KolenPollack;
+
+/// Weight mirror (Akrout et al. 2019, section 4): in mirror mode each layer is driven by
+/// zero-mean noise `ξ` (std `sigma`) and `B` learns `ΔB = η_B·ξᵀ(ξ·W)/n − λ_B·B`; since
+/// `E[ξᵀξW/n] = σ²W`, `B` tends to `(η_B σ²/λ_B)·W`. Conv layers correlate over batch and
+/// positions (the weight-gradient correlation with the response in place of the error).
+///
+/// In training the update is delivered as the pseudo-gradient
+/// `G_B = −(η_B/η)·ξᵀ(ξW)/n + (λ_B/η)·B` for the optimizer's learning rate `η`, so plain SGD
+/// applies exactly `ΔB` above (`mirror_steps` mirror steps are folded into one exact update).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct WeightMirror {
+    /// Standard deviation of the mirror noise `ξ`.
+    pub sigma: f64,
+    /// Mirror learning rate `η_B`.
+    pub mirror_lr: f64,
+    /// Mirror weight decay `λ_B`; `None` means `η_B·σ²`, which makes `B → W` in scale.
+    pub mirror_decay: Option<f64>,
+    /// Noise samples per mirror step (`n`).
+    pub mirror_batch: usize,
+    /// Mirror steps per training step.
+    pub mirror_steps: usize,
+}
+
+impl Default for WeightMirror {
+    fn default() -> Self {
+        Self {
+            sigma: 1.0,
+            mirror_lr: 0.005,
+            mirror_decay: None,
+            mirror_batch: 128,
+            mirror_steps: 1,
+        }
+    }
+}
+
+impl WeightMirror {
+    /// `λ_B`, resolved.
+    pub fn decay(&self) -> f64 {
+        self.mirror_decay
+            .unwrap_or(self.mirror_lr * self.sigma * self.sigma)
+    }
+
+    /// New `B` after `k` plain mirror steps whose correlations `ξᵀ(ξW)/n` are `corrs`:
+    /// `B ← (1 − λ_B)·B + η_B·C_i` for each `i`.
+    pub fn apply<const D: usize>(&self, feedback: Tensor<D>, corrs: Vec<Tensor<D>>) -> Tensor<D> {
+        let keep = 1.0 - self.decay();
+        corrs.into_iter().fold(feedback, |b, c| {
+            b.mul_scalar(keep) + c.mul_scalar(self.mirror_lr)
+        })
+    }
+
+    /// The pseudo-gradient that makes an SGD step of learning rate `lr` land exactly on
+    /// [`apply`](Self::apply)'s result: `(B − B_new)/lr`.
+    pub fn pseudo_gradient<const D: usize>(
+        &self,
+        feedback: Tensor<D>,
+        corrs: Vec<Tensor<D>>,
+        lr: f64,
+    ) -> Tensor<D> {
+        assert!(
+            lr > 0.0,
+            "weight mirror: the optimizer learning rate must be > 0"
+        );
+        let updated = self.apply(feedback.clone(), corrs);
+        (feedback - updated).div_scalar(lr)
+    }
+}
+
+/// The learning rule of one feedback layer.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "rule", rename_all = "snake_case")]
+pub enum Rule {
+    /// [`Backprop`]
+    Backprop(Backprop),
+    /// [`FeedbackAlignment`]
+    FeedbackAlignment(FeedbackAlignment),
+    /// [`UniformSignSymmetry`]
+    UniformSignSymmetry(UniformSignSymmetry),
+    /// [`BatchRandomSignSymmetry`]
+    BatchRandomSignSymmetry(BatchRandomSignSymmetry),
+    /// [`FixedRandomSignSymmetry`]
+    FixedRandomSignSymmetry(FixedRandomSignSymmetry),
+    /// [`KolenPollack`]
+    KolenPollack(KolenPollack),
+    /// [`WeightMirror`]
+    WeightMirror(WeightMirror),
+}
+
+impl Default for Rule {
+    fn default() -> Self {
+        Rule::Backprop(Backprop)
+    }
+}
+
+/// What a layer stores for its rule besides `W` and `b`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FeedbackStorage {
+    /// Nothing: `B` is derived from `W` (BP, uSF) or drawn each step (brSF).
+    None,
+    /// `B` itself, drawn from W's initialiser (FA, KP, WM).
+    Matrix,
+    /// The magnitudes `|R0|` of frSF.
+    Magnitudes,
+}
+
+/// Error for a rule name that is not one of [`Rule::NAMES`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnknownRule(pub String);
+
+impl std::fmt::Display for UnknownRule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "unknown learning rule `{}`: expected one of {}",
+            self.0,
+            Rule::NAMES.join(", ")
+        )
+    }
+}
+
+impl std::error::Error for UnknownRule {}
+
+impl std::str::FromStr for Rule {
+    type Err = UnknownRule;
+    fn from_str(name: &str) -> Result<Self, UnknownRule> {
+        Ok(match name.to_ascii_lowercase().as_str() {
+            "bp" | "backprop" => Rule::Backprop(Backprop),
+            "fa" => Rule::FeedbackAlignment(FeedbackAlignment),
+            "usf" => Rule::UniformSignSymmetry(UniformSignSymmetry),
+            "brsf" => Rule::BatchRandomSignSymmetry(BatchRandomSignSymmetry),
+            "frsf" => Rule::FixedRandomSignSymmetry(FixedRandomSignSymmetry),
+            "kp" => Rule::KolenPollack(KolenPollack),
+            "wm" => Rule::WeightMirror(WeightMirror::default()),
+            _ => return Err(UnknownRule(name.to_string())),
+        })
+    }
+}
+
+impl Rule {
+    /// Short names, as the examples' `--rule` takes them.
+    pub const NAMES: [&'static str; 7] = ["bp", "fa", "usf", "brsf", "frsf", "kp", "wm"];
+
+    /// The short name of this rule.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Rule::Backprop(_) => "bp",
+            Rule::FeedbackAlignment(_) => "fa",
+            Rule::UniformSignSymmetry(_) => "usf",
+            Rule::BatchRandomSignSymmetry(_) => "brsf",
+            Rule::FixedRandomSignSymmetry(_) => "frsf",
+            Rule::KolenPollack(_) => "kp",
+            Rule::WeightMirror(_) => "wm",
+        }
+    }
+
+    /// What the layer keeps for this rule.
+    pub fn storage(&self) -> FeedbackStorage {
+        match self {
+            Rule::Backprop(_) | Rule::UniformSignSymmetry(_) | Rule::BatchRandomSignSymmetry(_) => {
+                FeedbackStorage::None
+            }
+            Rule::FeedbackAlignment(_) | Rule::KolenPollack(_) | Rule::WeightMirror(_) => {
+                FeedbackStorage::Matrix
+            }
+            Rule::FixedRandomSignSymmetry(_) => FeedbackStorage::Magnitudes,
+        }
+    }
+
+    /// Whether the stored `B` takes part in autodiff and receives W's gradient (Kolen-Pollack).
+    pub fn feedback_receives_weight_gradient(&self) -> bool {
+        matches!(self, Rule::KolenPollack(_))
+    }
+
+    /// The weight-mirror settings, when this rule is a weight mirror.
+    pub fn weight_mirror(&self) -> Option<&WeightMirror> {
+        match self {
+            Rule::WeightMirror(wm) => Some(wm),
+            _ => None,
+        }
+    }
+
+    /// The feedback matrix `B` the backward pass uses.
+    ///
+    /// - `weight`: `W` (any rank; the result has its shape).
+    /// - `stored`: what [`storage`](Self::storage) says the layer keeps.
+    /// - `scale`: the std `s` of W's initialiser (sign-symmetry rules).
+    ///
+    /// For BP the result is `W` detached (the op must not give W two gradients); for KP the
+    /// stored `B` is returned as is, tracked, so it receives W's gradient.
+    pub fn feedback_matrix<const D: usize>(
+        &self,
+        weight: &Tensor<D>,
+        stored: Option<Tensor<D>>,
+        scale: f64,
+    ) -> Tensor<D> {
+        let stored = || stored.expect("this rule keeps its feedback tensor in the layer");
+        match self {
+            Rule::Backprop(_) => weight.clone().detach(),
+            Rule::FeedbackAlignment(_) | Rule::WeightMirror(_) => stored().detach(),
+            Rule::KolenPollack(_) => stored(),
+            Rule::UniformSignSymmetry(_) => weight.clone().detach().sign().mul_scalar(scale),
+            Rule::BatchRandomSignSymmetry(_) => {
+                let signs = weight.clone().detach().sign();
+                signs.random_like(Distribution::Normal(0.0, scale)).abs() * signs
+            }
+            Rule::FixedRandomSignSymmetry(_) => stored().detach() * weight.clone().detach().sign(),
+        }
+    }
+
+    /// Draws what the layer stores for this rule, given a draw from W's initialiser.
+    /// frSF keeps `|R0|`, `R0 ~ N(0, s²)`.
+    pub fn init_storage<const D: usize>(
+        &self,
+        draw_like_weight: impl FnOnce() -> Tensor<D>,
+        weight: &Tensor<D>,
+        scale: f64,
+    ) -> Option<Tensor<D>> {
+        match self.storage() {
+            FeedbackStorage::None => None,
+            FeedbackStorage::Matrix => Some(draw_like_weight()),
+            FeedbackStorage::Magnitudes => Some(
+                weight
+                    .clone()
+                    .detach()
+                    .random_like(Distribution::Normal(0.0, scale))
+                    .abs(),
+            ),
+        }
+    }
+}

@@ -1,0 +1,275 @@
+//! [`FeedbackConv2d`]: Burn's `Conv2d` with explicit feedback weights.
+
+use burn::config::Config;
+use burn::module::Param;
+use burn::nn::conv::Conv2d;
+use burn::nn::{Initializer, PaddingConfig2d};
+use burn::tensor::ops::ConvOptions;
+use burn::tensor::{Device, Tensor};
+use wt_core::{Rule, WeightMirror, feedback_conv2d, mirror::conv2d_mirror_correlation};
+
+use crate::feedback::{self, feedback_param, initializer_std, rms};
+use crate::module_impl::feedback_module;
+use crate::pass;
+
+/// Side of the response map a conv weight mirror correlates over (per noise sample).
+const MIRROR_OUTPUT_SIDE: usize = 4;
+
+/// Configuration of a [`FeedbackConv2d`]: Burn's `Conv2dConfig` plus the learning rule.
+#[derive(Config, Debug)]
+pub struct FeedbackConv2dConfig {
+    /// The number of channels, `[in, out]`.
+    pub channels: [usize; 2],
+    /// The size of the kernel.
+    pub kernel_size: [usize; 2],
+    /// The stride of the convolution.
+    #[config(default = "[1, 1]")]
+    pub stride: [usize; 2],
+    /// Spacing between kernel elements.
+    #[config(default = "[1, 1]")]
+    pub dilation: [usize; 2],
+    /// Controls the connections between input and output channels.
+    #[config(default = "1")]
+    pub groups: usize,
+    /// The padding configuration.
+    #[config(default = "PaddingConfig2d::Valid")]
+    pub padding: PaddingConfig2d,
+    /// If bias should be added to the output.
+    #[config(default = true)]
+    pub bias: bool,
+    /// Initialiser of `W` (and of `B` for rules that draw it, with the same fans).
+    #[config(default = "Initializer::KaimingUniform{gain:0.5773502691896258, fan_out_only:false}")]
+    pub initializer: Initializer,
+    /// How the feedback weights are set and learned.
+    #[config(default = "Rule::default()")]
+    pub rule: Rule,
+}
+
+/// A 2-D convolution whose backward pass sends the error through feedback weights `B`:
+/// `dx = conv_transpose2d(g, B)` with the layer's stride, padding, dilation and groups.
+///
+/// # Shapes
+/// - input: `[batch, c_in, h, w]`, output: `[batch, c_out, h_out, w_out]`
+/// - `weight`, `feedback`: `[c_out, c_in / groups, kh, kw]`, `bias`: `[c_out]`
+#[derive(Debug, Clone)]
+pub struct FeedbackConv2d {
+    /// `W`, `[c_out, c_in / groups, kh, kw]`.
+    pub weight: Param<Tensor<4>>,
+    /// `b`, `[c_out]`.
+    pub bias: Option<Param<Tensor<1>>>,
+    /// What the rule stores (shape of `W`): `B` (FA, KP, WM), `|R0|` (frSF), or nothing.
+    pub feedback: Option<Param<Tensor<4>>>,
+    /// Stride of the convolution.
+    pub stride: [usize; 2],
+    /// Size of the kernel.
+    pub kernel_size: [usize; 2],
+    /// Spacing between kernel elements.
+    pub dilation: [usize; 2],
+    /// Controls the connections between input and output channels.
+    pub groups: usize,
+    /// The padding configuration.
+    pub padding: PaddingConfig2d,
+    /// The learning rule.
+    pub rule: Rule,
+    /// Standard deviation of W's initialiser, the scale `s` of the sign-symmetry rules.
+    pub sign_scale: f64,
+}
+
+feedback_module!(
+    FeedbackConv2d,
+    params: [weight, bias, feedback],
+    consts: [stride, kernel_size, dilation, groups, padding, rule, sign_scale]
+);
+
+impl FeedbackConv2dConfig {
+    /// Initializes a [`FeedbackConv2d`] on `device`.
+    ///
+    /// # Panics
+    /// If the channels are not divisible by `groups`.
+    pub fn init(&self, device: &Device) -> FeedbackConv2d {
+        let [c_in, c_out] = self.channels;
+        assert!(
+            self.groups > 0 && c_in % self.groups == 0 && c_out % self.groups == 0,
+            "FeedbackConv2d: channels {:?} must both be divisible by groups = {}",
+            self.channels,
+            self.groups
+        );
+        let shape = [
+            c_out,
+            c_in / self.groups,
+            self.kernel_size[0],
+            self.kernel_size[1],
+        ];
+        let k = self.kernel_size[0] * self.kernel_size[1];
+        let (fan_in, fan_out) = (c_in / self.groups * k, c_out / self.groups * k);
+        let weight: Param<Tensor<4>> =
+            self.initializer
+                .init_with(shape, Some(fan_in), Some(fan_out), device);
+        let bias = self.bias.then(|| {
+            self.initializer
+                .init_with([c_out], Some(fan_in), Some(fan_out), device)
+        });
+        let sign_scale = initializer_std(&self.initializer, fan_in, fan_out)
+            .unwrap_or_else(|| rms(&weight.val()));
+        let stored = self.rule.init_storage(
+            || {
+                self.initializer
+                    .init_with::<4, _>(shape, Some(fan_in), Some(fan_out), device)
+                    .val()
+            },
+            &weight.val(),
+            sign_scale,
+        );
+        FeedbackConv2d {
+            weight,
+            bias,
+            feedback: feedback_param(&self.rule, stored),
+            stride: self.stride,
+            kernel_size: self.kernel_size,
+            dilation: self.dilation,
+            groups: self.groups,
+            padding: self.padding.clone(),
+            rule: self.rule,
+            sign_scale,
+        }
+    }
+}
+
+/// `(start, end)` padding that keeps `ceil(size / stride)` outputs, as Burn's `Same` padding.
+fn same_padding(kernel: usize, stride: usize, size: usize) -> (usize, usize) {
+    let out = size.div_ceil(stride);
+    let total = if out > 0 {
+        ((out - 1) * stride + kernel).saturating_sub(size)
+    } else {
+        0
+    };
+    (total / 2, total - total / 2)
+}
+
+impl FeedbackConv2d {
+    /// Converts a Burn `Conv2d` (weights kept) into a feedback layer following `rule`. `B` (if
+    /// the rule draws one) comes from Burn's default conv initialiser for the same fans.
+    pub fn from_conv2d(conv: Conv2d, rule: Rule) -> Self {
+        let [c_out, c_in_group, kh, kw] = conv.weight.dims();
+        let device = conv.weight.val().device();
+        let (fan_in, fan_out) = (c_in_group * kh * kw, c_out / conv.groups * kh * kw);
+        let init = FeedbackConv2dConfig::new([c_in_group * conv.groups, c_out], [kh, kw]);
+        let sign_scale = initializer_std(&init.initializer, fan_in, fan_out)
+            .expect("the default initialiser has a std");
+        let stored = rule.init_storage(
+            || {
+                init.initializer
+                    .init_with::<4, _>(
+                        [c_out, c_in_group, kh, kw],
+                        Some(fan_in),
+                        Some(fan_out),
+                        &device,
+                    )
+                    .val()
+            },
+            &conv.weight.val(),
+            sign_scale,
+        );
+        FeedbackConv2d {
+            weight: conv.weight,
+            bias: conv.bias,
+            feedback: feedback_param(&rule, stored),
+            stride: conv.stride,
+            kernel_size: conv.kernel_size,
+            dilation: conv.dilation,
+            groups: conv.groups,
+            padding: conv.padding,
+            rule,
+            sign_scale,
+        }
+    }
+
+    /// The convolution options for an input of `height × width`.
+    pub fn options(&self, height: usize, width: usize) -> ConvOptions<2> {
+        let padding = match &self.padding {
+            PaddingConfig2d::Valid => [(0, 0), (0, 0)],
+            PaddingConfig2d::Same => [
+                same_padding(self.kernel_size[0], self.stride[0], height),
+                same_padding(self.kernel_size[1], self.stride[1], width),
+            ],
+            PaddingConfig2d::Explicit(top, left, bottom, right) => {
+                [(*top, *bottom), (*left, *right)]
+            }
+        };
+        ConvOptions::new_with_padding(self.stride, padding, self.dilation, self.groups)
+    }
+
+    /// Applies the layer.
+    ///
+    /// # Shapes
+    /// - input: `[batch, c_in, h, w]`; output: `[batch, c_out, h_out, w_out]`
+    pub fn forward(&self, input: Tensor<4>) -> Tensor<4> {
+        let [_, _, height, width] = input.dims();
+        let options = self.options(height, width);
+        let weight = self.weight.val();
+        let input = pass::probe_input(input, self.weight.id);
+        let rule = feedback::effective_rule(&self.rule);
+        let fb = rule.feedback_matrix(
+            &weight,
+            self.feedback.as_ref().map(|p| p.val()),
+            self.sign_scale,
+        );
+        feedback_conv2d(
+            input,
+            weight,
+            fb,
+            self.bias.as_ref().map(|b| b.val()),
+            options,
+        )
+    }
+
+    /// The `B` the backward pass uses now, shaped like `W` (a fresh draw for brSF).
+    pub fn feedback_matrix(&self) -> Tensor<4> {
+        self.rule.feedback_matrix(
+            &self.weight.val(),
+            self.feedback.as_ref().map(|p| p.val()),
+            self.sign_scale,
+        )
+    }
+
+    /// One weight-mirror correlation for this layer's `weight` (its stride, dilation, groups).
+    fn mirror_correlation(&self) -> impl Fn(Tensor<4>, &WeightMirror) -> Tensor<4> + use<> {
+        let (stride, dilation, groups) = (self.stride, self.dilation, self.groups);
+        move |w, wm| {
+            conv2d_mirror_correlation(
+                w,
+                stride,
+                dilation,
+                groups,
+                wm.sigma,
+                wm.mirror_batch,
+                MIRROR_OUTPUT_SIDE,
+            )
+        }
+    }
+
+    fn on_visit(&self) {
+        feedback::on_visit(
+            "conv2d",
+            &self.rule,
+            &self.weight,
+            self.feedback.as_ref(),
+            self.sign_scale,
+            self.mirror_correlation(),
+        );
+    }
+
+    fn on_map(mut self) -> Self {
+        let correlation = self.mirror_correlation();
+        self.feedback = feedback::on_map(&self.rule, &self.weight, self.feedback, correlation);
+        self
+    }
+}
+
+impl From<Conv2d> for FeedbackConv2d {
+    /// A backprop feedback layer with the same weights; use [`FeedbackConv2d::from_conv2d`] to
+    /// pick another rule.
+    fn from(conv: Conv2d) -> Self {
+        Self::from_conv2d(conv, Rule::default())
+    }
+}

@@ -1,0 +1,165 @@
+//! Rank-generic pieces shared by [`crate::FeedbackLinear`] and [`crate::FeedbackConv2d`]:
+//! creating the stored feedback tensor and taking part in the model-wide passes.
+
+use burn::module::Param;
+use burn::tensor::Tensor;
+use wt_core::{Rule, WeightMirror};
+
+use crate::pass::{self, LayerSnapshot, Pass};
+
+/// Wraps what a rule stores as a parameter: saved and loaded with the module, moved between
+/// devices; it requires grad only for Kolen-Pollack, whose `B` receives W's gradient.
+pub(crate) fn feedback_param<const D: usize>(
+    rule: &Rule,
+    stored: Option<Tensor<D>>,
+) -> Option<Param<Tensor<D>>> {
+    stored.map(|t| {
+        Param::from_tensor(t.detach()).set_require_grad(rule.feedback_receives_weight_gradient())
+    })
+}
+
+/// Replaces a tensor's value by `value` (computed outside autodiff), keeping whether it was on
+/// autodiff and whether it required grad.
+fn replace_value<const D: usize>(old: Tensor<D>, value: Tensor<D>) -> Tensor<D> {
+    let require_grad = old.is_require_grad();
+    if old.is_autodiff() {
+        Tensor::from_inner(value).set_require_grad(require_grad)
+    } else {
+        value
+    }
+}
+
+/// Draws `steps` mirror correlations for a weight-mirror layer.
+fn mirror_correlations<const D: usize>(
+    weight: &Param<Tensor<D>>,
+    wm: &WeightMirror,
+    steps: usize,
+    correlation: &impl Fn(Tensor<D>, &WeightMirror) -> Tensor<D>,
+) -> Vec<Tensor<D>> {
+    (0..steps)
+        .map(|_| correlation(weight.val().inner(), wm))
+        .collect()
+}
+
+/// Mirror pass: `steps` plain weight-mirror updates of `B`. `correlation` draws one mirror
+/// correlation `ξᵀ(ξW)/n` (outside autodiff) for the layer's weight.
+pub(crate) fn on_map<const D: usize>(
+    rule: &Rule,
+    weight: &Param<Tensor<D>>,
+    feedback: Option<Param<Tensor<D>>>,
+    correlation: impl Fn(Tensor<D>, &WeightMirror) -> Tensor<D>,
+) -> Option<Param<Tensor<D>>> {
+    let (Some(wm), Some(stored)) = (rule.weight_mirror(), feedback.as_ref()) else {
+        return feedback;
+    };
+    let Some(steps) = pass::current(|p| match p {
+        Some(Pass::Mirror { steps }) => Some(*steps),
+        _ => None,
+    }) else {
+        return feedback;
+    };
+    let corrs = mirror_correlations(weight, wm, steps, &correlation);
+    Some(stored.clone().map(|b| {
+        let updated = wm.apply(b.clone().inner(), corrs);
+        replace_value(b, updated)
+    }))
+}
+
+/// Step pass (weight-mirror pseudo-gradients) and report pass (W and the current B).
+pub(crate) fn on_visit<const D: usize>(
+    kind: &'static str,
+    rule: &Rule,
+    weight: &Param<Tensor<D>>,
+    feedback: Option<&Param<Tensor<D>>>,
+    scale: f64,
+    correlation: impl Fn(Tensor<D>, &WeightMirror) -> Tensor<D>,
+) {
+    enum Todo {
+        Nothing,
+        Step(f64),
+        Report,
+    }
+    let todo = pass::current(|p| match p {
+        Some(Pass::Step { learning_rate, .. }) => Todo::Step(*learning_rate),
+        Some(Pass::Report { .. }) => Todo::Report,
+        _ => Todo::Nothing,
+    });
+    match todo {
+        Todo::Nothing => {}
+        Todo::Step(learning_rate) => {
+            let (Some(wm), Some(stored)) = (rule.weight_mirror(), feedback) else {
+                return;
+            };
+            let corrs = mirror_correlations(weight, wm, wm.mirror_steps, &correlation);
+            let g = wm.pseudo_gradient(stored.val().inner(), corrs, learning_rate);
+            pass::current(|p| {
+                if let Some(Pass::Step { grads, .. }) = p {
+                    let g = match grads.remove::<D>(stored.id) {
+                        Some(existing) => g + existing,
+                        None => g,
+                    };
+                    grads.register(stored.id, g);
+                }
+            });
+        }
+        Todo::Report => {
+            let w = weight.val().inner();
+            let b = rule.feedback_matrix(&w, feedback.map(|p| p.val().inner()), scale);
+            let snapshot = LayerSnapshot {
+                path: pass::report_path(),
+                kind,
+                rule: rule.name(),
+                weight_id: weight.id,
+                weight: w.flatten(0, D - 1),
+                feedback: b.inner().flatten(0, D - 1),
+            };
+            pass::current(|p| {
+                if let Some(Pass::Report { layers, .. }) = p {
+                    layers.push(snapshot)
+                }
+            });
+        }
+    }
+}
+
+/// The rule a layer runs with now: its own, or backprop during the reference half of an
+/// error-alignment measurement.
+pub(crate) fn effective_rule(rule: &Rule) -> Rule {
+    if pass::force_backprop() {
+        Rule::Backprop(wt_core::Backprop)
+    } else {
+        *rule
+    }
+}
+
+/// Standard deviation of a Burn initialiser for the given fans; `None` when it has none that
+/// depends only on the fans (orthogonal), in which case the caller measures W.
+pub(crate) fn initializer_std(
+    init: &burn::nn::Initializer,
+    fan_in: usize,
+    fan_out: usize,
+) -> Option<f64> {
+    use burn::nn::Initializer as I;
+    let fan = |fan_out_only: bool| if fan_out_only { fan_out } else { fan_in } as f64;
+    Some(match init {
+        I::Constant { value } => value.abs(),
+        I::Ones => 1.0,
+        I::Zeros => 0.0,
+        I::Uniform { min, max } => (max - min) / 12f64.sqrt(),
+        I::Normal { std, .. } => *std,
+        I::KaimingUniform { gain, fan_out_only } | I::KaimingNormal { gain, fan_out_only } => {
+            gain / fan(*fan_out_only).sqrt()
+        }
+        I::XavierUniform { gain } | I::XavierNormal { gain } => {
+            gain * (2.0 / (fan_in + fan_out) as f64).sqrt()
+        }
+        _ => return None,
+    })
+}
+
+/// Root mean square of a tensor (the std of a zero-mean initialiser, measured).
+pub(crate) fn rms<const D: usize>(t: &Tensor<D>) -> f64 {
+    let n = t.shape().num_elements().max(1) as f64;
+    let ss: f64 = t.clone().inner().powi_scalar(2).sum().into_scalar::<f64>();
+    (ss / n).sqrt()
+}

@@ -1,0 +1,27 @@
+//! # wt-nn: Burn modules with explicit feedback weights
+//!
+//! [`FeedbackLinear`] and [`FeedbackConv2d`] drop in where a model would use Burn's `Linear`
+//! and `Conv2d`: the same config fields plus a [`Rule`](wt_core::Rule), the same forward, and a
+//! backward pass that sends the error through the layer's feedback weights `B`. `B` is part of
+//! the module record (saved, loaded, moved between devices).
+//!
+//! Model-wide helpers in [`step`] reach every feedback layer of any model: the rules' per-step
+//! work ([`add_feedback_gradients`]), mirror warm-up ([`mirror_steps`]) and alignment metrics
+//! ([`weight_alignment`], [`error_alignment`]).
+
+mod conv2d;
+mod feedback;
+mod linear;
+mod module_impl;
+mod pass;
+pub mod step;
+
+pub use conv2d::{FeedbackConv2d, FeedbackConv2dConfig};
+pub use linear::{FeedbackLinear, FeedbackLinearConfig};
+pub use step::{
+    LayerAlignment, add_feedback_gradients, error_alignment, mirror_steps, weight_alignment,
+};
+pub use wt_core::{self, Rule};
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,172 @@
+//! [`FeedbackLinear`]: Burn's `Linear` with explicit feedback weights.
+
+use burn::config::Config;
+use burn::module::Param;
+use burn::nn::{Initializer, Linear};
+use burn::tensor::{Device, Tensor};
+use wt_core::{Rule, WeightMirror, feedback_linear, mirror::linear_correlation};
+
+use crate::feedback::{self, feedback_param, initializer_std, rms};
+use crate::module_impl::feedback_module;
+use crate::pass;
+
+/// Configuration of a [`FeedbackLinear`]: Burn's `LinearConfig` plus the learning rule.
+#[derive(Config, Debug)]
+pub struct FeedbackLinearConfig {
+    /// The size of the input features.
+    pub d_input: usize,
+    /// The size of the output features.
+    pub d_output: usize,
+    /// If a bias should be applied during the linear transformation.
+    #[config(default = true)]
+    pub bias: bool,
+    /// Initialiser of `W` (and of `B` for rules that draw it, with the same fans).
+    #[config(default = "Initializer::KaimingUniform{gain:0.5773502691896258, fan_out_only:false}")]
+    pub initializer: Initializer,
+    /// How the feedback weights are set and learned.
+    #[config(default = "Rule::default()")]
+    pub rule: Rule,
+}
+
+/// A linear layer whose backward pass sends the error through feedback weights `B`.
+///
+/// Forward is Burn's `Linear`: `y = x·W + b`. Backward: `dx = g·Bᵀ`, `dW = xᵀ·g`, `db = Σ g`,
+/// where `B` is given by [`rule`](Self::rule) (see `docs/rules.md`).
+///
+/// # Shapes
+/// - input: `[..., d_input]`, output: `[..., d_output]`
+/// - `weight`, `feedback`: `[d_input, d_output]` (Burn's layout), `bias`: `[d_output]`
+#[derive(Debug, Clone)]
+pub struct FeedbackLinear {
+    /// `W`, `[d_input, d_output]`.
+    pub weight: Param<Tensor<2>>,
+    /// `b`, `[d_output]`.
+    pub bias: Option<Param<Tensor<1>>>,
+    /// What the rule stores, `[d_input, d_output]`: `B` (FA, KP, WM), `|R0|` (frSF), or
+    /// nothing (BP, uSF, brSF). Saved with the module.
+    pub feedback: Option<Param<Tensor<2>>>,
+    /// The learning rule.
+    pub rule: Rule,
+    /// Standard deviation of W's initialiser, the scale `s` of the sign-symmetry rules.
+    pub sign_scale: f64,
+}
+
+feedback_module!(FeedbackLinear, params: [weight, bias, feedback], consts: [rule, sign_scale]);
+
+impl FeedbackLinearConfig {
+    /// Initializes a [`FeedbackLinear`] on `device`.
+    pub fn init(&self, device: &Device) -> FeedbackLinear {
+        let shape = [self.d_input, self.d_output];
+        let fans = (Some(self.d_input), Some(self.d_output));
+        let weight: Param<Tensor<2>> = self.initializer.init_with(shape, fans.0, fans.1, device);
+        let bias = self.bias.then(|| {
+            self.initializer
+                .init_with([self.d_output], fans.0, fans.1, device)
+        });
+        let sign_scale = initializer_std(&self.initializer, self.d_input, self.d_output)
+            .unwrap_or_else(|| rms(&weight.val()));
+        let stored = self.rule.init_storage(
+            || {
+                self.initializer
+                    .init_with::<2, _>(shape, fans.0, fans.1, device)
+                    .val()
+            },
+            &weight.val(),
+            sign_scale,
+        );
+        FeedbackLinear {
+            weight,
+            bias,
+            feedback: feedback_param(&self.rule, stored),
+            rule: self.rule,
+            sign_scale,
+        }
+    }
+}
+
+impl FeedbackLinear {
+    /// Converts a Burn `Linear` (weights kept) into a feedback layer following `rule`. `B` (if
+    /// the rule draws one) comes from Burn's default linear initialiser for the same fans.
+    pub fn from_linear(linear: Linear, rule: Rule) -> Self {
+        let [d_input, d_output] = linear.weight.dims();
+        let device = linear.weight.val().device();
+        let init = FeedbackLinearConfig::new(d_input, d_output).with_rule(rule);
+        let sign_scale = initializer_std(&init.initializer, d_input, d_output)
+            .expect("the default initialiser has a std");
+        let stored = rule.init_storage(
+            || {
+                init.initializer
+                    .init_with::<2, _>([d_input, d_output], Some(d_input), Some(d_output), &device)
+                    .val()
+            },
+            &linear.weight.val(),
+            sign_scale,
+        );
+        FeedbackLinear {
+            weight: linear.weight,
+            bias: linear.bias,
+            feedback: feedback_param(&rule, stored),
+            rule,
+            sign_scale,
+        }
+    }
+
+    /// Applies the layer.
+    ///
+    /// # Shapes
+    /// - input: `[..., d_input]`; output: `[..., d_output]`
+    pub fn forward<const D: usize>(&self, input: Tensor<D>) -> Tensor<D> {
+        let weight = self.weight.val();
+        let input = pass::probe_input(input, self.weight.id);
+        let rule = feedback::effective_rule(&self.rule);
+        let fb = rule.feedback_matrix(
+            &weight,
+            self.feedback.as_ref().map(|p| p.val()),
+            self.sign_scale,
+        );
+        feedback_linear(input, weight, fb, self.bias.as_ref().map(|b| b.val()))
+    }
+
+    /// The `B` the backward pass uses now, `[d_input, d_output]` (a fresh draw for brSF).
+    pub fn feedback_matrix(&self) -> Tensor<2> {
+        self.rule.feedback_matrix(
+            &self.weight.val(),
+            self.feedback.as_ref().map(|p| p.val()),
+            self.sign_scale,
+        )
+    }
+
+    /// One weight-mirror correlation `ξᵀ(ξW)/n` for this layer's `weight`.
+    fn mirror_correlation(weight: Tensor<2>, wm: &WeightMirror) -> Tensor<2> {
+        linear_correlation(weight, wm.sigma, wm.mirror_batch)
+    }
+
+    fn on_visit(&self) {
+        feedback::on_visit(
+            "linear",
+            &self.rule,
+            &self.weight,
+            self.feedback.as_ref(),
+            self.sign_scale,
+            Self::mirror_correlation,
+        );
+    }
+
+    fn on_map(mut self) -> Self {
+        self.feedback = feedback::on_map(
+            &self.rule,
+            &self.weight,
+            self.feedback,
+            Self::mirror_correlation,
+        );
+        self
+    }
+}
+
+impl From<Linear> for FeedbackLinear {
+    /// A backprop feedback layer with the same weights; use [`FeedbackLinear::from_linear`] to
+    /// pick another rule.
+    fn from(linear: Linear) -> Self {
+        Self::from_linear(linear, Rule::default())
+    }
+}

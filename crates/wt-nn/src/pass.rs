@@ -1,0 +1,165 @@
+//! Model-wide passes over every feedback layer of any Burn model, with no list of layers.
+//!
+//! Burn's derived `Module::visit` / `Module::map` walk every submodule of a user's model. The
+//! feedback layers implement `Module` by hand, and before walking their own parameters they
+//! look at the *current pass* of this thread: a step pass (weight-mirror gradients), a mirror
+//! pass (plain mirror updates) or a report pass (alignment metrics). A pass is installed only
+//! for the duration of one walk by the functions in [`crate::step`], so ordinary visitors,
+//! mappers, optimizers and record loading are unaffected.
+
+use std::cell::RefCell;
+
+use burn::module::{ModuleMapper, ModuleVisitor, Param, ParamId};
+use burn::optim::GradientsParams;
+use burn::tensor::{Bool, Int, Tensor};
+
+/// Per-layer summary collected by a report pass.
+#[derive(Debug, Clone)]
+pub struct LayerSnapshot {
+    /// Dotted path of the layer in the model, e.g. `encoder.fc1`.
+    pub path: String,
+    /// `linear` or `conv2d`.
+    pub kind: &'static str,
+    /// Rule name (`bp`, `fa`, ...).
+    pub rule: &'static str,
+    /// Id of the layer's weight parameter.
+    pub weight_id: ParamId,
+    /// `W`, flattened, outside autodiff.
+    pub weight: Tensor<1>,
+    /// The `B` the backward pass would use now, flattened, outside autodiff.
+    pub feedback: Tensor<1>,
+}
+
+/// An input-gradient probe added by a layer during a probe pass.
+#[derive(Debug, Clone)]
+pub(crate) struct Probe {
+    pub weight_id: ParamId,
+    pub tensor: Tensor<1>,
+}
+
+pub(crate) enum Pass {
+    /// Add weight-mirror pseudo-gradients for a step of learning rate `learning_rate`.
+    Step {
+        learning_rate: f64,
+        grads: GradientsParams,
+    },
+    /// Apply `steps` plain mirror updates to every weight-mirror layer.
+    Mirror { steps: usize },
+    /// Collect a snapshot of every feedback layer.
+    Report {
+        path: Vec<String>,
+        layers: Vec<LayerSnapshot>,
+    },
+    /// Record input-gradient probes in forward; optionally run every layer as backprop.
+    Probe {
+        force_backprop: bool,
+        probes: Vec<Probe>,
+    },
+}
+
+thread_local! {
+    static PASS: RefCell<Option<Pass>> = const { RefCell::new(None) };
+}
+
+/// Runs `f` with `pass` installed and returns what `f` returned with the pass as it ended.
+pub(crate) fn with_pass<R>(pass: Pass, f: impl FnOnce() -> R) -> (R, Pass) {
+    struct Reset;
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            PASS.with(|p| p.borrow_mut().take());
+        }
+    }
+    let previous = PASS.with(|p| p.borrow_mut().replace(pass));
+    assert!(
+        previous.is_none(),
+        "wt: a model-wide feedback pass is already running on this thread"
+    );
+    let reset = Reset;
+    let out = f();
+    let pass = PASS
+        .with(|p| p.borrow_mut().take())
+        .expect("wt: the feedback pass was removed while running");
+    drop(reset);
+    (out, pass)
+}
+
+/// Gives mutable access to the current pass, if any.
+pub(crate) fn current<R>(f: impl FnOnce(Option<&mut Pass>) -> R) -> R {
+    PASS.with(|p| f(p.borrow_mut().as_mut()))
+}
+
+/// Whether a probe pass runs with every layer forced to backprop.
+pub(crate) fn force_backprop() -> bool {
+    current(|p| {
+        matches!(
+            p,
+            Some(Pass::Probe {
+                force_backprop: true,
+                ..
+            })
+        )
+    })
+}
+
+/// In a probe pass, adds a zero probe to `x` so that its gradient is the error reaching `x`.
+pub(crate) fn probe_input<const D: usize>(x: Tensor<D>, weight_id: ParamId) -> Tensor<D> {
+    let active = current(|p| matches!(p, Some(Pass::Probe { .. })));
+    if !active || !x.is_autodiff() {
+        return x;
+    }
+    let dims = x.dims();
+    let n: usize = dims.iter().product();
+    let probe = Tensor::<1>::zeros([n], &x.device()).require_grad();
+    current(|p| {
+        if let Some(Pass::Probe { probes, .. }) = p {
+            probes.push(Probe {
+                weight_id,
+                tensor: probe.clone(),
+            })
+        }
+    });
+    x + probe.reshape(dims)
+}
+
+/// A visitor that only tracks the module path for report passes.
+pub(crate) struct PathVisitor;
+
+impl ModuleVisitor for PathVisitor {
+    fn enter_module(&mut self, name: &str, _container_type: &str) {
+        current(|p| {
+            if let Some(Pass::Report { path, .. }) = p {
+                path.push(name.to_string())
+            }
+        })
+    }
+    fn exit_module(&mut self, _name: &str, _container_type: &str) {
+        current(|p| {
+            if let Some(Pass::Report { path, .. }) = p {
+                path.pop();
+            }
+        })
+    }
+}
+
+/// A mapper that changes nothing: the layers do the work of step and mirror passes.
+pub(crate) struct IdentityMapper;
+
+impl ModuleMapper for IdentityMapper {
+    fn map_int<const D: usize>(&mut self, param: Param<Tensor<D, Int>>) -> Param<Tensor<D, Int>> {
+        param
+    }
+    fn map_bool<const D: usize>(
+        &mut self,
+        param: Param<Tensor<D, Bool>>,
+    ) -> Param<Tensor<D, Bool>> {
+        param
+    }
+}
+
+/// Current dotted path in a report pass.
+pub(crate) fn report_path() -> String {
+    current(|p| match p {
+        Some(Pass::Report { path, .. }) => path.join("."),
+        _ => String::new(),
+    })
+}

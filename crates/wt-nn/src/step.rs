@@ -1,0 +1,140 @@
+//! Model-wide helpers: per-step work of the rules, mirror warm-up, alignment reports. Each
+//! walks every [`FeedbackLinear`](crate::FeedbackLinear) and
+//! [`FeedbackConv2d`](crate::FeedbackConv2d) of any Burn model, however nested, with no list
+//! of layers.
+//!
+//! A training step with every rule:
+//! ```rust,ignore
+//! let loss = model.forward_loss(batch);
+//! let mut grads = GradientsParams::from_grads(loss.backward(), &model);
+//! wt_nn::add_feedback_gradients(&model, &mut grads, lr / (1.0 - momentum));
+//! model = optim.step(lr, model, grads);
+//! ```
+
+use burn::module::Module;
+use burn::optim::GradientsParams;
+use burn::tensor::Tensor;
+use wt_core::{WeightAlignment, angle_degrees};
+
+use crate::pass::{self, IdentityMapper, Pass, PathVisitor};
+
+/// Adds the gradients of `B` that do not come out of backward: the weight mirror's
+/// pseudo-gradient `−(η_B/η)·ξᵀ(ξW)/n + (λ_B/η)·B` for every weight-mirror layer, so the
+/// optimizer's step of size `learning_rate` (η) applies the mirror update. With momentum β,
+/// pass `lr / (1 − β)`, the step size momentum converges to. Other rules need nothing here:
+/// KP's `B` gets W's gradient in backward, brSF redraws in forward.
+pub fn add_feedback_gradients<M: Module>(
+    model: &M,
+    grads: &mut GradientsParams,
+    learning_rate: f64,
+) {
+    let taken = std::mem::take(grads);
+    let ((), ended) = pass::with_pass(
+        Pass::Step {
+            learning_rate,
+            grads: taken,
+        },
+        || model.visit(&mut PathVisitor),
+    );
+    if let Pass::Step { grads: out, .. } = ended {
+        *grads = out;
+    }
+}
+
+/// Applies `steps` plain weight-mirror updates `B ← (1 − λ_B)·B + η_B·ξᵀ(ξW)/n` to every
+/// weight-mirror layer (a warm-up before training, or mirror mode on its own). Other layers
+/// are returned unchanged.
+pub fn mirror_steps<M: Module>(model: M, steps: usize) -> M {
+    pass::with_pass(Pass::Mirror { steps }, || model.map(&mut IdentityMapper)).0
+}
+
+/// Alignment of one feedback layer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LayerAlignment {
+    /// Dotted path of the layer in the model (`fc1`, `blocks.0.conv1`, ...).
+    pub path: String,
+    /// `linear` or `conv2d`.
+    pub kind: &'static str,
+    /// Rule name.
+    pub rule: &'static str,
+    /// Angle between the B the backward pass uses and W, degrees; ‖B‖/‖W‖.
+    pub weight: WeightAlignment,
+}
+
+/// Angle between `B` and `W` and `‖B‖/‖W‖` for every feedback layer, in visiting order.
+pub fn weight_alignment<M: Module>(model: &M) -> Vec<LayerAlignment> {
+    let ((), ended) = pass::with_pass(
+        Pass::Report {
+            path: Vec::new(),
+            layers: Vec::new(),
+        },
+        || model.visit(&mut PathVisitor),
+    );
+    let Pass::Report { layers, .. } = ended else {
+        unreachable!("report pass")
+    };
+    layers
+        .into_iter()
+        .map(|l| LayerAlignment {
+            path: l.path,
+            kind: l.kind,
+            rule: l.rule,
+            weight: WeightAlignment::measure(l.feedback, l.weight),
+        })
+        .collect()
+}
+
+/// Angle (degrees) between the error that reaches each feedback layer's input under its rule
+/// and under true backprop on the same batch, in forward order, with the layer's path.
+///
+/// `loss` runs the model's forward on one batch and returns the scalar loss; it is called
+/// twice (once with the rules, once with every `B := W`). The model must be on an autodiff
+/// device. For the first layer the "error" is the gradient w.r.t. the data.
+pub fn error_alignment<M: Module>(model: &M, loss: impl Fn(&M) -> Tensor<1>) -> Vec<(String, f64)> {
+    let names: std::collections::HashMap<_, _> = {
+        let ((), ended) = pass::with_pass(
+            Pass::Report {
+                path: Vec::new(),
+                layers: Vec::new(),
+            },
+            || model.visit(&mut PathVisitor),
+        );
+        let Pass::Report { layers, .. } = ended else {
+            unreachable!("report pass")
+        };
+        layers.into_iter().map(|l| (l.weight_id, l.path)).collect()
+    };
+    let run = |force_backprop: bool| {
+        let (loss_value, ended) = pass::with_pass(
+            Pass::Probe {
+                force_backprop,
+                probes: Vec::new(),
+            },
+            || loss(model),
+        );
+        let Pass::Probe { probes, .. } = ended else {
+            unreachable!("probe pass")
+        };
+        let grads = loss_value.backward();
+        probes
+            .into_iter()
+            .map(|p| {
+                let g = p
+                    .tensor
+                    .grad(&grads)
+                    .unwrap_or_else(|| p.tensor.zeros_like().inner());
+                (p.weight_id, g)
+            })
+            .collect::<Vec<_>>()
+    };
+    let with_rule = run(false);
+    let with_bp = run(true);
+    with_rule
+        .into_iter()
+        .zip(with_bp)
+        .map(|((id, g_rule), (_, g_bp))| {
+            let name = names.get(&id).cloned().unwrap_or_default();
+            (name, angle_degrees(g_rule, g_bp))
+        })
+        .collect()
+}

@@ -1,0 +1,410 @@
+//! Behaviour of the feedback layers under each rule, on every test device.
+
+use burn::module::Module;
+use burn::nn::conv::Conv2dConfig;
+use burn::nn::{LinearConfig, PaddingConfig2d};
+use burn::optim::momentum::MomentumConfig;
+use burn::optim::{GradientsParams, SgdConfig, decay::WeightDecayConfig};
+use burn::tensor::{Device, Distribution, Tensor, Tolerance};
+use wt_core::device::test_devices;
+use wt_core::{Rule, WeightMirror};
+
+use crate::*;
+
+fn rand<const D: usize>(shape: [usize; D], device: &Device) -> Tensor<D> {
+    Tensor::random(shape, Distribution::Normal(0.0, 1.0), device)
+}
+
+fn close<const D: usize>(what: &str, a: Tensor<D>, b: Tensor<D>) {
+    assert_eq!(a.dims(), b.dims(), "{what}: shapes differ");
+    a.into_data()
+        .assert_approx_eq::<f32>(&b.into_data(), Tolerance::rel_abs(1e-4, 1e-5));
+}
+
+fn all_rules() -> Vec<Rule> {
+    Rule::NAMES.iter().map(|n| n.parse().unwrap()).collect()
+}
+
+#[test]
+fn backprop_layers_match_burn_layers_exactly() {
+    for (name, device) in test_devices() {
+        let ad = device.autodiff();
+        // Linear.
+        let burn_linear = LinearConfig::new(9, 4).init(&ad);
+        let ours = FeedbackLinear::from(burn_linear.clone());
+        let x = rand([5, 9], &ad).require_grad();
+        let up = rand([5, 4], &ad);
+        let g_ours = (ours.forward(x.clone()) * up.clone()).sum().backward();
+        let dx_ours = x.grad(&g_ours).unwrap();
+        let x2 = x.clone().detach().require_grad();
+        let g_burn = (burn_linear.forward(x2.clone()) * up).sum().backward();
+        eprintln!("bp linear on {name}");
+        close("dx", dx_ours, x2.grad(&g_burn).unwrap());
+        close(
+            "dW",
+            ours.weight.grad(&g_ours).unwrap(),
+            burn_linear.weight.grad(&g_burn).unwrap(),
+        );
+        close(
+            "db",
+            ours.bias.as_ref().unwrap().grad(&g_ours).unwrap(),
+            burn_linear.bias.as_ref().unwrap().grad(&g_burn).unwrap(),
+        );
+
+        // Conv2d with stride, padding and groups.
+        let burn_conv = Conv2dConfig::new([4, 6], [3, 3])
+            .with_stride([2, 2])
+            .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
+            .with_groups(2)
+            .init(&ad);
+        let ours = FeedbackConv2d::from(burn_conv.clone());
+        let x = rand([2, 4, 9, 9], &ad).require_grad();
+        let y = ours.forward(x.clone());
+        let up = rand(y.dims(), &ad);
+        let g_ours = (y * up.clone()).sum().backward();
+        let x2 = x.clone().detach().require_grad();
+        let g_burn = (burn_conv.forward(x2.clone()) * up).sum().backward();
+        eprintln!("bp conv on {name}");
+        close(
+            "conv dx",
+            x.grad(&g_ours).unwrap(),
+            x2.grad(&g_burn).unwrap(),
+        );
+        close(
+            "conv dW",
+            ours.weight.grad(&g_ours).unwrap(),
+            burn_conv.weight.grad(&g_burn).unwrap(),
+        );
+    }
+}
+
+#[test]
+fn every_rule_sends_the_error_through_its_feedback_matrix() {
+    for (name, device) in test_devices() {
+        let ad = device.autodiff();
+        for rule in all_rules() {
+            let layer = FeedbackLinearConfig::new(12, 7).with_rule(rule).init(&ad);
+            let x = rand([4, 12], &ad).require_grad();
+            let up = rand([4, 7], &ad);
+            let g = (layer.forward(x.clone()) * up.clone()).sum().backward();
+            let dx = x.grad(&g).unwrap();
+            if rule.name() == "brsf" {
+                // B is redrawn at each forward: check the sign structure and nonzero result.
+                let dx_sign = dx.clone().abs().sum().into_scalar::<f32>();
+                assert!(dx_sign > 0.0, "brsf dx is zero on {name}");
+                continue;
+            }
+            let b = layer.feedback_matrix().inner();
+            close(
+                &format!("{} dx on {name}", rule.name()),
+                dx,
+                up.inner().matmul(b.transpose()),
+            );
+        }
+    }
+}
+
+/// ‖W − B‖ for a KP layer.
+fn kp_gap(layer: &FeedbackLinear) -> f64 {
+    let w = layer.weight.val().inner();
+    let b = layer.feedback.as_ref().unwrap().val().inner();
+    (w - b).powi_scalar(2).sum().into_scalar::<f64>().sqrt()
+}
+
+fn kp_run(device: &Device, sgd: SgdConfig, lr: f64, steps: usize) -> Vec<f64> {
+    let ad = device.clone().autodiff();
+    let mut layer = FeedbackLinearConfig::new(16, 8)
+        .with_rule(Rule::KolenPollack(wt_core::KolenPollack))
+        .init(&ad);
+    let mut optim = sgd.init();
+    let mut gaps = vec![kp_gap(&layer)];
+    for _ in 0..steps {
+        let x = rand([10, 16], &ad);
+        let loss = layer.forward(x).powi_scalar(2).mean();
+        let grads = GradientsParams::from_grads(loss.backward(), &layer);
+        layer = optim.step(lr, layer, grads);
+        gaps.push(kp_gap(&layer));
+    }
+    gaps
+}
+
+#[test]
+fn kolen_pollack_closes_the_gap_at_the_weight_decay_rate() {
+    for (name, device) in test_devices() {
+        let (lr, decay, k) = (0.05, 0.1, 20);
+        let gaps = kp_run(
+            &device,
+            SgdConfig::new().with_weight_decay(Some(WeightDecayConfig::new(decay))),
+            lr,
+            k,
+        );
+        let expected = (1.0 - lr * decay as f64).powi(k as i32) * gaps[0];
+        let rel = (gaps[k] - expected).abs() / expected;
+        assert!(rel < 1e-3, "{name}: gap {} expected {expected}", gaps[k]);
+
+        let plain = kp_run(&device, SgdConfig::new(), lr, k);
+        let drift = (plain[k] - plain[0]).abs() / plain[0];
+        assert!(
+            drift < 1e-4,
+            "{name}: without decay the gap moved by {drift}"
+        );
+
+        let momentum = kp_run(
+            &device,
+            SgdConfig::new()
+                .with_weight_decay(Some(WeightDecayConfig::new(decay)))
+                .with_momentum(Some(MomentumConfig::new().with_momentum(0.9))),
+            lr,
+            k,
+        );
+        for w in momentum.windows(2) {
+            assert!(
+                w[1] < w[0],
+                "{name}: with momentum the gap grew: {momentum:?}"
+            );
+        }
+    }
+}
+
+fn two_layers(rule: Rule, device: &Device) -> TwoLayer {
+    let ad = device.clone().autodiff();
+    TwoLayer {
+        a: FeedbackLinearConfig::new(10, 32).with_rule(rule).init(&ad),
+        b: FeedbackLinearConfig::new(32, 3).with_rule(rule).init(&ad),
+    }
+}
+
+/// Trains a two-layer model a few steps; returns (first loss, last loss, trained model).
+fn train_two_layers(mut model: TwoLayer, device: &Device, steps: usize) -> (f32, f32, TwoLayer) {
+    let ad = device.clone().autodiff();
+    let x = rand([64, 10], &ad);
+    let target = x.clone().slice([0..64, 0..3]).tanh();
+    let mut optim = SgdConfig::new()
+        .with_momentum(Some(MomentumConfig::new().with_momentum(0.9)))
+        .init();
+    let lr = 0.05;
+    let (mut first, mut last) = (0.0, 0.0);
+    for step in 0..steps {
+        let out = model
+            .b
+            .forward(burn::tensor::activation::relu(model.a.forward(x.clone())));
+        let loss = (out - target.clone()).powi_scalar(2).mean();
+        let value = loss.clone().into_scalar::<f32>();
+        if step == 0 {
+            first = value;
+        }
+        last = value;
+        let mut grads = GradientsParams::from_grads(loss.backward(), &model);
+        add_feedback_gradients(&model, &mut grads, lr / (1.0 - 0.9));
+        model = optim.step(lr, model, grads);
+    }
+    (first, last, model)
+}
+
+#[derive(Module, Debug)]
+struct TwoLayer {
+    a: FeedbackLinear,
+    b: FeedbackLinear,
+}
+
+#[test]
+fn a_two_layer_model_learns_with_every_rule() {
+    for (name, device) in test_devices() {
+        for rule in all_rules() {
+            let (first, last, _) = train_two_layers(two_layers(rule, &device), &device, 30);
+            assert!(
+                last < 0.8 * first,
+                "{} on {name}: loss {first} -> {last}",
+                rule.name()
+            );
+        }
+    }
+}
+
+#[test]
+fn fa_keeps_b_fixed_and_usf_tracks_the_sign_of_w() {
+    for (name, device) in test_devices() {
+        let before = two_layers("fa".parse().unwrap(), &device);
+        let b0 = before.b.feedback.as_ref().unwrap().val().inner();
+        let w0 = before.b.weight.val().inner();
+        let (_, _, after) = train_two_layers(before, &device, 5);
+        let b1 = after.b.feedback.as_ref().unwrap().val().inner();
+        b0.into_data().assert_eq(&b1.into_data(), true);
+        let w1 = after.b.weight.val().inner();
+        assert!(
+            (w0 - w1).abs().sum().into_scalar::<f32>() > 0.0,
+            "{name}: FA did not train W"
+        );
+
+        let ad = device.clone().autodiff();
+        let (_, _, usf) = train_two_layers(two_layers("usf".parse().unwrap(), &device), &device, 5);
+        for layer in [&usf.a, &usf.b] {
+            let expected = layer
+                .weight
+                .val()
+                .inner()
+                .sign()
+                .mul_scalar(layer.sign_scale);
+            close("usf B", layer.feedback_matrix().inner(), expected);
+            // And the backward pass uses exactly that B.
+            let x = rand([3, layer.weight.dims()[0]], &ad).require_grad();
+            let up = rand([3, layer.weight.dims()[1]], &ad);
+            let g = (layer.forward(x.clone()) * up.clone()).sum().backward();
+            let b = layer.feedback_matrix().inner();
+            close(
+                "usf dx",
+                x.grad(&g).unwrap(),
+                up.inner().matmul(b.transpose()),
+            );
+        }
+    }
+}
+
+fn wm_angle<M: Module>(model: &M) -> f64 {
+    weight_alignment(model)[0].weight.angle_deg
+}
+
+fn mirror_rule(mirror_lr: f64, mirror_batch: usize) -> Rule {
+    Rule::WeightMirror(WeightMirror {
+        sigma: 1.0,
+        mirror_lr,
+        mirror_decay: None,
+        mirror_batch,
+        mirror_steps: 1,
+    })
+}
+
+#[test]
+fn mirror_steps_alone_align_b_with_w_linear() {
+    for (name, device) in test_devices() {
+        let t = std::time::Instant::now();
+        let layer = FeedbackLinearConfig::new(256, 256)
+            .with_rule(mirror_rule(0.02, 256))
+            .init(&device);
+        let start = wm_angle(&layer);
+        assert!(
+            start > 80.0,
+            "{name}: random B starts near 90 deg, got {start}"
+        );
+        let layer = mirror_steps(layer, 200);
+        let end = wm_angle(&layer);
+        eprintln!(
+            "{name}: linear WM angle {start:.1} -> {end:.1} in {:?}",
+            t.elapsed()
+        );
+        assert!(end < 10.0, "{name}: linear WM angle {start} -> {end}");
+    }
+}
+
+#[test]
+fn mirror_steps_alone_align_b_with_w_conv() {
+    for (name, device) in test_devices() {
+        // W as a matrix is [256, 32·3·3]; 64 noise samples of 4x4 positions a step.
+        let t = std::time::Instant::now();
+        let layer = FeedbackConv2dConfig::new([32, 256], [3, 3])
+            .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
+            .with_rule(mirror_rule(0.04, 64))
+            .init(&device);
+        let start = wm_angle(&layer);
+        assert!(
+            start > 80.0,
+            "{name}: random B starts near 90 deg, got {start}"
+        );
+        let layer = mirror_steps(layer, 150);
+        let end = wm_angle(&layer);
+        eprintln!(
+            "{name}: conv WM angle {start:.1} -> {end:.1} in {:?}",
+            t.elapsed()
+        );
+        assert!(end < 10.0, "{name}: conv WM angle {start} -> {end}");
+    }
+}
+
+#[test]
+fn records_carry_feedback_weights() {
+    let device = test_devices()[0].1.clone();
+    let dir = std::env::temp_dir().join(format!("wt-nn-record-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for rule in all_rules() {
+        let layer = FeedbackLinearConfig::new(6, 4)
+            .with_rule(rule)
+            .init(&device);
+        let path = dir.join(format!("{}.bpk", rule.name()));
+        layer.clone().save_file(&path).unwrap();
+        device.seed(99);
+        let fresh = FeedbackLinearConfig::new(6, 4)
+            .with_rule(rule)
+            .init(&device);
+        let loaded = fresh.load_file(&path);
+        loaded
+            .weight
+            .val()
+            .into_data()
+            .assert_eq(&layer.weight.val().into_data(), true);
+        match (&layer.feedback, &loaded.feedback) {
+            (Some(a), Some(b)) => a.val().into_data().assert_eq(&b.val().into_data(), true),
+            (None, None) => {}
+            _ => panic!("{}: feedback presence changed on load", rule.name()),
+        }
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn alignment_helpers_reach_nested_layers() {
+    #[derive(Module, Debug)]
+    struct Block {
+        conv: FeedbackConv2d,
+    }
+    #[derive(Module, Debug)]
+    struct Net {
+        blocks: Vec<Block>,
+        head: FeedbackLinear,
+    }
+    let device = test_devices()[0].1.clone();
+    let ad = device.autodiff();
+    let fa: Rule = "fa".parse().unwrap();
+    let net = Net {
+        blocks: vec![
+            Block {
+                conv: FeedbackConv2dConfig::new([2, 4], [3, 3])
+                    .with_rule(fa)
+                    .init(&ad),
+            },
+            Block {
+                conv: FeedbackConv2dConfig::new([4, 4], [3, 3])
+                    .with_rule(fa)
+                    .init(&ad),
+            },
+        ],
+        head: FeedbackLinearConfig::new(4, 3).with_rule(fa).init(&ad),
+    };
+    let report = weight_alignment(&net);
+    let paths: Vec<_> = report.iter().map(|r| r.path.as_str()).collect();
+    assert_eq!(paths, ["blocks.0.conv", "blocks.1.conv", "head"]);
+    for r in &report {
+        assert!(r.weight.angle_deg > 45.0, "{r:?}");
+    }
+
+    let x = rand([2, 2, 7, 7], &ad);
+    let errors = error_alignment(&net, |m: &Net| {
+        let mut h = x.clone();
+        for b in &m.blocks {
+            h = burn::tensor::activation::relu(b.conv.forward(h));
+        }
+        let h = h.mean_dim(3).mean_dim(2).flatten::<2>(1, 3);
+        m.head.forward(h).powi_scalar(2).sum()
+    });
+    let names: Vec<_> = errors.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["blocks.0.conv", "blocks.1.conv", "head"]);
+    // The head's input error goes through B alone under FA: clearly misaligned with BP.
+    assert!(errors[2].1 > 10.0, "{errors:?}");
+
+    // Under BP both runs are the same computation.
+    let bp = FeedbackLinearConfig::new(5, 3).init(&ad);
+    let xb = rand([4, 5], &ad);
+    let errors = error_alignment(&bp, |m: &FeedbackLinear| {
+        m.forward(xb.clone()).powi_scalar(2).sum()
+    });
+    assert!(errors[0].1 < 0.5, "{errors:?}");
+}

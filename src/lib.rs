@@ -1,0 +1,11 @@
+#![doc = include_str!("../README.md")]
+//!
+//! ## Crate contents
+//!
+//! Re-exports [`wt_core`] (feedback ops, learning rules, metrics) and [`wt_nn`] (feedback
+//! layers and model-wide helpers).
+
+pub use wt_core;
+pub use wt_core::rule::*;
+pub use wt_nn;
+pub use wt_nn::*;
