@@ -24,12 +24,13 @@ pub struct FeedbackAlignment;
 pub struct UniformSignSymmetry;
 
 /// Batchwise random-magnitude sign-symmetry, brSF (Moskovitz et al. 2018; BioTorch `brsf`):
-/// `B = |R|·sign(W)`, `R ~ N(0, s²)` redrawn at every training forward pass (once a step).
+/// `B = |R|·sign(W)`, `R ~ U(−√3·s, √3·s)` (std `s`) redrawn at every training forward pass
+/// (once a step).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct BatchRandomSignSymmetry;
 
 /// Fixed random-magnitude sign-symmetry, frSF (Moskovitz et al. 2018; BioTorch `frsf`):
-/// `B = |R0|·sign(W)`, `R0 ~ N(0, s²)` drawn once and stored with the layer.
+/// `B = |R0|·sign(W)`, `R0 ~ U(−√3·s, √3·s)` (std `s`) drawn once and stored with the layer.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct FixedRandomSignSymmetry;
 
@@ -90,7 +91,8 @@ impl WeightMirror {
     }
 
     /// The pseudo-gradient that makes an SGD step of learning rate `lr` land exactly on
-    /// [`apply`](Self::apply)'s result: `(B − B_new)/lr`.
+    /// [`apply`](Self::apply)'s result: `(B − B_new)/lr`, computed in closed form,
+    /// `((1 − (1−λ_B)^k)·B − η_B·Σ_i (1−λ_B)^(k−1−i)·C_i) / lr`.
     pub fn pseudo_gradient<const D: usize>(
         &self,
         feedback: Tensor<D>,
@@ -101,9 +103,21 @@ impl WeightMirror {
             lr > 0.0,
             "weight mirror: the optimizer learning rate must be > 0"
         );
-        let updated = self.apply(feedback.clone(), corrs);
-        (feedback - updated).div_scalar(lr)
+        let keep = 1.0 - self.decay();
+        let k = corrs.len() as i32;
+        let decayed = feedback.mul_scalar((1.0 - keep.powi(k)) / lr);
+        corrs.into_iter().enumerate().fold(decayed, |g, (i, c)| {
+            g - c.mul_scalar(self.mirror_lr * keep.powi(k - 1 - i as i32) / lr)
+        })
     }
+}
+
+/// Distribution of the random magnitudes `R` of brSF and frSF: uniform with standard
+/// deviation `s`, `U(−√3·s, √3·s)` — the shape of Burn's (and PyTorch's) default
+/// Kaiming-uniform initialiser, as BioTorch draws them from W's initialiser.
+fn magnitude_distribution(scale: f64) -> Distribution {
+    let bound = 3f64.sqrt() * scale;
+    Distribution::Uniform(-bound, bound)
 }
 
 /// The learning rule of one feedback layer.
@@ -241,14 +255,14 @@ impl Rule {
             Rule::UniformSignSymmetry(_) => weight.clone().detach().sign().mul_scalar(scale),
             Rule::BatchRandomSignSymmetry(_) => {
                 let signs = weight.clone().detach().sign();
-                signs.random_like(Distribution::Normal(0.0, scale)).abs() * signs
+                signs.random_like(magnitude_distribution(scale)).abs() * signs
             }
             Rule::FixedRandomSignSymmetry(_) => stored().detach() * weight.clone().detach().sign(),
         }
     }
 
     /// Draws what the layer stores for this rule, given a draw from W's initialiser.
-    /// frSF keeps `|R0|`, `R0 ~ N(0, s²)`.
+    /// frSF keeps `|R0|`, `R0 ~ U(−√3·s, √3·s)`.
     pub fn init_storage<const D: usize>(
         &self,
         draw_like_weight: impl FnOnce() -> Tensor<D>,
@@ -262,9 +276,45 @@ impl Rule {
                 weight
                     .clone()
                     .detach()
-                    .random_like(Distribution::Normal(0.0, scale))
+                    .random_like(magnitude_distribution(scale))
                     .abs(),
             ),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::device::test_devices;
+    use burn::tensor::Tolerance;
+
+    #[test]
+    fn mirror_pseudo_gradient_is_the_plain_update_over_the_learning_rate() {
+        let device = test_devices()[0].1.clone();
+        let wm = WeightMirror {
+            mirror_steps: 3,
+            ..WeightMirror::default()
+        };
+        let b = Tensor::<2>::random([5, 4], Distribution::Normal(0.0, 1.0), &device);
+        let corrs: Vec<_> = (0..3)
+            .map(|_| Tensor::<2>::random([5, 4], Distribution::Normal(0.0, 1.0), &device))
+            .collect();
+        let lr = 0.07;
+        let g = wm.pseudo_gradient(b.clone(), corrs.clone(), lr);
+        let stepped = b.clone() - g.mul_scalar(lr);
+        stepped.into_data().assert_approx_eq::<f32>(
+            &wm.apply(b, corrs).into_data(),
+            Tolerance::rel_abs(1e-5, 1e-6),
+        );
+    }
+
+    #[test]
+    fn rule_names_round_trip_and_unknown_names_are_errors() {
+        for name in Rule::NAMES {
+            assert_eq!(name.parse::<Rule>().unwrap().name(), name);
+        }
+        let err = "sgd".parse::<Rule>().unwrap_err().to_string();
+        assert!(err.contains("sgd") && err.contains("kp"), "{err}");
     }
 }

@@ -4,7 +4,7 @@
 //! of layers.
 //!
 //! A training step with every rule:
-//! ```rust,ignore
+//! ```text
 //! let loss = model.forward_loss(batch);
 //! let mut grads = GradientsParams::from_grads(loss.backward(), &model);
 //! wt_nn::add_feedback_gradients(&model, &mut grads, lr / (1.0 - momentum));

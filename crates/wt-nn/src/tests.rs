@@ -80,26 +80,76 @@ fn backprop_layers_match_burn_layers_exactly() {
 
 #[test]
 fn every_rule_sends_the_error_through_its_feedback_matrix() {
+    use burn::tensor::module::{conv_transpose2d, conv2d, linear};
+    use burn::tensor::ops::ConvTransposeOptions;
     for (name, device) in test_devices() {
         let ad = device.autodiff();
         for rule in all_rules() {
+            let what = |t: &str| format!("{} {t} on {name}", rule.name());
+            // Linear: forward and dW as Burn's linear, dx = g·Bᵀ.
             let layer = FeedbackLinearConfig::new(12, 7).with_rule(rule).init(&ad);
             let x = rand([4, 12], &ad).require_grad();
             let up = rand([4, 7], &ad);
-            let g = (layer.forward(x.clone()) * up.clone()).sum().backward();
-            let dx = x.grad(&g).unwrap();
-            if rule.name() == "brsf" {
-                // B is redrawn at each forward: check the sign structure and nonzero result.
-                let dx_sign = dx.clone().abs().sum().into_scalar::<f32>();
-                assert!(dx_sign > 0.0, "brsf dx is zero on {name}");
-                continue;
-            }
-            let b = layer.feedback_matrix().inner();
+            let y = layer.forward(x.clone());
+            let g = (y.clone() * up.clone()).sum().backward();
+            let w = layer.weight.val().inner();
+            let bias = layer.bias.as_ref().map(|b| b.val().inner());
+            let x_in = x.clone().inner();
             close(
-                &format!("{} dx on {name}", rule.name()),
-                dx,
-                up.inner().matmul(b.transpose()),
+                &what("linear forward"),
+                y.inner(),
+                linear(x_in.clone(), w.clone(), bias),
             );
+            close(
+                &what("linear dW"),
+                layer.weight.grad(&g).unwrap(),
+                x_in.transpose().matmul(up.clone().inner()),
+            );
+            if rule.name() != "brsf" {
+                // brSF draws B at each forward: its B is checked through the sign test below.
+                let b = layer.feedback_matrix().inner();
+                close(
+                    &what("linear dx"),
+                    x.grad(&g).unwrap(),
+                    up.inner().matmul(b.transpose()),
+                );
+            } else {
+                let dx = x.grad(&g).unwrap();
+                assert!(
+                    dx.abs().sum().into_scalar::<f32>() > 0.0,
+                    "{}",
+                    what("dx is zero")
+                );
+            }
+
+            // Conv with stride 2, padding 1, dilation 2, groups 2.
+            let conv = FeedbackConv2dConfig::new([4, 6], [3, 3])
+                .with_stride([2, 2])
+                .with_dilation([2, 2])
+                .with_groups(2)
+                .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
+                .with_rule(rule)
+                .init(&ad);
+            let x = rand([2, 4, 10, 10], &ad).require_grad();
+            let y = conv.forward(x.clone());
+            let up = rand(y.dims(), &ad);
+            let g = (y.clone() * up.clone()).sum().backward();
+            let options = conv.options(10, 10);
+            let w = conv.weight.val().inner();
+            let bias = conv.bias.as_ref().map(|b| b.val().inner());
+            close(
+                &what("conv forward"),
+                y.inner(),
+                conv2d(x.clone().inner(), w.clone(), bias, options.clone()),
+            );
+            if rule.name() != "brsf" {
+                let [_, _, h_out, _] = up.dims();
+                let out_pad = 10 + 2 - ((h_out - 1) * 2 + 5);
+                let t = ConvTransposeOptions::new([2, 2], [1, 1], [out_pad; 2], [2, 2], 2);
+                let expected =
+                    conv_transpose2d(up.inner(), conv.feedback_matrix().inner(), None, t);
+                close(&what("conv dx"), x.grad(&g).unwrap(), expected);
+            }
         }
     }
 }

@@ -1,0 +1,127 @@
+//! What a rule costs over Burn's own layer: forward + backward of one dense and one conv layer,
+//! each rule against `burn::nn::Linear` / `Conv2d`, medians measured in one run.
+//!
+//! ```text
+//! cargo bench --bench feedback_layers                      # flex
+//! cargo bench --bench feedback_layers --features ndarray -- --device ndarray
+//! ```
+//! Prints a table and one JSON line per row:
+//! `{"layer":"linear","rule":"fa","backend":"flex","ratio_to_burn":1.01}`.
+
+use std::time::{Duration, Instant};
+
+use burn::module::Module;
+use burn::nn::conv::Conv2dConfig;
+use burn::nn::{LinearConfig, PaddingConfig2d};
+use burn::optim::GradientsParams;
+use burn::tensor::{Device, Distribution, Tensor};
+use wt::wt_core::device::parse_device;
+use wt::{FeedbackConv2dConfig, FeedbackLinearConfig, Rule};
+
+/// Median wall time of `f` over `reps` runs after `warmup` runs; `f` syncs the device.
+fn median(warmup: usize, reps: usize, mut f: impl FnMut()) -> Duration {
+    for _ in 0..warmup {
+        f();
+    }
+    let mut times: Vec<Duration> = (0..reps)
+        .map(|_| {
+            let t = Instant::now();
+            f();
+            t.elapsed()
+        })
+        .collect();
+    times.sort();
+    times[reps / 2]
+}
+
+/// One training step's gradient work: forward, loss, backward, gradients collected per param
+/// (and, for the weight mirror, its mirror step).
+fn step<M: Module>(model: &M, loss: Tensor<1>) {
+    let mut grads = GradientsParams::from_grads(loss.backward(), model);
+    wt::add_feedback_gradients(model, &mut grads, 0.1);
+    let _ = grads;
+}
+
+fn main() {
+    let mut device_name = "flex".to_string();
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        if a == "--device" {
+            device_name = args.next().expect("--device needs a value");
+        }
+    }
+    let device: Device = parse_device(&device_name).unwrap_or_else(|e| {
+        eprintln!("error: {e}");
+        std::process::exit(2)
+    });
+    let ad = device.clone().autodiff();
+    let (warmup, reps) = (3, 15);
+    let sync = || device.sync().expect("device sync");
+
+    println!("layer   rule  median_ms  burn_ms  ratio   ({device_name})");
+    let mut rows = Vec::new();
+
+    // Dense: batch 128, 1024 -> 1024.
+    let x = Tensor::<2>::random([128, 1024], Distribution::Normal(0.0, 1.0), &ad);
+    let burn_layer = LinearConfig::new(1024, 1024).init(&ad);
+    let burn_ms = median(warmup, reps, || {
+        let loss = burn_layer.forward(x.clone()).powi_scalar(2).mean();
+        step(&burn_layer, loss);
+        sync();
+    });
+    for name in Rule::NAMES {
+        let rule: Rule = name.parse().expect("rule name");
+        let layer = FeedbackLinearConfig::new(1024, 1024)
+            .with_rule(rule)
+            .init(&ad);
+        let t = median(warmup, reps, || {
+            let loss = layer.forward(x.clone()).powi_scalar(2).mean();
+            step(&layer, loss);
+            sync();
+        });
+        rows.push(("linear", name, t, burn_ms));
+    }
+
+    // Conv: batch 32, 64 -> 64 channels, 32x32, 3x3, padding 1; and a stride-2 case.
+    let x = Tensor::<4>::random([32, 64, 32, 32], Distribution::Normal(0.0, 1.0), &ad);
+    for (label, stride) in [("conv", 1), ("conv_s2", 2)] {
+        let burn_conv = Conv2dConfig::new([64, 64], [3, 3])
+            .with_stride([stride, stride])
+            .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
+            .init(&ad);
+        let burn_ms = median(warmup, reps, || {
+            let loss = burn_conv.forward(x.clone()).powi_scalar(2).mean();
+            step(&burn_conv, loss);
+            sync();
+        });
+        for name in Rule::NAMES {
+            let rule: Rule = name.parse().expect("rule name");
+            let layer = FeedbackConv2dConfig::new([64, 64], [3, 3])
+                .with_stride([stride, stride])
+                .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
+                .with_rule(rule)
+                .init(&ad);
+            let t = median(warmup, reps, || {
+                let loss = layer.forward(x.clone()).powi_scalar(2).mean();
+                step(&layer, loss);
+                sync();
+            });
+            rows.push((label, name, t, burn_ms));
+        }
+    }
+
+    for (layer, rule, t, burn) in &rows {
+        println!(
+            "{layer:<8}{rule:<6}{:>9.2}{:>9.2}{:>7.3}",
+            t.as_secs_f64() * 1e3,
+            burn.as_secs_f64() * 1e3,
+            t.as_secs_f64() / burn.as_secs_f64()
+        );
+    }
+    for (layer, rule, t, burn) in &rows {
+        println!(
+            "{{\"layer\":\"{layer}\",\"rule\":\"{rule}\",\"backend\":\"{device_name}\",\"ratio_to_burn\":{:.3}}}",
+            t.as_secs_f64() / burn.as_secs_f64()
+        );
+    }
+}
