@@ -38,6 +38,8 @@ pub fn parse_device(name: &str) -> Result<Device, String> {
         ),
         None => (name, None),
     };
+    #[cfg(not(any(feature = "wgpu", feature = "cuda")))]
+    let _ = index; // only GPU backends take an index
     let missing = || {
         format!(
             "device `{name}`: this build has no `{kind}` backend (built: {}); rebuild with `--features {kind}`",

@@ -102,6 +102,26 @@ impl FeedbackBackend for burn::backend::NdArray {}
 #[cfg(any(feature = "wgpu", feature = "cuda"))]
 impl FeedbackBackend for burn::backend::Cube {}
 
+/// Registers `dW` for the weight (parent 1) and, when the feedback (parent 2) is tracked, the
+/// same tensor for it (Kolen-Pollack). `dw` is computed only if one of them needs it.
+fn register_weight_gradient<B: Backend>(
+    weight: Option<NodeId>,
+    feedback: Option<NodeId>,
+    grads: &mut Gradients,
+    dw: impl FnOnce() -> <B as burn::backend::BackendTypes>::FloatTensorPrimitive,
+) {
+    if weight.is_none() && feedback.is_none() {
+        return;
+    }
+    let dw = dw();
+    if let Some(b) = feedback {
+        grads.register::<B>(b, dw.clone());
+    }
+    if let Some(w) = weight {
+        grads.register::<B>(w, dw);
+    }
+}
+
 /// Backward of [`FeedbackBackend::feedback_linear`] (parents: x, W, B, and b when present).
 #[derive(Debug)]
 struct FeedbackLinearBackward;
@@ -131,21 +151,12 @@ impl<B: Backend, const N: usize> Backward<B, N> for FeedbackLinearBackward {
             let feedback = feedback.expect("feedback kept when x is tracked");
             grads.register::<B>(node.id, B::linear_x_backward(feedback, grad.clone()));
         }
-        let weight_node = parents[1].as_ref();
-        let feedback_node = parents[2].as_ref();
-        if weight_node.is_some() || feedback_node.is_some() {
-            let dw =
-                B::linear_weight_backward(x.expect("x kept when W or B is tracked"), grad.clone());
-            match (weight_node, feedback_node) {
-                (Some(w), Some(b)) => {
-                    grads.register::<B>(b.id, dw.clone());
-                    grads.register::<B>(w.id, dw);
-                }
-                (Some(w), None) => grads.register::<B>(w.id, dw),
-                (None, Some(b)) => grads.register::<B>(b.id, dw),
-                (None, None) => {}
-            }
-        }
+        register_weight_gradient::<B>(
+            parents[1].as_ref().map(|n| n.id),
+            parents[2].as_ref().map(|n| n.id),
+            grads,
+            || B::linear_weight_backward(x.expect("x kept when W or B is tracked"), grad.clone()),
+        );
         if N == 4
             && let Some(node) = &parents[N - 1]
         {
@@ -179,26 +190,20 @@ impl<B: Backend, const N: usize> Backward<B, N> for FeedbackConv2dBackward {
         let x = checkpointer.retrieve_node_output::<B::FloatTensorPrimitive>(x_state);
         let parents = ops.parents;
 
-        let weight_node = parents[1].as_ref();
-        let feedback_node = parents[2].as_ref();
-        if weight_node.is_some() || feedback_node.is_some() {
-            // conv2d_weight_backward only reads the weight's shape: the feedback has the same one.
-            let dw = B::conv2d_weight_backward(
-                x.clone(),
-                feedback.clone(),
-                grad.clone(),
-                options.clone(),
-            );
-            match (weight_node, feedback_node) {
-                (Some(w), Some(b)) => {
-                    grads.register::<B>(b.id, dw.clone());
-                    grads.register::<B>(w.id, dw);
-                }
-                (Some(w), None) => grads.register::<B>(w.id, dw),
-                (None, Some(b)) => grads.register::<B>(b.id, dw),
-                (None, None) => {}
-            }
-        }
+        register_weight_gradient::<B>(
+            parents[1].as_ref().map(|n| n.id),
+            parents[2].as_ref().map(|n| n.id),
+            grads,
+            || {
+                // conv2d_weight_backward only reads the weight's shape: the feedback has the same one.
+                B::conv2d_weight_backward(
+                    x.clone(),
+                    feedback.clone(),
+                    grad.clone(),
+                    options.clone(),
+                )
+            },
+        );
         if N == 4
             && let Some(node) = &parents[N - 1]
         {

@@ -8,7 +8,7 @@ use burn::tensor::ops::ConvOptions;
 use burn::tensor::{Device, Tensor};
 use wt_core::{Rule, WeightMirror, feedback_conv2d, mirror::conv2d_mirror_correlation};
 
-use crate::feedback::{self, feedback_param, initializer_std, rms};
+use crate::feedback::{self, init_rule_state};
 use crate::module_impl::feedback_module;
 use crate::pass;
 
@@ -109,21 +109,17 @@ impl FeedbackConv2dConfig {
             self.initializer
                 .init_with([c_out], Some(fan_in), Some(fan_out), device)
         });
-        let sign_scale = initializer_std(&self.initializer, fan_in, fan_out)
-            .unwrap_or_else(|| rms(&weight.val()));
-        let stored = self.rule.init_storage(
-            || {
-                self.initializer
-                    .init_with::<4, _>(shape, Some(fan_in), Some(fan_out), device)
-                    .val()
-            },
+        let (feedback, sign_scale) = init_rule_state(
+            &self.rule,
+            &self.initializer,
+            shape,
+            (fan_in, fan_out),
             &weight.val(),
-            sign_scale,
         );
         FeedbackConv2d {
             weight,
             bias,
-            feedback: feedback_param(&self.rule, stored),
+            feedback,
             stride: self.stride,
             kernel_size: self.kernel_size,
             dilation: self.dilation,
@@ -151,29 +147,19 @@ impl FeedbackConv2d {
     /// the rule draws one) comes from Burn's default conv initialiser for the same fans.
     pub fn from_conv2d(conv: Conv2d, rule: Rule) -> Self {
         let [c_out, c_in_group, kh, kw] = conv.weight.dims();
-        let device = conv.weight.val().device();
         let (fan_in, fan_out) = (c_in_group * kh * kw, c_out / conv.groups * kh * kw);
         let init = FeedbackConv2dConfig::new([c_in_group * conv.groups, c_out], [kh, kw]);
-        let sign_scale = initializer_std(&init.initializer, fan_in, fan_out)
-            .expect("the default initialiser has a std");
-        let stored = rule.init_storage(
-            || {
-                init.initializer
-                    .init_with::<4, _>(
-                        [c_out, c_in_group, kh, kw],
-                        Some(fan_in),
-                        Some(fan_out),
-                        &device,
-                    )
-                    .val()
-            },
+        let (feedback, sign_scale) = init_rule_state(
+            &rule,
+            &init.initializer,
+            [c_out, c_in_group, kh, kw],
+            (fan_in, fan_out),
             &conv.weight.val(),
-            sign_scale,
         );
         FeedbackConv2d {
             weight: conv.weight,
             bias: conv.bias,
-            feedback: feedback_param(&rule, stored),
+            feedback,
             stride: conv.stride,
             kernel_size: conv.kernel_size,
             dilation: conv.dilation,

@@ -7,15 +7,27 @@ use wt_core::{Rule, WeightMirror};
 
 use crate::pass::{self, LayerSnapshot, Pass};
 
-/// Wraps what a rule stores as a parameter: saved and loaded with the module, moved between
-/// devices; it requires grad only for Kolen-Pollack, whose `B` receives W's gradient.
-pub(crate) fn feedback_param<const D: usize>(
+/// What a layer keeps for its rule: the stored feedback tensor (a parameter: saved and loaded
+/// with the module, moved between devices; it requires grad only for Kolen-Pollack, whose `B`
+/// receives W's gradient) and the sign-symmetry scale `s`, the std of W's initialiser for the
+/// given fans (measured from `weight` for initialisers without a closed form).
+pub(crate) fn init_rule_state<const D: usize>(
     rule: &Rule,
-    stored: Option<Tensor<D>>,
-) -> Option<Param<Tensor<D>>> {
-    stored.map(|t| {
+    initializer: &burn::nn::Initializer,
+    shape: [usize; D],
+    (fan_in, fan_out): (usize, usize),
+    weight: &Tensor<D>,
+) -> (Option<Param<Tensor<D>>>, f64) {
+    let scale = initializer_std(initializer, fan_in, fan_out).unwrap_or_else(|| rms(weight));
+    let draw = || {
+        initializer
+            .init_with::<D, _>(shape, Some(fan_in), Some(fan_out), &weight.device())
+            .val()
+    };
+    let stored = rule.init_storage(draw, weight, scale).map(|t| {
         Param::from_tensor(t.detach()).set_require_grad(rule.feedback_receives_weight_gradient())
-    })
+    });
+    (stored, scale)
 }
 
 /// Replaces a tensor's value by `value` (computed outside autodiff), keeping whether it was on

@@ -6,7 +6,7 @@ use burn::nn::{Initializer, Linear};
 use burn::tensor::{Device, Tensor};
 use wt_core::{Rule, WeightMirror, feedback_linear, mirror::linear_correlation};
 
-use crate::feedback::{self, feedback_param, initializer_std, rms};
+use crate::feedback::{self, init_rule_state};
 use crate::module_impl::feedback_module;
 use crate::pass;
 
@@ -63,21 +63,17 @@ impl FeedbackLinearConfig {
             self.initializer
                 .init_with([self.d_output], fans.0, fans.1, device)
         });
-        let sign_scale = initializer_std(&self.initializer, self.d_input, self.d_output)
-            .unwrap_or_else(|| rms(&weight.val()));
-        let stored = self.rule.init_storage(
-            || {
-                self.initializer
-                    .init_with::<2, _>(shape, fans.0, fans.1, device)
-                    .val()
-            },
+        let (feedback, sign_scale) = init_rule_state(
+            &self.rule,
+            &self.initializer,
+            shape,
+            (self.d_input, self.d_output),
             &weight.val(),
-            sign_scale,
         );
         FeedbackLinear {
             weight,
             bias,
-            feedback: feedback_param(&self.rule, stored),
+            feedback,
             rule: self.rule,
             sign_scale,
         }
@@ -89,23 +85,18 @@ impl FeedbackLinear {
     /// the rule draws one) comes from Burn's default linear initialiser for the same fans.
     pub fn from_linear(linear: Linear, rule: Rule) -> Self {
         let [d_input, d_output] = linear.weight.dims();
-        let device = linear.weight.val().device();
         let init = FeedbackLinearConfig::new(d_input, d_output).with_rule(rule);
-        let sign_scale = initializer_std(&init.initializer, d_input, d_output)
-            .expect("the default initialiser has a std");
-        let stored = rule.init_storage(
-            || {
-                init.initializer
-                    .init_with::<2, _>([d_input, d_output], Some(d_input), Some(d_output), &device)
-                    .val()
-            },
+        let (feedback, sign_scale) = init_rule_state(
+            &rule,
+            &init.initializer,
+            [d_input, d_output],
+            (d_input, d_output),
             &linear.weight.val(),
-            sign_scale,
         );
         FeedbackLinear {
             weight: linear.weight,
             bias: linear.bias,
-            feedback: feedback_param(&rule, stored),
+            feedback,
             rule,
             sign_scale,
         }

@@ -16,7 +16,7 @@ use burn::optim::GradientsParams;
 use burn::tensor::Tensor;
 use wt_core::{WeightAlignment, angle_degrees};
 
-use crate::pass::{self, IdentityMapper, Pass, PathVisitor};
+use crate::pass::{self, IdentityMapper, LayerSnapshot, Pass, PathVisitor};
 
 /// Adds the gradients of `B` that do not come out of backward: the weight mirror's
 /// pseudo-gradient `−(η_B/η)·ξᵀ(ξW)/n + (λ_B/η)·B` for every weight-mirror layer, so the
@@ -48,6 +48,21 @@ pub fn mirror_steps<M: Module>(model: M, steps: usize) -> M {
     pass::with_pass(Pass::Mirror { steps }, || model.map(&mut IdentityMapper)).0
 }
 
+/// Runs a report pass: one snapshot of every feedback layer, in visiting order.
+fn snapshots<M: Module>(model: &M) -> Vec<LayerSnapshot> {
+    let ((), ended) = pass::with_pass(
+        Pass::Report {
+            path: Vec::new(),
+            layers: Vec::new(),
+        },
+        || model.visit(&mut PathVisitor),
+    );
+    match ended {
+        Pass::Report { layers, .. } => layers,
+        _ => unreachable!("a report pass ends as a report pass"),
+    }
+}
+
 /// Alignment of one feedback layer.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LayerAlignment {
@@ -63,17 +78,7 @@ pub struct LayerAlignment {
 
 /// Angle between `B` and `W` and `‖B‖/‖W‖` for every feedback layer, in visiting order.
 pub fn weight_alignment<M: Module>(model: &M) -> Vec<LayerAlignment> {
-    let ((), ended) = pass::with_pass(
-        Pass::Report {
-            path: Vec::new(),
-            layers: Vec::new(),
-        },
-        || model.visit(&mut PathVisitor),
-    );
-    let Pass::Report { layers, .. } = ended else {
-        unreachable!("report pass")
-    };
-    layers
+    snapshots(model)
         .into_iter()
         .map(|l| LayerAlignment {
             path: l.path,
@@ -91,19 +96,10 @@ pub fn weight_alignment<M: Module>(model: &M) -> Vec<LayerAlignment> {
 /// twice (once with the rules, once with every `B := W`). The model must be on an autodiff
 /// device. For the first layer the "error" is the gradient w.r.t. the data.
 pub fn error_alignment<M: Module>(model: &M, loss: impl Fn(&M) -> Tensor<1>) -> Vec<(String, f64)> {
-    let names: std::collections::HashMap<_, _> = {
-        let ((), ended) = pass::with_pass(
-            Pass::Report {
-                path: Vec::new(),
-                layers: Vec::new(),
-            },
-            || model.visit(&mut PathVisitor),
-        );
-        let Pass::Report { layers, .. } = ended else {
-            unreachable!("report pass")
-        };
-        layers.into_iter().map(|l| (l.weight_id, l.path)).collect()
-    };
+    let names: std::collections::HashMap<_, _> = snapshots(model)
+        .into_iter()
+        .map(|l| (l.weight_id, l.path))
+        .collect();
     let run = |force_backprop: bool| {
         let (loss_value, ended) = pass::with_pass(
             Pass::Probe {
