@@ -10,18 +10,20 @@
 //! `--lr X` (0.01), `--momentum X` (0.9), `--weight-decay X` (1e-4), `--seed N` (1),
 //! `--mirror-warmup N` (500, WM only). Ends with one JSON line of the final metrics.
 
-use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
+use burn::data::dataloader::batcher::Batcher;
+use burn::data::dataset::Dataset;
 use burn::module::Module;
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::momentum::MomentumConfig;
 use burn::optim::{GradientsParams, SgdConfig, decay::WeightDecayConfig};
 use burn::tensor::activation::relu;
-use burn::tensor::{Device, Int, Tensor, TensorData};
+use burn::tensor::{Device, Int, Tensor};
 use wt::wt_core::device::parse_device;
 use wt::{FeedbackLinear, FeedbackLinearConfig, Rule};
+use wt_data::{MnistBatcher, MnistDataset, Split};
 
 #[derive(Module, Debug)]
 struct Mlp {
@@ -48,112 +50,17 @@ impl Mlp {
     }
 }
 
-/// One MNIST split: images as `u8` rows of 784 pixels, labels 0..=9.
-struct Split {
-    images: Vec<u8>,
-    labels: Vec<u8>,
-}
-
-impl Split {
-    fn len(&self) -> usize {
-        self.labels.len()
-    }
-}
-
-/// Reads an IDX file, gzipped (`.gz`) or raw, checking magic number and sizes.
-fn read_idx(path: &Path, magic: u32, item_bytes: usize) -> Result<(Vec<u8>, usize), String> {
-    let raw = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let bytes = if raw.starts_with(&[0x1f, 0x8b]) {
-        let mut out = Vec::new();
-        flate2::read::GzDecoder::new(&raw[..])
-            .read_to_end(&mut out)
-            .map_err(|e| format!("{}: not a valid gzip stream: {e}", path.display()))?;
-        out
-    } else {
-        raw
-    };
-    let header = |i: usize| -> Result<u32, String> {
-        bytes
-            .get(4 * i..4 * i + 4)
-            .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
-            .ok_or_else(|| format!("{}: truncated header at offset {}", path.display(), 4 * i))
-    };
-    let found = header(0)?;
-    if found != magic {
-        return Err(format!(
-            "{}: magic number {found:#010x} at offset 0, expected {magic:#010x}",
-            path.display()
-        ));
-    }
-    let count = header(1)? as usize;
-    let header_len = if magic == 0x0803 { 16 } else { 8 };
-    if magic == 0x0803 && (header(2)?, header(3)?) != (28, 28) {
-        return Err(format!("{}: images are not 28x28", path.display()));
-    }
-    let expected = header_len + count * item_bytes;
-    if bytes.len() != expected {
-        return Err(format!(
-            "{}: {} bytes, expected {expected} for {count} items",
-            path.display(),
-            bytes.len()
-        ));
-    }
-    Ok((bytes[header_len..].to_vec(), count))
-}
-
-/// Finds `name` or `name.gz` in `dir`.
-fn find(dir: &Path, name: &str) -> Result<PathBuf, String> {
-    for candidate in [dir.join(format!("{name}.gz")), dir.join(name)] {
-        if candidate.exists() {
-            return Ok(candidate);
-        }
-    }
-    Err(format!(
-        "{}: neither {name} nor {name}.gz found (expected the official MNIST IDX files)",
-        dir.display()
-    ))
-}
-
-fn load_split(dir: &Path, prefix: &str) -> Result<Split, String> {
-    let images_path = find(dir, &format!("{prefix}-images-idx3-ubyte"))?;
-    let labels_path = find(dir, &format!("{prefix}-labels-idx1-ubyte"))?;
-    let (images, n_images) = read_idx(&images_path, 0x0803, 784)?;
-    let (labels, n_labels) = read_idx(&labels_path, 0x0801, 1)?;
-    if n_images != n_labels {
-        return Err(format!(
-            "{}: {n_images} images but {}: {n_labels} labels",
-            images_path.display(),
-            labels_path.display()
-        ));
-    }
-    if let Some(i) = labels.iter().position(|&l| l > 9) {
-        return Err(format!(
-            "{}: label {} at record {i} is out of range 0..=9",
-            labels_path.display(),
-            labels[i]
-        ));
-    }
-    Ok(Split { images, labels })
-}
-
 /// Batch of normalised images `[n, 784]` and labels `[n]` for the given item indices.
-fn batch(split: &Split, idx: &[usize], device: &Device) -> (Tensor<2>, Tensor<1, Int>) {
-    let mut px = Vec::with_capacity(idx.len() * 784);
-    for &i in idx {
-        px.extend(
-            split.images[i * 784..(i + 1) * 784]
-                .iter()
-                .map(|&p| (p as f32 / 255.0 - 0.1307) / 0.3081),
-        );
-    }
-    let labels: Vec<i64> = idx.iter().map(|&i| split.labels[i] as i64).collect();
-    (
-        Tensor::from_data(TensorData::new(px, [idx.len(), 784]), device),
-        Tensor::from_data(TensorData::new(labels, [idx.len()]), device),
-    )
+fn batch(split: &MnistDataset, idx: &[usize], device: &Device) -> (Tensor<2>, Tensor<1, Int>) {
+    let items = idx
+        .iter()
+        .map(|&i| split.get(i).expect("index within the split"))
+        .collect();
+    let b = MnistBatcher.batch(items, device);
+    (b.images.flatten(1, 3), b.targets)
 }
 
-fn accuracy(model: &Mlp, split: &Split, device: &Device) -> f64 {
+fn accuracy(model: &Mlp, split: &MnistDataset, device: &Device) -> f64 {
     let mut correct = 0i64;
     let all: Vec<usize> = (0..split.len()).collect();
     for chunk in all.chunks(1000) {
@@ -253,8 +160,8 @@ fn run() -> Result<(), String> {
     let args = parse_args()?;
     let device = parse_device(&args.device)?;
     device.seed(args.seed);
-    let train = load_split(&args.data, "train")?;
-    let test = load_split(&args.data, "t10k")?;
+    let train = MnistDataset::new(&args.data, Split::Train).map_err(|e| e.to_string())?;
+    let test = MnistDataset::new(&args.data, Split::Test).map_err(|e| e.to_string())?;
     println!(
         "MNIST: {} train, {} test from {}; rule {}; device {}",
         train.len(),

@@ -1,0 +1,30 @@
+//! # wt-data: the data sets of the weight-transport papers, read strictly and fast
+//!
+//! Readers for the files users download, exactly as distributed:
+//! - [`MnistDataset`]: MNIST and Fashion-MNIST, the four IDX files, gzipped or raw;
+//! - [`CifarDataset`]: CIFAR-10 and CIFAR-100 binary batches, from the `.tar.gz` archive, the
+//!   extracted folder, or single batch files.
+//!
+//! Every reader implements Burn's `Dataset`; [`batch`] has batchers for Burn's data loader and
+//! [`augment`] the seeded CIFAR augmentation. Bad input gives a [`DataError`] naming the file,
+//! the record or offset, and what was expected; nothing panics on malformed files.
+//!
+//! Not yet here (see the project's issues): the ImageNet pipeline, optional downloads, fuzz
+//! targets and the throughput benchmark.
+
+pub mod augment;
+pub mod batch;
+pub mod cifar;
+pub mod error;
+pub mod idx;
+pub mod mnist;
+mod split;
+#[cfg(test)]
+mod testdata;
+
+pub use augment::{CifarTransform, ItemRng};
+pub use batch::{CifarBatcher, ImageBatch, Indexed, MnistBatcher};
+pub use cifar::{CIFAR10_CLASSES, CifarDataset, CifarItem, CifarKind};
+pub use error::DataError;
+pub use mnist::{MnistDataset, MnistItem};
+pub use split::Split;
