@@ -11,6 +11,11 @@ use crate::module_impl::feedback_module;
 use crate::pass;
 
 /// Configuration of a [`FeedbackLinear`]: Burn's `LinearConfig` plus the learning rule.
+///
+/// `W` and `B` always use Burn's default row layout (`[d_input, d_output]`, as in records);
+/// Burn's `layout: LinearLayout::Col` option is not offered, because Burn 0.22 checks a loaded
+/// record against the parameter's current shape before its load mapper transposes it, so a
+/// column-layout layer whose weights were already materialised cannot load its own record.
 #[derive(Config, Debug)]
 pub struct FeedbackLinearConfig {
     /// The size of the input features.
