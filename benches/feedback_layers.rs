@@ -34,12 +34,21 @@ fn median(warmup: usize, reps: usize, mut f: impl FnMut()) -> Duration {
     times[reps / 2]
 }
 
-/// One training step's gradient work: forward, loss, backward, gradients collected per param
-/// (and, for the weight mirror, its mirror step).
-fn step<M: Module>(model: &M, loss: Tensor<1>) {
-    let mut grads = GradientsParams::from_grads(loss.backward(), model);
-    wt::add_feedback_gradients(model, &mut grads, 0.1);
-    let _ = grads;
+/// Median time of one training step's gradient work on `model`: forward, a squared-output
+/// loss, backward, gradients collected per parameter (and, for the weight mirror, its mirror
+/// step), then a device sync.
+fn time_step<M: Module, const D: usize>(
+    model: &M,
+    forward: impl Fn(&M) -> Tensor<D>,
+    device: &Device,
+) -> Duration {
+    median(3, 15, || {
+        let loss = forward(model).powi_scalar(2).mean();
+        let mut grads = GradientsParams::from_grads(loss.backward(), model);
+        wt::add_feedback_gradients(model, &mut grads, 0.1);
+        drop(grads);
+        device.sync().expect("device sync");
+    })
 }
 
 fn main() {
@@ -55,8 +64,6 @@ fn main() {
         std::process::exit(2)
     });
     let ad = device.clone().autodiff();
-    let (warmup, reps) = (3, 15);
-    let sync = || device.sync().expect("device sync");
 
     println!("layer   rule  median_ms  burn_ms  ratio   ({device_name})");
     let mut rows = Vec::new();
@@ -64,21 +71,13 @@ fn main() {
     // Dense: batch 128, 1024 -> 1024.
     let x = Tensor::<2>::random([128, 1024], Distribution::Normal(0.0, 1.0), &ad);
     let burn_layer = LinearConfig::new(1024, 1024).init(&ad);
-    let burn_ms = median(warmup, reps, || {
-        let loss = burn_layer.forward(x.clone()).powi_scalar(2).mean();
-        step(&burn_layer, loss);
-        sync();
-    });
+    let burn_ms = time_step(&burn_layer, |m| m.forward(x.clone()), &device);
     for name in Rule::NAMES {
         let rule: Rule = name.parse().expect("rule name");
         let layer = FeedbackLinearConfig::new(1024, 1024)
             .with_rule(rule)
             .init(&ad);
-        let t = median(warmup, reps, || {
-            let loss = layer.forward(x.clone()).powi_scalar(2).mean();
-            step(&layer, loss);
-            sync();
-        });
+        let t = time_step(&layer, |m| m.forward(x.clone()), &device);
         rows.push(("linear", name, t, burn_ms));
     }
 
@@ -89,11 +88,7 @@ fn main() {
             .with_stride([stride, stride])
             .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
             .init(&ad);
-        let burn_ms = median(warmup, reps, || {
-            let loss = burn_conv.forward(x.clone()).powi_scalar(2).mean();
-            step(&burn_conv, loss);
-            sync();
-        });
+        let burn_ms = time_step(&burn_conv, |m| m.forward(x.clone()), &device);
         for name in Rule::NAMES {
             let rule: Rule = name.parse().expect("rule name");
             let layer = FeedbackConv2dConfig::new([64, 64], [3, 3])
@@ -101,11 +96,7 @@ fn main() {
                 .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
                 .with_rule(rule)
                 .init(&ad);
-            let t = median(warmup, reps, || {
-                let loss = layer.forward(x.clone()).powi_scalar(2).mean();
-                step(&layer, loss);
-                sync();
-            });
+            let t = time_step(&layer, |m| m.forward(x.clone()), &device);
             rows.push((label, name, t, burn_ms));
         }
     }

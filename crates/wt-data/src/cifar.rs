@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use burn::data::dataset::{Dataset, DatasetError};
 
-use crate::error::{DataError, IndexOutOfRange, Result};
+use crate::error::{DataError, Result, check_index};
 use crate::split::Split;
 
 /// Pixels of one CIFAR image: 3 planes of 32×32.
@@ -271,12 +271,7 @@ impl CifarDataset {
 
 impl Dataset<CifarItem> for CifarDataset {
     fn get(&self, index: usize) -> std::result::Result<CifarItem, DatasetError> {
-        if index >= self.labels.len() {
-            return Err(DatasetError::new(IndexOutOfRange {
-                index,
-                len: self.labels.len(),
-            }));
-        }
+        check_index(index, self.labels.len())?;
         Ok(CifarItem {
             image: self.image(index).to_vec(),
             label: self.labels[index],

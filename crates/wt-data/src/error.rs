@@ -77,3 +77,18 @@ impl fmt::Display for IndexOutOfRange {
 }
 
 impl std::error::Error for IndexOutOfRange {}
+
+/// `Ok(())` when `index < len`, else Burn's dataset error wrapping [`IndexOutOfRange`].
+pub(crate) fn check_index(
+    index: usize,
+    len: usize,
+) -> std::result::Result<(), burn::data::dataset::DatasetError> {
+    if index < len {
+        Ok(())
+    } else {
+        Err(burn::data::dataset::DatasetError::new(IndexOutOfRange {
+            index,
+            len,
+        }))
+    }
+}

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use burn::data::dataset::{Dataset, DatasetError};
 
-use crate::error::{DataError, IndexOutOfRange, Result};
+use crate::error::{DataError, Result, check_index};
 use crate::idx::read_idx;
 use crate::split::Split;
 
@@ -120,12 +120,7 @@ impl MnistDataset {
 
 impl Dataset<MnistItem> for MnistDataset {
     fn get(&self, index: usize) -> std::result::Result<MnistItem, DatasetError> {
-        if index >= self.labels.len() {
-            return Err(DatasetError::new(IndexOutOfRange {
-                index,
-                len: self.labels.len(),
-            }));
-        }
+        check_index(index, self.labels.len())?;
         Ok(MnistItem {
             image: self.image(index).to_vec(),
             label: self.labels[index],
