@@ -3,20 +3,23 @@
 //! Readers for the files users download, exactly as distributed:
 //! - [`MnistDataset`]: MNIST and Fashion-MNIST, the four IDX files, gzipped or raw;
 //! - [`CifarDataset`]: CIFAR-10 and CIFAR-100 binary batches, from the `.tar.gz` archive, the
-//!   extracted folder, or single batch files.
+//!   extracted folder, or single batch files;
+//! - [`ImageFolderDataset`]: ImageNet-style `train/<wnid>/*.JPEG` trees with the ILSVRC class
+//!   index ([`ClassIndex`]) and the standard transforms ([`ImageNetTransform`]).
 //!
 //! Every reader implements Burn's `Dataset`; [`batch`] has batchers for Burn's data loader and
 //! [`augment`] the seeded CIFAR augmentation. Bad input gives a [`DataError`] naming the file,
 //! the record or offset, and what was expected; nothing panics on malformed files.
 //!
-//! Not yet here (see the project's issues): the ImageNet pipeline, optional downloads, fuzz
-//! targets and the throughput benchmark.
+//! Not yet here (see the project's issues): the flat ILSVRC-2012 validation folder, CMYK JPEGs,
+//! skipping undecodable images, optional downloads, fuzz targets and the throughput benchmark.
 
 pub mod augment;
 pub mod batch;
 pub mod cifar;
 pub mod error;
 pub mod idx;
+pub mod imagenet;
 pub mod mnist;
 mod split;
 #[cfg(test)]
@@ -26,5 +29,6 @@ pub use augment::{CifarTransform, ItemRng};
 pub use batch::{CifarBatcher, ImageBatch, Indexed, MnistBatcher};
 pub use cifar::{CIFAR10_CLASSES, CifarDataset, CifarItem, CifarKind};
 pub use error::DataError;
+pub use imagenet::{ClassIndex, ImageFolderDataset, ImageItem, ImageNetTransform, RgbImage};
 pub use mnist::{MnistDataset, MnistItem};
 pub use split::Split;
