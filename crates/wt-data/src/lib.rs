@@ -11,7 +11,7 @@
 //! [`augment`] the seeded CIFAR augmentation. Bad input gives a [`DataError`] naming the file,
 //! the record or offset, and what was expected; nothing panics on malformed files.
 //!
-//! Not yet here (see the project's issues): the flat ILSVRC-2012 validation folder, CMYK JPEGs,
+//! Not yet here (see the project's issues): CMYK JPEGs,
 //! skipping undecodable images, optional downloads, fuzz targets and the throughput benchmark.
 
 pub mod augment;
