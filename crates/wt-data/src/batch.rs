@@ -10,6 +10,7 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 
 use crate::augment::{CifarTransform, ItemRng};
 use crate::cifar::{CIFAR_PIXELS, CifarItem};
+use crate::imagenet::{ImageItem, ImageNetTransform};
 use crate::mnist::{MNIST_PIXELS, MNIST_SIDE, MnistItem};
 
 /// Mean and std of MNIST's training pixels in `[0, 1]`.
@@ -101,6 +102,49 @@ impl Batcher<(usize, CifarItem), ImageBatch> for CifarBatcher {
     }
 }
 
+/// Decoded image-folder items (with their indices, see [`Indexed`]) to `[batch, 3, size, size]`
+/// through an [`ImageNetTransform`], seeded per `(seed, epoch, index)`.
+#[derive(Debug, Clone)]
+pub struct ImageNetBatcher {
+    transform: ImageNetTransform,
+    seed: u64,
+    epoch: Arc<AtomicU64>,
+}
+
+impl ImageNetBatcher {
+    /// A batcher applying `transform` with the given seed, starting at epoch 0.
+    pub fn new(transform: ImageNetTransform, seed: u64) -> Self {
+        Self {
+            transform,
+            seed,
+            epoch: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    /// Sets the epoch that seeds the next items (shared by clones).
+    pub fn set_epoch(&self, epoch: u64) {
+        self.epoch.store(epoch, Ordering::Relaxed);
+    }
+}
+
+impl Batcher<(usize, ImageItem), ImageBatch> for ImageNetBatcher {
+    fn batch(&self, items: Vec<(usize, ImageItem)>, device: &Device) -> ImageBatch {
+        let n = items.len();
+        let epoch = self.epoch.load(Ordering::Relaxed);
+        let side = self.transform.size();
+        let mut px = Vec::with_capacity(n * 3 * side * side);
+        for (index, item) in &items {
+            let mut rng = ItemRng::new(self.seed, epoch, *index as u64);
+            px.extend(self.transform.apply(&item.image, &mut rng));
+        }
+        let labels: Vec<i64> = items.iter().map(|(_, i)| i.label as i64).collect();
+        ImageBatch {
+            images: Tensor::from_data(TensorData::new(px, [n, 3, side, side]), device),
+            targets: Tensor::from_data(TensorData::new(labels, [n]), device),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -155,6 +199,24 @@ mod tests {
             label_sum,
             ds.labels().iter().map(|&l| l as i64).sum::<i64>()
         );
+    }
+
+    #[test]
+    fn imagenet_batches_through_the_loader() {
+        let root = shared_data("imagenette-mini");
+        let ds = crate::ImageFolderDataset::new(&root, crate::Split::Test, None).unwrap();
+        let loader = DataLoaderBuilder::new(ImageNetBatcher::new(ImageNetTransform::eval(), 0))
+            .batch_size(32)
+            .num_workers(2)
+            .set_device(Device::flex())
+            .build(Indexed(ds));
+        let mut seen = 0;
+        for batch in loader.iter() {
+            let batch = batch.expect("every image decodes");
+            assert_eq!(batch.images.dims()[1..], [3, 224, 224]);
+            seen += batch.targets.dims()[0];
+        }
+        assert_eq!(seen, 100);
     }
 
     #[test]

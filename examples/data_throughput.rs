@@ -1,0 +1,120 @@
+//! Data pipeline throughput: images per second through Burn's data loader for the CIFAR
+//! training pipeline (batches of 128, crop + flip + normalise) and the ImageNet training
+//! pipeline (decode + RandomResizedCrop 224 + flip + normalise) on any ImageFolder tree.
+//!
+//! ```text
+//! cargo run --release --example data_throughput -- --imagenet-train ../shared/data/imagenette-mini/train --workers 2
+//! ```
+//! Options: `--imagenet-train DIR` (a folder of class folders), `--cifar DIR` (CIFAR-10, default
+//! `../shared/data/cifar-10-approx`; `none` to skip), `--workers N` (2), `--batch N` (64 for
+//! ImageNet), `--epochs N` (passes over the ImageNet tree, 2). Undecodable images stop the run
+//! with an error naming the file. Ends with one JSON line for the ImageNet pipeline:
+//! `{"images":N,"images_per_s":X,"skipped":0}`.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use burn::data::dataloader::DataLoaderBuilder;
+use burn::tensor::Device;
+use wt_data::{
+    CifarBatcher, CifarDataset, CifarTransform, ImageFolderDataset, ImageNetBatcher,
+    ImageNetTransform, Indexed, Split,
+};
+
+struct Args {
+    imagenet: Option<PathBuf>,
+    cifar: Option<PathBuf>,
+    workers: usize,
+    batch: usize,
+    epochs: usize,
+}
+
+fn parse() -> Result<Args, String> {
+    let mut a = Args {
+        imagenet: None,
+        cifar: Some(PathBuf::from("../shared/data/cifar-10-approx")),
+        workers: 2,
+        batch: 64,
+        epochs: 2,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let v = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
+        let int = |v: &str| {
+            v.parse::<usize>()
+                .map_err(|_| format!("{flag}: `{v}` is not a whole number"))
+        };
+        match flag.as_str() {
+            "--imagenet-train" => a.imagenet = Some(PathBuf::from(v)),
+            "--cifar" => a.cifar = (v != "none").then(|| PathBuf::from(v)),
+            "--workers" => a.workers = int(&v)?.max(1),
+            "--batch" => a.batch = int(&v)?.max(1),
+            "--epochs" => a.epochs = int(&v)?.max(1),
+            _ => return Err(format!("unknown option {flag}")),
+        }
+    }
+    Ok(a)
+}
+
+fn main() {
+    if let Err(e) = run() {
+        eprintln!("error: {e}");
+        std::process::exit(2);
+    }
+}
+
+fn run() -> Result<(), String> {
+    let args = parse()?;
+    let device = Device::flex();
+    println!("pipeline                 workers  images  seconds  images/s");
+    if let Some(dir) = &args.cifar {
+        let ds = CifarDataset::cifar10(dir, Split::Train).map_err(|e| e.to_string())?;
+        let batcher = CifarBatcher::new(CifarTransform::train(), 1);
+        let loader = DataLoaderBuilder::new(batcher)
+            .batch_size(128)
+            .shuffle(1)
+            .num_workers(args.workers)
+            .set_device(device.clone())
+            .build(Indexed(ds));
+        let (start, mut n) = (Instant::now(), 0usize);
+        for batch in loader.iter() {
+            n += batch.map_err(|e| e.to_string())?.targets.dims()[0];
+        }
+        let s = start.elapsed().as_secs_f64();
+        println!(
+            "cifar10 train (b128)     {:>7}  {n:>6}  {s:>7.2}  {:>8.0}",
+            args.workers,
+            n as f64 / s
+        );
+    }
+    let Some(dir) = &args.imagenet else {
+        return Ok(());
+    };
+    let ds = ImageFolderDataset::from_dir(dir, None).map_err(|e| e.to_string())?;
+    let batcher = ImageNetBatcher::new(ImageNetTransform::train(), 1);
+    let loader = DataLoaderBuilder::new(batcher.clone())
+        .batch_size(args.batch)
+        .shuffle(1)
+        .num_workers(args.workers)
+        .set_device(device)
+        .build(Indexed(ds));
+    let (start, mut n) = (Instant::now(), 0usize);
+    for epoch in 0..args.epochs {
+        batcher.set_epoch(epoch as u64);
+        for batch in loader.iter() {
+            n += batch.map_err(|e| e.to_string())?.targets.dims()[0];
+        }
+    }
+    let s = start.elapsed().as_secs_f64();
+    println!(
+        "imagenet train (b{:<3})   {:>7}  {n:>6}  {s:>7.2}  {:>8.0}",
+        args.batch,
+        args.workers,
+        n as f64 / s
+    );
+    println!(
+        "{{\"images\":{n},\"images_per_s\":{:.1},\"skipped\":0}}",
+        n as f64 / s
+    );
+    Ok(())
+}
