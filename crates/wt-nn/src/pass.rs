@@ -9,9 +9,9 @@
 
 use std::cell::RefCell;
 
-use burn::module::{ModuleMapper, ModuleVisitor, Param, ParamId};
+use burn::module::{ModuleMapper, ModuleVisitor, ParamId};
 use burn::optim::GradientsParams;
-use burn::tensor::{Bool, Int, Tensor};
+use burn::tensor::Tensor;
 
 /// Per-layer summary collected by a report pass.
 #[derive(Debug, Clone)]
@@ -144,17 +144,7 @@ impl ModuleVisitor for PathVisitor {
 /// A mapper that changes nothing: the layers do the work of step and mirror passes.
 pub(crate) struct IdentityMapper;
 
-impl ModuleMapper for IdentityMapper {
-    fn map_int<const D: usize>(&mut self, param: Param<Tensor<D, Int>>) -> Param<Tensor<D, Int>> {
-        param
-    }
-    fn map_bool<const D: usize>(
-        &mut self,
-        param: Param<Tensor<D, Bool>>,
-    ) -> Param<Tensor<D, Bool>> {
-        param
-    }
-}
+impl ModuleMapper for IdentityMapper {}
 
 /// Current dotted path in a report pass.
 pub(crate) fn report_path() -> String {
