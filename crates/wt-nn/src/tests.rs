@@ -78,6 +78,24 @@ fn backprop_layers_match_burn_layers_exactly() {
     }
 }
 
+/// The B a rule must use, written out from the rule's definition (not through
+/// `Rule::feedback_matrix`), for any rule but brSF (which draws B at every forward).
+fn expected_feedback<const D: usize>(
+    rule: &Rule,
+    weight: &Tensor<D>,
+    stored: Option<Tensor<D>>,
+    scale: f64,
+) -> Tensor<D> {
+    let w = weight.clone().inner();
+    match rule.name() {
+        "bp" => w,
+        "fa" | "kp" | "wm" => stored.expect("stored B").inner(),
+        "usf" => w.sign().mul_scalar(scale),
+        "frsf" => stored.expect("stored |R0|").inner() * w.sign(),
+        other => panic!("no closed form for {other}"),
+    }
+}
+
 #[test]
 fn every_rule_sends_the_error_through_its_feedback_matrix() {
     use burn::tensor::module::{conv_transpose2d, conv2d, linear};
@@ -107,7 +125,17 @@ fn every_rule_sends_the_error_through_its_feedback_matrix() {
             );
             if rule.name() != "brsf" {
                 // brSF draws B at each forward: its B is checked through the sign test below.
-                let b = layer.feedback_matrix().inner();
+                let b = expected_feedback(
+                    &rule,
+                    &layer.weight.val(),
+                    layer.feedback.as_ref().map(|p| p.val()),
+                    layer.sign_scale,
+                );
+                close(
+                    &what("linear B"),
+                    layer.feedback_matrix().inner(),
+                    b.clone(),
+                );
                 close(
                     &what("linear dx"),
                     x.grad(&g).unwrap(),
@@ -146,8 +174,13 @@ fn every_rule_sends_the_error_through_its_feedback_matrix() {
                 let [_, _, h_out, _] = up.dims();
                 let out_pad = 10 + 2 - ((h_out - 1) * 2 + 5);
                 let t = ConvTransposeOptions::new([2, 2], [1, 1], [out_pad; 2], [2, 2], 2);
-                let expected =
-                    conv_transpose2d(up.inner(), conv.feedback_matrix().inner(), None, t);
+                let b = expected_feedback(
+                    &rule,
+                    &conv.weight.val(),
+                    conv.feedback.as_ref().map(|p| p.val()),
+                    conv.sign_scale,
+                );
+                let expected = conv_transpose2d(up.inner(), b, None, t);
                 close(&what("conv dx"), x.grad(&g).unwrap(), expected);
             }
         }
