@@ -59,13 +59,40 @@ impl Batcher<MnistItem, ImageBatch> for MnistBatcher {
     }
 }
 
+/// The seed and the current epoch that seed per-item augmentation; clones share the epoch, so
+/// setting it once reaches the loader's worker threads.
+#[derive(Debug, Clone)]
+pub struct EpochSeed {
+    seed: u64,
+    epoch: Arc<AtomicU64>,
+}
+
+impl EpochSeed {
+    /// Starts at epoch 0.
+    pub fn new(seed: u64) -> Self {
+        Self {
+            seed,
+            epoch: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    /// Sets the epoch for the items that follow.
+    pub fn set_epoch(&self, epoch: u64) {
+        self.epoch.store(epoch, Ordering::Relaxed);
+    }
+
+    /// The generator of item `index` in the current epoch.
+    pub fn rng(&self, index: usize) -> ItemRng {
+        ItemRng::new(self.seed, self.epoch.load(Ordering::Relaxed), index as u64)
+    }
+}
+
 /// CIFAR items (with their indices, see [`Indexed`]) to `[batch, 3, 32, 32]` through a
 /// [`CifarTransform`], seeded per `(seed, epoch, index)`. Set the epoch before each epoch.
 #[derive(Debug, Clone)]
 pub struct CifarBatcher {
     transform: CifarTransform,
-    seed: u64,
-    epoch: Arc<AtomicU64>,
+    seeding: EpochSeed,
 }
 
 impl CifarBatcher {
@@ -73,25 +100,23 @@ impl CifarBatcher {
     pub fn new(transform: CifarTransform, seed: u64) -> Self {
         Self {
             transform,
-            seed,
-            epoch: Arc::new(AtomicU64::new(0)),
+            seeding: EpochSeed::new(seed),
         }
     }
 
     /// Sets the epoch that seeds the next items (shared by clones, e.g. in worker threads).
     pub fn set_epoch(&self, epoch: u64) {
-        self.epoch.store(epoch, Ordering::Relaxed);
+        self.seeding.set_epoch(epoch);
     }
 }
 
 impl Batcher<(usize, CifarItem), ImageBatch> for CifarBatcher {
     fn batch(&self, items: Vec<(usize, CifarItem)>, device: &Device) -> ImageBatch {
         let n = items.len();
-        let epoch = self.epoch.load(Ordering::Relaxed);
         let mut px = vec![0f32; n * CIFAR_PIXELS];
         for ((index, item), out) in items.iter().zip(px.chunks_exact_mut(CIFAR_PIXELS)) {
-            let mut rng = ItemRng::new(self.seed, epoch, *index as u64);
-            self.transform.apply(&item.image, &mut rng, out);
+            self.transform
+                .apply(&item.image, &mut self.seeding.rng(*index), out);
         }
         let labels: Vec<i64> = items.iter().map(|(_, i)| i.label as i64).collect();
         let side = self.transform.side;
@@ -107,8 +132,7 @@ impl Batcher<(usize, CifarItem), ImageBatch> for CifarBatcher {
 #[derive(Debug, Clone)]
 pub struct ImageNetBatcher {
     transform: ImageNetTransform,
-    seed: u64,
-    epoch: Arc<AtomicU64>,
+    seeding: EpochSeed,
 }
 
 impl ImageNetBatcher {
@@ -116,26 +140,26 @@ impl ImageNetBatcher {
     pub fn new(transform: ImageNetTransform, seed: u64) -> Self {
         Self {
             transform,
-            seed,
-            epoch: Arc::new(AtomicU64::new(0)),
+            seeding: EpochSeed::new(seed),
         }
     }
 
     /// Sets the epoch that seeds the next items (shared by clones).
     pub fn set_epoch(&self, epoch: u64) {
-        self.epoch.store(epoch, Ordering::Relaxed);
+        self.seeding.set_epoch(epoch);
     }
 }
 
 impl Batcher<(usize, ImageItem), ImageBatch> for ImageNetBatcher {
     fn batch(&self, items: Vec<(usize, ImageItem)>, device: &Device) -> ImageBatch {
         let n = items.len();
-        let epoch = self.epoch.load(Ordering::Relaxed);
         let side = self.transform.size();
         let mut px = Vec::with_capacity(n * 3 * side * side);
         for (index, item) in &items {
-            let mut rng = ItemRng::new(self.seed, epoch, *index as u64);
-            px.extend(self.transform.apply(&item.image, &mut rng));
+            px.extend(
+                self.transform
+                    .apply(&item.image, &mut self.seeding.rng(*index)),
+            );
         }
         let labels: Vec<i64> = items.iter().map(|(_, i)| i.label as i64).collect();
         ImageBatch {

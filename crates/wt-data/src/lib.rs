@@ -26,7 +26,7 @@ mod split;
 mod testdata;
 
 pub use augment::{CifarTransform, ItemRng};
-pub use batch::{CifarBatcher, ImageBatch, ImageNetBatcher, Indexed, MnistBatcher};
+pub use batch::{CifarBatcher, EpochSeed, ImageBatch, ImageNetBatcher, Indexed, MnistBatcher};
 pub use cifar::{CIFAR10_CLASSES, CifarDataset, CifarItem, CifarKind};
 pub use error::DataError;
 pub use imagenet::{ClassIndex, ImageFolderDataset, ImageItem, ImageNetTransform, RgbImage};
