@@ -347,6 +347,12 @@ fn wm_angle<M: Module>(model: &M) -> f64 {
     weight_alignment(model)[0].weight.angle_deg
 }
 
+/// With λ_B = η_B·σ², mirrored B converges to W itself, scale included.
+fn assert_wm_scale<M: Module>(what: &str, model: &M) {
+    let ratio = weight_alignment(model)[0].weight.norm_ratio;
+    assert!((0.85..1.2).contains(&ratio), "{what}: |B|/|W| = {ratio}");
+}
+
 fn mirror_rule(mirror_lr: f64, mirror_batch: usize) -> Rule {
     Rule::WeightMirror(WeightMirror {
         sigma: 1.0,
@@ -376,6 +382,7 @@ fn mirror_steps_alone_align_b_with_w_linear() {
             t.elapsed()
         );
         assert!(end < 10.0, "{name}: linear WM angle {start} -> {end}");
+        assert_wm_scale(&format!("{name} linear"), &layer);
     }
 }
 
@@ -400,6 +407,7 @@ fn mirror_steps_alone_align_b_with_w_conv() {
             t.elapsed()
         );
         assert!(end < 10.0, "{name}: conv WM angle {start} -> {end}");
+        assert_wm_scale(&format!("{name} conv"), &layer);
     }
 }
 
