@@ -2,9 +2,14 @@
 
 use std::path::{Path, PathBuf};
 
-/// `../shared/data/<name>` from the workspace root (tests run in the crate's folder).
+/// `../shared/data/<name>` from the workspace root. The crate folder is read at run time
+/// (cargo sets `CARGO_MANIFEST_DIR` for test runs): a test binary reused from a build in
+/// another checkout that shares the target folder must not look beside that checkout.
 pub fn shared_data(name: &str) -> PathBuf {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data");
+    let crate_dir = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+    let root = crate_dir.join("../../../shared/data");
     let dir = root.join(name);
     assert!(
         dir.is_dir(),
