@@ -458,17 +458,18 @@ fn alignment_helpers_reach_nested_layers() {
     let net = Net {
         blocks: vec![
             Block {
-                conv: FeedbackConv2dConfig::new([2, 4], [3, 3])
+                conv: FeedbackConv2dConfig::new([2, 16], [3, 3])
                     .with_rule(fa)
                     .init(&ad),
             },
             Block {
-                conv: FeedbackConv2dConfig::new([4, 4], [3, 3])
+                conv: FeedbackConv2dConfig::new([16, 16], [3, 3])
                     .with_rule(fa)
                     .init(&ad),
             },
         ],
-        head: FeedbackLinearConfig::new(4, 3).with_rule(fa).init(&ad),
+        // Large enough that a random B is never near W by chance (a 4x3 head was, ~1% of runs).
+        head: FeedbackLinearConfig::new(16, 32).with_rule(fa).init(&ad),
     };
     let report = weight_alignment(&net);
     let paths: Vec<_> = report.iter().map(|r| r.path.as_str()).collect();
