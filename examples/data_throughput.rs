@@ -14,10 +14,10 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use burn::data::dataloader::DataLoaderBuilder;
+use burn::data::dataloader::{DataLoader, DataLoaderBuilder};
 use burn::tensor::Device;
 use wt_data::{
-    CifarBatcher, CifarDataset, CifarTransform, ImageFolderDataset, ImageNetBatcher,
+    CifarBatcher, CifarDataset, CifarTransform, ImageBatch, ImageFolderDataset, ImageNetBatcher,
     ImageNetTransform, Indexed, Split,
 };
 
@@ -56,6 +56,16 @@ fn parse() -> Result<Args, String> {
     Ok(a)
 }
 
+/// Runs one pass of `loader`, returning how many images it produced; a batch that failed to
+/// load (an image that does not decode, say) ends the run with its error.
+fn count_images(loader: &dyn DataLoader<ImageBatch>) -> Result<usize, String> {
+    let mut n = 0;
+    for batch in loader.iter() {
+        n += batch.map_err(|e| e.to_string())?.targets.dims()[0];
+    }
+    Ok(n)
+}
+
 fn main() {
     if let Err(e) = run() {
         eprintln!("error: {e}");
@@ -76,10 +86,8 @@ fn run() -> Result<(), String> {
             .num_workers(args.workers)
             .set_device(device.clone())
             .build(Indexed(ds));
-        let (start, mut n) = (Instant::now(), 0usize);
-        for batch in loader.iter() {
-            n += batch.map_err(|e| e.to_string())?.targets.dims()[0];
-        }
+        let start = Instant::now();
+        let n = count_images(loader.as_ref())?;
         let s = start.elapsed().as_secs_f64();
         println!(
             "cifar10 train (b128)     {:>7}  {n:>6}  {s:>7.2}  {:>8.0}",
@@ -101,9 +109,7 @@ fn run() -> Result<(), String> {
     let (start, mut n) = (Instant::now(), 0usize);
     for epoch in 0..args.epochs {
         batcher.set_epoch(epoch as u64);
-        for batch in loader.iter() {
-            n += batch.map_err(|e| e.to_string())?.targets.dims()[0];
-        }
+        n += count_images(loader.as_ref())?;
     }
     let s = start.elapsed().as_secs_f64();
     println!(

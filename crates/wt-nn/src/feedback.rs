@@ -146,11 +146,7 @@ pub(crate) fn effective_rule(rule: &Rule) -> Rule {
 
 /// Standard deviation of a Burn initialiser for the given fans; `None` when it has none that
 /// depends only on the fans (orthogonal), in which case the caller measures W.
-pub(crate) fn initializer_std(
-    init: &burn::nn::Initializer,
-    fan_in: usize,
-    fan_out: usize,
-) -> Option<f64> {
+fn initializer_std(init: &burn::nn::Initializer, fan_in: usize, fan_out: usize) -> Option<f64> {
     use burn::nn::Initializer as I;
     let fan = |fan_out_only: bool| if fan_out_only { fan_out } else { fan_in } as f64;
     Some(match init {
@@ -170,7 +166,7 @@ pub(crate) fn initializer_std(
 }
 
 /// Root mean square of a tensor (the std of a zero-mean initialiser, measured).
-pub(crate) fn rms<const D: usize>(t: &Tensor<D>) -> f64 {
+fn rms<const D: usize>(t: &Tensor<D>) -> f64 {
     let n = t.shape().num_elements().max(1) as f64;
     let ss: f64 = t.clone().inner().powi_scalar(2).sum().into_scalar::<f64>();
     (ss / n).sqrt()
