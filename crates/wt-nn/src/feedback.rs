@@ -124,6 +124,7 @@ pub(crate) fn on_visit<const D: usize>(
                 weight_id: weight.id,
                 weight: w.flatten(0, D - 1),
                 feedback: b.inner().flatten(0, D - 1),
+                stored_feedback: feedback.map_or(0, |p| p.shape().num_elements()),
             };
             pass::current(|p| {
                 if let Some(Pass::Report { layers, .. }) = p {

@@ -19,7 +19,8 @@ pub mod step;
 pub use conv2d::{FeedbackConv2d, FeedbackConv2dConfig};
 pub use linear::{FeedbackLinear, FeedbackLinearConfig};
 pub use step::{
-    LayerAlignment, add_feedback_gradients, error_alignment, mirror_steps, weight_alignment,
+    LayerAlignment, ParameterCount, add_feedback_gradients, error_alignment,
+    feedback_parameter_count, mirror_steps, parameter_count, weight_alignment,
 };
 pub use wt_core::{self, Rule};
 

@@ -28,6 +28,8 @@ pub struct LayerSnapshot {
     pub weight: Tensor<1>,
     /// The `B` the backward pass would use now, flattened, outside autodiff.
     pub feedback: Tensor<1>,
+    /// Number of values the layer stores for its rule (`B`, `|R0|`; 0 for BP and uSF).
+    pub stored_feedback: usize,
 }
 
 /// An input-gradient probe added by a layer during a probe pass.

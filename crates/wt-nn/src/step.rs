@@ -63,6 +63,60 @@ fn snapshots<M: Module>(model: &M) -> Vec<LayerSnapshot> {
     }
 }
 
+/// Number of values the feedback layers of `model` store for their rules (`B` for FA, KP
+/// and WM, `|R0|` for frSF; nothing for BP, uSF and brSF). `model.num_params()` minus this is
+/// the parameter count of the same network trained with backprop.
+pub fn feedback_parameter_count<M: Module>(model: &M) -> usize {
+    snapshots(model).iter().map(|l| l.stored_feedback).sum()
+}
+
+/// How a model's values split: what backprop would train, what the rules store, and buffers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ParameterCount {
+    /// Weights, biases and normalisation scales/shifts: the count papers publish.
+    pub forward: usize,
+    /// Values the feedback layers store for their rules ([`feedback_parameter_count`]).
+    pub feedback: usize,
+    /// Running statistics (batch norm's `running_mean` / `running_var`).
+    pub buffers: usize,
+}
+
+/// Splits `model.num_params()` into [`ParameterCount`]'s three parts. Buffers are recognised
+/// by their field names `running_mean` and `running_var` (Burn's batch norm).
+pub fn parameter_count<M: Module>(model: &M) -> ParameterCount {
+    struct Buffers {
+        path: Vec<String>,
+        numel: usize,
+    }
+    impl burn::module::ModuleVisitor for Buffers {
+        fn enter_module(&mut self, name: &str, _container_type: &str) {
+            self.path.push(name.to_string());
+        }
+        fn exit_module(&mut self, _name: &str, _container_type: &str) {
+            self.path.pop();
+        }
+        fn visit_float<const D: usize>(&mut self, param: &burn::module::Param<Tensor<D>>) {
+            if matches!(
+                self.path.last().map(String::as_str),
+                Some("running_mean" | "running_var")
+            ) {
+                self.numel += param.shape().num_elements();
+            }
+        }
+    }
+    let mut buffers = Buffers {
+        path: Vec::new(),
+        numel: 0,
+    };
+    model.visit(&mut buffers);
+    let feedback = feedback_parameter_count(model);
+    ParameterCount {
+        forward: model.num_params() - feedback - buffers.numel,
+        feedback,
+        buffers: buffers.numel,
+    }
+}
+
 /// Alignment of one feedback layer.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LayerAlignment {

@@ -1,0 +1,272 @@
+//! [`ModelConfig`]: pick a zoo model by name, with the rule and the data's shape; [`Model`]
+//! holds any of them.
+
+use std::fmt;
+use std::str::FromStr;
+
+use burn::module::Module;
+use burn::nn::Initializer;
+use burn::tensor::{Device, Tensor};
+use serde::{Deserialize, Serialize};
+use wt_nn::Rule;
+
+use crate::{
+    CifarResNet, CifarResNetConfig, ImageClassifier, LeNet, LeNetConfig, Mlp, MlpConfig, ResNet,
+    ResNetConfig, ResNetDepth, Shortcut, Stem,
+};
+
+/// The architectures of the zoo.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Architecture {
+    /// [`Mlp`] with [`ModelConfig::hidden`] widths.
+    Mlp,
+    /// [`LeNet`], MNIST shape for 1-channel data, CIFAR shape for 3-channel data.
+    Lenet,
+    /// [`CifarResNet`] with n = 3.
+    Resnet20,
+    /// [`CifarResNet`] with n = 9.
+    Resnet56,
+    /// [`ResNet`] 18, ImageNet stem for images larger than 64 pixels, CIFAR stem otherwise.
+    Resnet18,
+    /// [`ResNet`] 50, stem chosen as for ResNet-18.
+    Resnet50,
+}
+
+impl Architecture {
+    /// Every architecture, in the order of [`Architecture::name`]s.
+    pub const ALL: [Architecture; 6] = [
+        Self::Mlp,
+        Self::Lenet,
+        Self::Resnet20,
+        Self::Resnet56,
+        Self::Resnet18,
+        Self::Resnet50,
+    ];
+
+    /// Command-line name: `mlp`, `lenet`, `resnet20`, `resnet56`, `resnet18`, `resnet50`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Mlp => "mlp",
+            Self::Lenet => "lenet",
+            Self::Resnet20 => "resnet20",
+            Self::Resnet56 => "resnet56",
+            Self::Resnet18 => "resnet18",
+            Self::Resnet50 => "resnet50",
+        }
+    }
+}
+
+impl fmt::Display for Architecture {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Architecture {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        Self::ALL
+            .into_iter()
+            .find(|a| a.name() == s.to_ascii_lowercase())
+            .ok_or_else(|| {
+                let names: Vec<_> = Self::ALL.iter().map(|a| a.name()).collect();
+                format!("unknown model `{s}`; expected one of {}", names.join(", "))
+            })
+    }
+}
+
+/// Weight initialisation of the feedback layers (and of B for the rules that draw it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InitScheme {
+    /// Burn's (and PyTorch's) default: Kaiming-uniform with gain 1/√3.
+    #[default]
+    Default,
+    /// Xavier (Glorot) uniform, gain 1: BioTorch's CIFAR recipe.
+    Xavier,
+    /// Kaiming (He) normal, gain √2, fan-in.
+    KaimingNormal,
+}
+
+impl InitScheme {
+    /// The Burn initialiser, or `None` for the layers' default.
+    pub fn initializer(self) -> Option<Initializer> {
+        match self {
+            Self::Default => None,
+            Self::Xavier => Some(Initializer::XavierUniform { gain: 1.0 }),
+            Self::KaimingNormal => Some(Initializer::KaimingNormal {
+                gain: std::f64::consts::SQRT_2,
+                fan_out_only: false,
+            }),
+        }
+    }
+}
+
+impl FromStr for InitScheme {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "default" => Ok(Self::Default),
+            "xavier" => Ok(Self::Xavier),
+            "kaiming_normal" | "kaiming-normal" => Ok(Self::KaimingNormal),
+            _ => Err(format!(
+                "unknown init `{s}`; expected default, xavier or kaiming_normal"
+            )),
+        }
+    }
+}
+
+/// Everything needed to build a zoo model: serialisable, so a run's config can rebuild it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelConfig {
+    /// Which network.
+    pub architecture: Architecture,
+    /// Number of classes.
+    pub num_classes: usize,
+    /// Input channels (1 for MNIST, 3 for CIFAR and ImageNet).
+    pub in_channels: usize,
+    /// Side of the (square) input images.
+    pub image_side: usize,
+    /// Rule of every convolution and linear layer.
+    pub rule: Rule,
+    /// Keep the last layer on backprop whatever `rule` is.
+    #[serde(default)]
+    pub last_layer_backprop: bool,
+    /// Weight initialisation.
+    #[serde(default)]
+    pub init: InitScheme,
+    /// Hidden widths of the MLP (ignored by the other models).
+    #[serde(default = "default_hidden")]
+    pub hidden: Vec<usize>,
+    /// Shortcut of the CIFAR ResNets' shape-changing blocks.
+    #[serde(default)]
+    pub shortcut: Shortcut,
+}
+
+fn default_hidden() -> Vec<usize> {
+    vec![1000, 1000]
+}
+
+impl ModelConfig {
+    /// A config with the defaults: MLP hidden widths 1000-1000, option-A shortcuts, default
+    /// init, every layer on `rule`.
+    pub fn new(
+        architecture: Architecture,
+        num_classes: usize,
+        in_channels: usize,
+        image_side: usize,
+        rule: Rule,
+    ) -> Self {
+        Self {
+            architecture,
+            num_classes,
+            in_channels,
+            image_side,
+            rule,
+            last_layer_backprop: false,
+            init: InitScheme::Default,
+            hidden: default_hidden(),
+            shortcut: Shortcut::A,
+        }
+    }
+
+    /// Builds the model on `device`.
+    pub fn init(&self, device: &Device) -> Model {
+        let init = self.init.initializer();
+        let (classes, rule, last_bp) = (self.num_classes, self.rule, self.last_layer_backprop);
+        match self.architecture {
+            Architecture::Mlp => {
+                let mut widths = vec![self.in_channels * self.image_side * self.image_side];
+                widths.extend(&self.hidden);
+                widths.push(classes);
+                Model::Mlp(
+                    MlpConfig::new(widths)
+                        .with_rule(rule)
+                        .with_last_layer_backprop(last_bp)
+                        .with_initializer(init)
+                        .init(device),
+                )
+            }
+            Architecture::Lenet => {
+                let base = if self.in_channels == 1 {
+                    LeNetConfig::mnist(classes)
+                } else {
+                    LeNetConfig {
+                        in_channels: self.in_channels,
+                        ..LeNetConfig::cifar(classes)
+                    }
+                };
+                Model::LeNet(
+                    base.with_rule(rule)
+                        .with_last_layer_backprop(last_bp)
+                        .with_initializer(init)
+                        .init(device),
+                )
+            }
+            Architecture::Resnet20 | Architecture::Resnet56 => {
+                let n = if self.architecture == Architecture::Resnet20 {
+                    3
+                } else {
+                    9
+                };
+                Model::CifarResNet(
+                    CifarResNetConfig::new(n, classes)
+                        .with_in_channels(self.in_channels)
+                        .with_shortcut(self.shortcut)
+                        .with_rule(rule)
+                        .with_last_layer_backprop(last_bp)
+                        .with_initializer(init)
+                        .init(device),
+                )
+            }
+            Architecture::Resnet18 | Architecture::Resnet50 => {
+                let depth = if self.architecture == Architecture::Resnet18 {
+                    ResNetDepth::R18
+                } else {
+                    ResNetDepth::R50
+                };
+                let stem = if self.image_side > 64 {
+                    Stem::ImageNet
+                } else {
+                    Stem::Cifar
+                };
+                Model::ResNet(
+                    ResNetConfig::new(depth, classes)
+                        .with_stem(stem)
+                        .with_in_channels(self.in_channels)
+                        .with_rule(rule)
+                        .with_last_layer_backprop(last_bp)
+                        .with_initializer(init)
+                        .init(device),
+                )
+            }
+        }
+    }
+}
+
+/// Any model of the zoo.
+#[derive(Module, Debug)]
+pub enum Model {
+    /// An [`Mlp`].
+    Mlp(Mlp),
+    /// A [`LeNet`].
+    LeNet(LeNet),
+    /// A [`CifarResNet`] (ResNet-20, ResNet-56).
+    CifarResNet(CifarResNet),
+    /// A [`ResNet`] (ResNet-18, ResNet-50).
+    ResNet(ResNet),
+}
+
+impl ImageClassifier for Model {
+    fn forward(&self, images: Tensor<4>) -> Tensor<2> {
+        match self {
+            Self::Mlp(m) => m.forward(images),
+            Self::LeNet(m) => m.forward(images),
+            Self::CifarResNet(m) => m.forward(images),
+            Self::ResNet(m) => m.forward(images),
+        }
+    }
+}

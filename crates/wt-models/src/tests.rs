@@ -1,0 +1,163 @@
+use burn::module::Module;
+use burn::nn::loss::CrossEntropyLossConfig;
+use burn::optim::{GradientsParams, SgdConfig};
+use burn::tensor::{Device, Distribution, Int, Tensor, TensorData};
+use wt_nn::{Rule, feedback_parameter_count, parameter_count, weight_alignment};
+
+use crate::*;
+
+/// Parameters of the network as trained with backprop (W, biases, batch norm's γ and β),
+/// without the values the rule stores and without batch norm's running statistics.
+fn forward_parameters(model: &impl Module) -> usize {
+    parameter_count(model).forward
+}
+
+fn config(arch: Architecture, classes: usize, channels: usize, side: usize) -> ModelConfig {
+    ModelConfig::new(arch, classes, channels, side, "fa".parse().unwrap())
+}
+
+#[test]
+fn parameter_counts_match_the_published_ones() {
+    let device = Device::flex();
+    // (architecture, classes, channels, side, published or reference count)
+    let cases = [
+        (Architecture::Mlp, 10, 1, 28, 1_796_010),
+        (Architecture::Lenet, 10, 1, 28, 61_706),
+        (Architecture::Lenet, 10, 3, 32, 270_310),
+        // He et al. 2016: ResNet-20 0.27M, ResNet-56 0.85M (option A; counted as PyTorch's
+        // `parameters()`, i.e. without batch norm's running statistics).
+        (Architecture::Resnet20, 10, 3, 32, 269_722),
+        (Architecture::Resnet56, 10, 3, 32, 853_018),
+        // torchvision: resnet18 11,689,512, resnet50 25,557,032.
+        (Architecture::Resnet18, 1000, 3, 224, 11_689_512),
+        (Architecture::Resnet50, 1000, 3, 224, 25_557_032),
+        (Architecture::Resnet18, 10, 3, 32, 11_173_962),
+    ];
+    for (arch, classes, channels, side, expected) in cases {
+        let model = config(arch, classes, channels, side).init(&device);
+        let count = forward_parameters(&model);
+        assert_eq!(count, expected, "{arch} ({classes} classes, {side}px)");
+        // FA stores a B for every W; backprop stores nothing.
+        assert!(feedback_parameter_count(&model) > 0);
+    }
+    let mut bp = config(Architecture::Resnet20, 10, 3, 32);
+    bp.rule = Rule::Backprop(Default::default());
+    let bp = bp.init(&device);
+    assert_eq!(feedback_parameter_count(&bp), 0);
+    let count = parameter_count(&bp);
+    // Running mean and variance of the 19 batch norms: 2 × (16 + 6·16 + 6·32 + 6·64).
+    assert_eq!(count.buffers, 2 * 688);
+    assert_eq!(bp.num_params(), 269_722 + 2 * 688);
+}
+
+#[test]
+fn every_conv_and_linear_layer_uses_the_rule_and_last_layer_can_stay_on_backprop() {
+    let device = Device::flex();
+    let mut cfg = config(Architecture::Resnet20, 10, 3, 32);
+    let model = cfg.init(&device);
+    let layers = weight_alignment(&model);
+    // 1 stem + 18 block convs + 1 classifier.
+    assert_eq!(layers.len(), 20);
+    assert!(layers.iter().all(|l| l.rule == "fa"), "{layers:?}");
+    assert!(layers.last().unwrap().path.ends_with("fc"), "{layers:?}");
+    cfg.last_layer_backprop = true;
+    let layers = weight_alignment(&cfg.init(&device));
+    assert_eq!(layers.last().unwrap().rule, "bp");
+    assert!(layers[..19].iter().all(|l| l.rule == "fa"));
+
+    let mut b = config(Architecture::Resnet20, 10, 3, 32);
+    b.shortcut = Shortcut::B;
+    // Two projection convolutions (stages 2 and 3).
+    assert_eq!(weight_alignment(&b.init(&device)).len(), 22);
+    let r50 = config(Architecture::Resnet50, 1000, 3, 224).init(&device);
+    // 1 stem + 16 blocks × 3 + 4 projections + fc.
+    assert_eq!(weight_alignment(&r50).len(), 54);
+}
+
+#[test]
+fn forward_shapes() {
+    let device = Device::flex();
+    let cases = [
+        (Architecture::Mlp, 1, 28),
+        (Architecture::Lenet, 1, 28),
+        (Architecture::Lenet, 1, 32),
+        (Architecture::Lenet, 3, 32),
+        (Architecture::Resnet20, 3, 32),
+        (Architecture::Resnet18, 3, 32),
+        (Architecture::Resnet18, 3, 96),
+    ];
+    for (arch, c, side) in cases {
+        let model = config(arch, 7, c, side).init(&device);
+        let x = Tensor::<4>::random([2, c, side, side], Distribution::Normal(0.0, 1.0), &device);
+        assert_eq!(model.forward(x).dims(), [2, 7], "{arch} {c}×{side}²");
+    }
+}
+
+#[test]
+fn option_a_shortcut_subsamples_and_pads_channels() {
+    let device = Device::flex();
+    let block = BasicBlock::new(2, 4, 2, Shortcut::A, Rule::default(), &None, &device);
+    // Zero the residual branch (γ = β = 0 after conv2) so the output is relu(shortcut).
+    let mut block = block;
+    block.bn2.gamma = block.bn2.gamma.map(|g| g.zeros_like());
+    block.bn2.beta = block.bn2.beta.map(|b| b.zeros_like());
+    let data: Vec<f32> = (0..2 * 16).map(|v| v as f32 + 1.0).collect();
+    let x = Tensor::<4>::from_data(TensorData::new(data, [1, 2, 4, 4]), &device);
+    let y = block.forward(x);
+    assert_eq!(y.dims(), [1, 4, 2, 2]);
+    let y: Vec<f32> = y.into_data().try_to_vec().unwrap();
+    // Channel 0 and 3 are the zero padding; channels 1, 2 are x[:, :, ::2, ::2].
+    assert_eq!(
+        y,
+        vec![
+            0.0, 0.0, 0.0, 0.0, 1.0, 3.0, 9.0, 11.0, 17.0, 19.0, 25.0, 27.0, 0.0, 0.0, 0.0, 0.0
+        ]
+    );
+}
+
+/// Twenty plain SGD steps on one fixed random batch lower the loss of every zoo model that can
+/// run in a test's time, with backprop, a rule that learns B (KP) and one that does not (FA).
+#[test]
+fn a_few_steps_lower_the_loss() {
+    let device = Device::flex().autodiff();
+    device.seed(3);
+    for (arch, lr) in [
+        (Architecture::Mlp, 0.05),
+        (Architecture::Lenet, 0.05),
+        (Architecture::Resnet20, 0.05),
+    ] {
+        for rule in ["bp", "fa", "kp"] {
+            let cfg = ModelConfig::new(arch, 10, 3, 32, rule.parse().unwrap());
+            let mut model = cfg.init(&device);
+            let x = Tensor::<4>::random([16, 3, 32, 32], Distribution::Normal(0.0, 1.0), &device);
+            let labels: Vec<i64> = (0..16).map(|i| i % 10).collect();
+            let y = Tensor::<1, Int>::from_data(TensorData::new(labels, [16]), &device);
+            let loss_fn = CrossEntropyLossConfig::new().init(&device);
+            let mut optim = SgdConfig::new().init();
+            let loss = |m: &Model| loss_fn.forward(m.forward(x.clone()), y.clone());
+            let first = loss(&model).into_scalar::<f64>();
+            for _ in 0..20 {
+                let l = loss(&model);
+                let grads = GradientsParams::from_grads(l.backward(), &model);
+                model = optim.step(lr, model, grads);
+            }
+            let last = loss(&model).into_scalar::<f64>();
+            eprintln!("{arch} {rule}: {first} → {last}");
+            assert!(last < first * 0.99, "{arch} {rule}: {first} → {last}");
+        }
+    }
+}
+
+#[test]
+fn model_config_round_trips_through_json_and_parses_names() {
+    let mut cfg = config(Architecture::Resnet56, 100, 3, 32);
+    cfg.init = InitScheme::Xavier;
+    cfg.last_layer_backprop = true;
+    let json = serde_json::to_string(&cfg).unwrap();
+    assert_eq!(serde_json::from_str::<ModelConfig>(&json).unwrap(), cfg);
+    for arch in Architecture::ALL {
+        assert_eq!(arch.name().parse::<Architecture>().unwrap(), arch);
+    }
+    let err = "resnet99".parse::<Architecture>().unwrap_err();
+    assert!(err.contains("resnet20"), "{err}");
+}
