@@ -1,1 +1,30 @@
-//! placeholder
+//! # wt-train: the training loop of wt's examples
+//!
+//! [`fit`] trains any [`ImageClassifier`](wt_models::ImageClassifier) with any rule on any
+//! device, from a serialisable [`TrainConfig`], and writes a run folder ([`RunDir`]): the
+//! resolved `config.toml`, `metrics.csv` and `metrics.jsonl`, PNG plots, and an atomic
+//! checkpoint after every epoch from which `--resume` continues bit for bit. A NaN or infinite
+//! loss stops the run with [`TrainError::Diverged`], keeping the last good checkpoint.
+
+pub mod checkpoint;
+pub mod config;
+pub mod data;
+pub mod error;
+pub mod loader;
+pub mod metrics;
+pub mod plot;
+pub mod run_dir;
+mod schedule;
+pub mod trainer;
+
+pub use config::{
+    DataConfig, DatasetKind, OptimizerConfig, OptimizerKind, Schedule, ScheduleConfig, TrainConfig,
+};
+pub use data::{BatchSource, DataSplit, RunData};
+pub use error::TrainError;
+pub use metrics::{EpochMetrics, Evaluation, LayerMetrics};
+pub use run_dir::{RunDir, RunMode};
+pub use trainer::{FitOptions, Trained, Verbosity, evaluate, final_json, fit};
+
+#[cfg(test)]
+mod tests;

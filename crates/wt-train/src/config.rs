@@ -1,0 +1,297 @@
+//! [`TrainConfig`]: everything a run needs, written to the run folder as `config.toml` so the
+//! run can be repeated with `--config config.toml`.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use wt_models::ModelConfig;
+
+use crate::error::TrainError;
+
+/// The data sets the examples know how to read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DatasetKind {
+    /// MNIST IDX files (gzipped or raw) in `dir`.
+    Mnist,
+    /// Fashion-MNIST IDX files in `dir`.
+    FashionMnist,
+    /// CIFAR-10: `cifar-10-binary.tar.gz`, `cifar-10-batches-bin/` or its parent.
+    Cifar10,
+    /// CIFAR-100: `cifar-100-binary.tar.gz`, `cifar-100-binary/` or its parent.
+    Cifar100,
+    /// An ImageFolder tree with `train/<class>/` and `val/<class>/` (ImageNet layout).
+    ImageFolder,
+}
+
+/// Where the data is and how it is split and augmented.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DataConfig {
+    /// Which reader.
+    pub dataset: DatasetKind,
+    /// Folder (or archive) holding the data set.
+    pub dir: PathBuf,
+    /// Images held out of the training split for validation (seeded random choice), e.g.
+    /// BioTorch's 5,000 of CIFAR-10's 50,000. 0: no validation split.
+    #[serde(default)]
+    pub validation: usize,
+    /// Train on only this many images of the training split (seeded random choice).
+    #[serde(default)]
+    pub train_subset: Option<usize>,
+    /// Evaluate on only the first this-many test images.
+    #[serde(default)]
+    pub test_subset: Option<usize>,
+    /// Training augmentation (CIFAR: crop 32 pad 4 + flip; ImageFolder: RandomResizedCrop +
+    /// flip). MNIST has none.
+    #[serde(default = "yes")]
+    pub augment: bool,
+    /// Class index file (`imagenet1k_classes.tsv`) for ImageFolder trees; sorted folder names
+    /// otherwise.
+    #[serde(default)]
+    pub class_index: Option<PathBuf>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Optimizer family.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OptimizerKind {
+    /// SGD with (optionally Nesterov) momentum and L2 weight decay.
+    Sgd,
+    /// Adam with L2 weight decay.
+    Adam,
+}
+
+/// Optimizer settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OptimizerConfig {
+    /// SGD or Adam.
+    pub kind: OptimizerKind,
+    /// Base learning rate.
+    pub lr: f64,
+    /// SGD momentum (0: none).
+    #[serde(default)]
+    pub momentum: f64,
+    /// Nesterov momentum (SGD).
+    #[serde(default)]
+    pub nesterov: bool,
+    /// L2 weight decay, applied by the optimizer to every parameter with a gradient (W, b,
+    /// batch norm, and B for KP and WM: the decay KP needs to align).
+    #[serde(default)]
+    pub weight_decay: f64,
+    /// Adam's β₁, β₂.
+    #[serde(default = "adam_betas")]
+    pub betas: (f32, f32),
+}
+
+fn adam_betas() -> (f32, f32) {
+    (0.9, 0.999)
+}
+
+/// Learning-rate schedule over epochs (evaluated at every step).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Schedule {
+    /// The base rate throughout.
+    Constant,
+    /// Multiply by `gamma` at each milestone epoch (0-based count of finished epochs).
+    Step {
+        /// Epochs after which the rate drops.
+        milestones: Vec<usize>,
+        /// Factor of each drop.
+        gamma: f64,
+    },
+    /// Cosine annealing from the base rate to 0 over the run.
+    Cosine,
+}
+
+/// Schedule plus linear warm-up.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScheduleConfig {
+    /// Shape of the schedule.
+    #[serde(flatten)]
+    pub schedule: Schedule,
+    /// Epochs of linear warm-up from ~0 to the scheduled rate (fractions allowed).
+    #[serde(default)]
+    pub warmup_epochs: f64,
+}
+
+/// A whole training run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainConfig {
+    /// The network and its rule.
+    pub model: ModelConfig,
+    /// The data.
+    pub data: DataConfig,
+    /// The optimizer.
+    pub optimizer: OptimizerConfig,
+    /// The learning-rate schedule.
+    pub schedule: ScheduleConfig,
+    /// Epochs to train.
+    pub epochs: usize,
+    /// Images per training step.
+    pub batch_size: usize,
+    /// Images per evaluation batch.
+    #[serde(default = "eval_batch")]
+    pub eval_batch_size: usize,
+    /// Seed of initialisation, shuffling, augmentation and the rules' random draws.
+    pub seed: u64,
+    /// Device: `flex`, `ndarray`, `wgpu`, `cuda[:N]` (what the build has).
+    pub device: String,
+    /// Threads preparing batches ahead of the training step (0: prepared inline).
+    #[serde(default = "workers")]
+    pub workers: usize,
+    /// Weight-mirror steps before the first epoch (WM only).
+    #[serde(default)]
+    pub mirror_warmup: usize,
+    /// Label smoothing of the cross-entropy (off by default).
+    #[serde(default)]
+    pub label_smoothing: Option<f32>,
+    /// Measure each layer's error angle against backprop on one batch per epoch.
+    #[serde(default = "yes")]
+    pub error_alignment: bool,
+}
+
+fn eval_batch() -> usize {
+    500
+}
+
+fn workers() -> usize {
+    2
+}
+
+impl TrainConfig {
+    /// Reads a config from a `.toml` or `.json` file.
+    pub fn load(path: &Path) -> Result<Self, TrainError> {
+        let text = std::fs::read_to_string(path).map_err(|e| TrainError::io(path, e))?;
+        let parsed = if path.extension().is_some_and(|e| e == "json") {
+            serde_json::from_str(&text).map_err(|e| e.to_string())
+        } else {
+            toml::from_str(&text).map_err(|e| e.to_string())
+        };
+        let config: Self =
+            parsed.map_err(|e| TrainError::Config(format!("{}: {e}", path.display())))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// The config as TOML.
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).expect("a TrainConfig always serialises to TOML")
+    }
+
+    /// Checks the values a run cannot start with.
+    pub fn validate(&self) -> Result<(), TrainError> {
+        let bad = |m: String| Err(TrainError::Config(m));
+        if self.epochs == 0 {
+            return bad("epochs must be at least 1".into());
+        }
+        if self.batch_size == 0 || self.eval_batch_size == 0 {
+            return bad("batch sizes must be at least 1".into());
+        }
+        let lr = self.optimizer.lr;
+        if !(lr.is_finite() && lr > 0.0) {
+            return bad(format!("optimizer.lr must be a positive number, got {lr}"));
+        }
+        if !(0.0..1.0).contains(&self.optimizer.momentum) {
+            return bad(format!(
+                "optimizer.momentum must be in [0, 1), got {}",
+                self.optimizer.momentum
+            ));
+        }
+        if let Schedule::Step { gamma, .. } = &self.schedule.schedule
+            && !(gamma.is_finite() && *gamma > 0.0)
+        {
+            return bad(format!("schedule gamma must be positive, got {gamma}"));
+        }
+        if self.schedule.warmup_epochs < 0.0 {
+            return bad("schedule.warmup_epochs must be ≥ 0".into());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wt_models::Architecture;
+
+    pub(crate) fn sample() -> TrainConfig {
+        let mut model = ModelConfig::new(Architecture::Resnet20, 10, 3, 32, "wm".parse().unwrap());
+        model.last_layer_backprop = true;
+        TrainConfig {
+            model,
+            data: DataConfig {
+                dataset: DatasetKind::Cifar10,
+                dir: "../shared/data/cifar-10".into(),
+                validation: 5000,
+                train_subset: Some(1000),
+                test_subset: None,
+                augment: true,
+                class_index: None,
+            },
+            optimizer: OptimizerConfig {
+                kind: OptimizerKind::Sgd,
+                lr: 0.1,
+                momentum: 0.9,
+                nesterov: false,
+                weight_decay: 1e-4,
+                betas: adam_betas(),
+            },
+            schedule: ScheduleConfig {
+                schedule: Schedule::Step {
+                    milestones: vec![100, 150, 200],
+                    gamma: 0.1,
+                },
+                warmup_epochs: 0.5,
+            },
+            epochs: 250,
+            batch_size: 128,
+            eval_batch_size: 500,
+            seed: 7,
+            device: "flex".into(),
+            workers: 2,
+            mirror_warmup: 100,
+            label_smoothing: None,
+            error_alignment: true,
+        }
+    }
+
+    #[test]
+    fn config_round_trips_through_toml_and_json_files() {
+        let dir = std::env::temp_dir().join(format!("wt-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let config = sample();
+        let toml_path = dir.join("run.toml");
+        std::fs::write(&toml_path, config.to_toml()).unwrap();
+        assert_eq!(TrainConfig::load(&toml_path).unwrap(), config);
+        let json_path = dir.join("run.json");
+        std::fs::write(&json_path, serde_json::to_string(&config).unwrap()).unwrap();
+        assert_eq!(TrainConfig::load(&json_path).unwrap(), config);
+        let mut cosine = config.clone();
+        cosine.schedule.schedule = Schedule::Cosine;
+        cosine.optimizer.kind = OptimizerKind::Adam;
+        std::fs::write(&toml_path, cosine.to_toml()).unwrap();
+        assert_eq!(TrainConfig::load(&toml_path).unwrap(), cosine);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn bad_configs_name_the_field() {
+        let dir = std::env::temp_dir().join(format!("wt-config-bad-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("run.toml");
+        let mut config = sample();
+        config.optimizer.lr = -1.0;
+        std::fs::write(&path, config.to_toml()).unwrap();
+        let err = TrainConfig::load(&path).unwrap_err().to_string();
+        assert!(err.contains("optimizer.lr"), "{err}");
+        std::fs::write(&path, "epochs = \"many\"").unwrap();
+        let err = TrainConfig::load(&path).unwrap_err().to_string();
+        assert!(err.contains("run.toml"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,342 @@
+//! The data of a run: a [`BatchSource`] per data set turns item indices into an
+//! [`ImageBatch`], deterministically for a given (seed, epoch, index); [`DataSplit`] picks the
+//! items of a split; [`RunData::open`] reads what a [`DataConfig`] names.
+
+use std::sync::Arc;
+
+use burn::data::dataset::Dataset;
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use wt_data::{
+    CifarDataset, CifarTransform, ClassIndex, ImageBatch, ImageFolderDataset, ImageNetTransform,
+    ItemRng, MnistBatcher, MnistDataset, Split,
+};
+
+use crate::config::{DataConfig, DatasetKind};
+use crate::error::TrainError;
+
+/// Something that makes batches of images from item indices.
+pub trait BatchSource: Send + Sync {
+    /// Number of items.
+    fn len(&self) -> usize;
+
+    /// Whether there are no items.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The batch of items `indices` for `epoch` (augmentation depends on seed, epoch and
+    /// index only): images `[n, c, h, w]`, targets `[n]`.
+    fn batch(&self, epoch: u64, indices: &[usize], device: &Device) -> Result<ImageBatch, String>;
+}
+
+/// MNIST / Fashion-MNIST, normalised with MNIST's mean and std, no augmentation.
+pub struct MnistSource(pub Arc<MnistDataset>);
+
+impl BatchSource for MnistSource {
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    fn batch(&self, _epoch: u64, indices: &[usize], device: &Device) -> Result<ImageBatch, String> {
+        let items = indices
+            .iter()
+            .map(|&i| self.0.get(i).map_err(|e| e.to_string()))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(burn::data::dataloader::batcher::Batcher::batch(
+            &MnistBatcher,
+            items,
+            device,
+        ))
+    }
+}
+
+/// CIFAR-10/100 with the CIFAR transform (crop + flip when training, normalisation).
+pub struct CifarSource {
+    /// The records.
+    pub dataset: Arc<CifarDataset>,
+    /// Train (augmenting) or eval transform.
+    pub transform: CifarTransform,
+    /// Seed of the augmentation.
+    pub seed: u64,
+}
+
+impl BatchSource for CifarSource {
+    fn len(&self) -> usize {
+        self.dataset.len()
+    }
+
+    fn batch(&self, epoch: u64, indices: &[usize], device: &Device) -> Result<ImageBatch, String> {
+        let side = self.transform.side;
+        let pixels = 3 * side * side;
+        let mut px = vec![0f32; indices.len() * pixels];
+        let mut labels = Vec::with_capacity(indices.len());
+        for (&i, out) in indices.iter().zip(px.chunks_exact_mut(pixels)) {
+            if i >= self.dataset.len() {
+                return Err(format!("CIFAR item {i} out of range"));
+            }
+            let mut rng = ItemRng::new(self.seed, epoch, i as u64);
+            self.transform.apply(self.dataset.image(i), &mut rng, out);
+            labels.push(self.dataset.labels()[i] as i64);
+        }
+        Ok(image_batch(px, labels, side, device))
+    }
+}
+
+/// An ImageFolder tree with the ImageNet transforms (decode + RandomResizedCrop + flip, or
+/// resize + centre crop).
+pub struct ImageFolderSource {
+    /// The images.
+    pub dataset: Arc<ImageFolderDataset>,
+    /// Train or eval transform.
+    pub transform: ImageNetTransform,
+    /// Seed of the augmentation.
+    pub seed: u64,
+}
+
+impl BatchSource for ImageFolderSource {
+    fn len(&self) -> usize {
+        self.dataset.len()
+    }
+
+    fn batch(&self, epoch: u64, indices: &[usize], device: &Device) -> Result<ImageBatch, String> {
+        let side = self.transform.size();
+        let mut px = Vec::with_capacity(indices.len() * 3 * side * side);
+        let mut labels = Vec::with_capacity(indices.len());
+        for &i in indices {
+            let item = self.dataset.get(i).map_err(|e| e.to_string())?;
+            let mut rng = ItemRng::new(self.seed, epoch, i as u64);
+            px.extend(self.transform.apply(&item.image, &mut rng));
+            labels.push(item.label as i64);
+        }
+        Ok(image_batch(px, labels, side, device))
+    }
+}
+
+fn image_batch(px: Vec<f32>, labels: Vec<i64>, side: usize, device: &Device) -> ImageBatch {
+    let n = labels.len();
+    ImageBatch {
+        images: Tensor::from_data(TensorData::new(px, [n, 3, side, side]), device),
+        targets: Tensor::<1, Int>::from_data(TensorData::new(labels, [n]), device),
+    }
+}
+
+/// A subset of a source's items (a split), in a fixed order.
+#[derive(Clone)]
+pub struct DataSplit {
+    /// Where the items come from.
+    pub source: Arc<dyn BatchSource>,
+    /// Which items, as indices into `source`.
+    pub items: Arc<Vec<usize>>,
+}
+
+impl DataSplit {
+    /// Every item of `source`.
+    pub fn all(source: Arc<dyn BatchSource>) -> Self {
+        let items = Arc::new((0..source.len()).collect());
+        Self { source, items }
+    }
+
+    /// Number of items.
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    /// Whether the split is empty.
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    /// Batch of the split's items at `positions`.
+    pub fn batch(
+        &self,
+        epoch: u64,
+        positions: &[usize],
+        device: &Device,
+    ) -> Result<ImageBatch, String> {
+        let idx: Vec<usize> = positions.iter().map(|&p| self.items[p]).collect();
+        self.source.batch(epoch, &idx, device)
+    }
+}
+
+/// A deterministic permutation of `0..n` (xorshift64 Fisher–Yates) for `seed`.
+pub fn permutation(n: usize, seed: u64) -> Vec<usize> {
+    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0xD1B5_4A32_D192_ED03;
+    if state == 0 {
+        state = 1;
+    }
+    let mut v: Vec<usize> = (0..n).collect();
+    for i in (1..n).rev() {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        v.swap(i, (state % (i as u64 + 1)) as usize);
+    }
+    v
+}
+
+/// The splits of a run and what the model needs to know about the images.
+pub struct RunData {
+    /// Training split (augmented).
+    pub train: DataSplit,
+    /// Validation split held out of the training files (not augmented), if asked for.
+    pub validation: Option<DataSplit>,
+    /// Test split (not augmented).
+    pub test: DataSplit,
+    /// Number of classes.
+    pub num_classes: usize,
+    /// Image channels.
+    pub channels: usize,
+    /// Image side.
+    pub side: usize,
+}
+
+impl RunData {
+    /// Reads the data set `config` names; `seed` chooses the validation and subset items and
+    /// seeds the augmentation.
+    pub fn open(config: &DataConfig, seed: u64) -> Result<Self, TrainError> {
+        let data_err = |e: wt_data::DataError| TrainError::Data(e.to_string());
+        let (train_src, eval_src, test, classes, channels, side): (
+            Arc<dyn BatchSource>,
+            Arc<dyn BatchSource>,
+            Arc<dyn BatchSource>,
+            usize,
+            usize,
+            usize,
+        ) = match config.dataset {
+            DatasetKind::Mnist | DatasetKind::FashionMnist => {
+                let train = Arc::new(MnistSource(Arc::new(
+                    MnistDataset::new(&config.dir, Split::Train).map_err(data_err)?,
+                )));
+                let test = MnistSource(Arc::new(
+                    MnistDataset::new(&config.dir, Split::Test).map_err(data_err)?,
+                ));
+                (train.clone(), train, Arc::new(test), 10, 1, 28)
+            }
+            DatasetKind::Cifar10 | DatasetKind::Cifar100 => {
+                let open = |split| {
+                    if config.dataset == DatasetKind::Cifar10 {
+                        CifarDataset::cifar10(&config.dir, split)
+                    } else {
+                        CifarDataset::cifar100(&config.dir, split)
+                    }
+                };
+                let train = Arc::new(open(Split::Train).map_err(data_err)?);
+                let test = Arc::new(open(Split::Test).map_err(data_err)?);
+                let classes = if config.dataset == DatasetKind::Cifar10 {
+                    10
+                } else {
+                    100
+                };
+                let source = |dataset: &Arc<CifarDataset>, augment: bool| -> Arc<dyn BatchSource> {
+                    Arc::new(CifarSource {
+                        dataset: dataset.clone(),
+                        transform: if augment {
+                            CifarTransform::train()
+                        } else {
+                            CifarTransform::eval()
+                        },
+                        seed,
+                    })
+                };
+                (
+                    source(&train, config.augment),
+                    source(&train, false),
+                    source(&test, false),
+                    classes,
+                    3,
+                    32,
+                )
+            }
+            DatasetKind::ImageFolder => {
+                let index = match &config.class_index {
+                    Some(p) => Some(ClassIndex::from_tsv(p).map_err(data_err)?),
+                    None => None,
+                };
+                let train = Arc::new(
+                    ImageFolderDataset::new(&config.dir, Split::Train, index.as_ref())
+                        .map_err(data_err)?,
+                );
+                let test = Arc::new(
+                    ImageFolderDataset::new(&config.dir, Split::Test, index.as_ref())
+                        .map_err(data_err)?,
+                );
+                let classes = train.classes().len();
+                let source =
+                    |dataset: &Arc<ImageFolderDataset>, augment: bool| -> Arc<dyn BatchSource> {
+                        Arc::new(ImageFolderSource {
+                            dataset: dataset.clone(),
+                            transform: if augment {
+                                ImageNetTransform::train()
+                            } else {
+                                ImageNetTransform::eval()
+                            },
+                            seed,
+                        })
+                    };
+                let side = ImageNetTransform::eval().size();
+                (
+                    source(&train, config.augment),
+                    source(&train, false),
+                    source(&test, false),
+                    classes,
+                    3,
+                    side,
+                )
+            }
+        };
+        let n = train_src.len();
+        if config.validation >= n {
+            return Err(TrainError::Config(format!(
+                "data.validation = {} leaves no training images out of {n}",
+                config.validation
+            )));
+        }
+        // Validation: a seeded random choice; training: the rest, optionally subsampled.
+        let order = permutation(n, seed ^ 0x5A17);
+        let (held, rest) = order.split_at(config.validation);
+        let mut train_items: Vec<usize> = rest.to_vec();
+        if let Some(k) = config.train_subset {
+            train_items.truncate(k.max(1));
+        }
+        train_items.sort_unstable();
+        let validation = (!held.is_empty()).then(|| {
+            let mut v = held.to_vec();
+            v.sort_unstable();
+            DataSplit {
+                source: eval_src,
+                items: Arc::new(v),
+            }
+        });
+        let mut test = DataSplit::all(test);
+        if let Some(k) = config.test_subset {
+            test.items = Arc::new(test.items.iter().copied().take(k.max(1)).collect());
+        }
+        Ok(Self {
+            train: DataSplit {
+                source: train_src,
+                items: Arc::new(train_items),
+            },
+            validation,
+            test,
+            num_classes: classes,
+            channels,
+            side,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn permutation_is_a_seeded_permutation() {
+        let p = permutation(1000, 3);
+        let mut sorted = p.clone();
+        sorted.sort_unstable();
+        assert_eq!(sorted, (0..1000).collect::<Vec<_>>());
+        assert_eq!(p, permutation(1000, 3));
+        assert_ne!(p, permutation(1000, 4));
+        assert_ne!(p, sorted);
+    }
+}

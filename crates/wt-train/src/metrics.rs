@@ -1,0 +1,151 @@
+//! [`EpochMetrics`]: what a run records after every epoch, as JSON lines and CSV.
+
+use serde::{Deserialize, Serialize};
+
+/// Alignment of one feedback layer at the end of an epoch.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LayerMetrics {
+    /// Dotted path of the layer.
+    pub path: String,
+    /// Rule name.
+    pub rule: String,
+    /// Angle between B and W, degrees.
+    pub angle_deg: f64,
+    /// ‖B‖ / ‖W‖.
+    pub norm_ratio: f64,
+    /// Angle between the error reaching the layer's input under the rule and under backprop,
+    /// degrees (one training batch), if measured.
+    pub error_angle_deg: Option<f64>,
+}
+
+/// Loss and accuracy on one split.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Evaluation {
+    /// Mean cross-entropy.
+    pub loss: f64,
+    /// Top-1 accuracy in [0, 1].
+    pub top1: f64,
+    /// Top-5 accuracy in [0, 1].
+    pub top5: f64,
+}
+
+/// Everything measured in one epoch.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EpochMetrics {
+    /// 1-based epoch.
+    pub epoch: usize,
+    /// Learning rate of the epoch's last step.
+    pub lr: f64,
+    /// Mean training loss over the epoch's steps.
+    pub train_loss: f64,
+    /// Training top-1 accuracy (on augmented batches, as the model was updating).
+    pub train_accuracy: f64,
+    /// Held-out validation split, if any.
+    pub validation: Option<Evaluation>,
+    /// Test split.
+    pub test: Evaluation,
+    /// Wall time of the epoch's training steps, seconds.
+    pub train_seconds: f64,
+    /// Training images per second.
+    pub images_per_s: f64,
+    /// Per feedback layer, in forward order.
+    pub layers: Vec<LayerMetrics>,
+}
+
+/// CSV of a run's history: one row per epoch, one column per value (per-layer columns named
+/// `angle:<path>`, `ratio:<path>`, `error_angle:<path>`).
+pub fn to_csv(history: &[EpochMetrics]) -> String {
+    let mut out = String::from(
+        "epoch,lr,train_loss,train_accuracy,val_loss,val_accuracy,test_loss,test_accuracy,test_top5,train_seconds,images_per_s",
+    );
+    if let Some(first) = history.first() {
+        for prefix in ["angle", "ratio", "error_angle"] {
+            for l in &first.layers {
+                out.push_str(&format!(",{prefix}:{}", l.path));
+            }
+        }
+    }
+    out.push('\n');
+    let opt = |v: Option<f64>| v.map(|x| format!("{x}")).unwrap_or_default();
+    for m in history {
+        out.push_str(&format!(
+            "{},{},{},{},{},{},{},{},{},{:.3},{:.1}",
+            m.epoch,
+            m.lr,
+            m.train_loss,
+            m.train_accuracy,
+            opt(m.validation.map(|v| v.loss)),
+            opt(m.validation.map(|v| v.top1)),
+            m.test.loss,
+            m.test.top1,
+            m.test.top5,
+            m.train_seconds,
+            m.images_per_s
+        ));
+        for l in &m.layers {
+            out.push_str(&format!(",{}", l.angle_deg));
+        }
+        for l in &m.layers {
+            out.push_str(&format!(",{}", l.norm_ratio));
+        }
+        for l in &m.layers {
+            out.push_str(&format!(",{}", opt(l.error_angle_deg)));
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// JSON lines of a run's history: one object per epoch.
+pub fn to_json_lines(history: &[EpochMetrics]) -> String {
+    history
+        .iter()
+        .map(|m| serde_json::to_string(m).expect("metrics serialise") + "\n")
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_has_a_column_per_value_and_per_layer() {
+        let m = EpochMetrics {
+            epoch: 1,
+            lr: 0.1,
+            train_loss: 2.0,
+            train_accuracy: 0.3,
+            validation: None,
+            test: Evaluation {
+                loss: 1.5,
+                top1: 0.4,
+                top5: 0.9,
+            },
+            train_seconds: 12.0,
+            images_per_s: 100.0,
+            layers: vec![LayerMetrics {
+                path: "fc".into(),
+                rule: "fa".into(),
+                angle_deg: 80.0,
+                norm_ratio: 1.0,
+                error_angle_deg: Some(45.0),
+            }],
+        };
+        let csv = to_csv(&[
+            m.clone(),
+            EpochMetrics {
+                epoch: 2,
+                ..m.clone()
+            },
+        ]);
+        let lines: Vec<&str> = csv.lines().collect();
+        assert_eq!(lines.len(), 3);
+        let header: Vec<&str> = lines[0].split(',').collect();
+        assert_eq!(header.len(), 14);
+        assert_eq!(header[11..], ["angle:fc", "ratio:fc", "error_angle:fc"]);
+        assert!(lines.iter().all(|l| l.split(',').count() == 14));
+        let back: EpochMetrics =
+            serde_json::from_str(to_json_lines(&[m.clone()]).trim_end()).unwrap();
+        assert_eq!(back, m);
+    }
+}

@@ -1,0 +1,311 @@
+//! PNG plots of a run, drawn with `plotters`: accuracy and loss curves, and heat maps of the
+//! per-layer B–W angle and error angle over epochs.
+//!
+//! Text needs a TrueType font: `WT_PLOT_FONT` if set, else DejaVu Sans or Liberation Sans from
+//! the usual system folders (Debian: `fonts-dejavu-core`).
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use plotters::prelude::*;
+use plotters::style::{FontStyle, register_font};
+
+use crate::metrics::EpochMetrics;
+
+const FONT_CANDIDATES: [&str; 4] = [
+    "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
+    "/usr/share/fonts/TTF/DejaVuSans.ttf",
+    "/usr/share/fonts/truetype/liberation/LiberationSans-Regular.ttf",
+    "/Library/Fonts/Arial Unicode.ttf",
+];
+
+/// Registers a font for "sans-serif" once; the error says where it looked.
+fn ensure_font() -> Result<(), String> {
+    static FONT: OnceLock<Result<(), String>> = OnceLock::new();
+    FONT.get_or_init(|| {
+        let mut candidates: Vec<PathBuf> = Vec::new();
+        if let Ok(p) = std::env::var("WT_PLOT_FONT") {
+            candidates.push(p.into());
+        }
+        candidates.extend(FONT_CANDIDATES.iter().map(PathBuf::from));
+        for path in &candidates {
+            if let Ok(bytes) = std::fs::read(path) {
+                let bytes: &'static [u8] = Box::leak(bytes.into_boxed_slice());
+                if register_font("sans-serif", FontStyle::Normal, bytes).is_ok() {
+                    return Ok(());
+                }
+            }
+        }
+        Err(format!(
+            "no TrueType font found for plot text (looked at {}); install fonts-dejavu-core or set WT_PLOT_FONT",
+            candidates.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+        ))
+    })
+    .clone()
+}
+
+fn err<E: std::fmt::Display>(path: &Path) -> impl FnOnce(E) -> String + '_ {
+    move |e| format!("{}: {e}", path.display())
+}
+
+/// Draws `accuracy.png`, `loss.png`, `angles.png` and (when measured) `error_angles.png` in
+/// `dir`.
+pub fn draw_all(history: &[EpochMetrics], dir: &Path) -> Result<(), String> {
+    if history.is_empty() {
+        return Ok(());
+    }
+    ensure_font()?;
+    let pct = |v: f64| 100.0 * v;
+    let mut acc = vec![
+        (
+            "train",
+            history
+                .iter()
+                .map(|m| (m.epoch as f64, pct(m.train_accuracy)))
+                .collect::<Vec<_>>(),
+        ),
+        (
+            "test",
+            history
+                .iter()
+                .map(|m| (m.epoch as f64, pct(m.test.top1)))
+                .collect(),
+        ),
+    ];
+    let mut loss = vec![
+        (
+            "train",
+            history
+                .iter()
+                .map(|m| (m.epoch as f64, m.train_loss))
+                .collect::<Vec<_>>(),
+        ),
+        (
+            "test",
+            history
+                .iter()
+                .map(|m| (m.epoch as f64, m.test.loss))
+                .collect(),
+        ),
+    ];
+    if history.iter().all(|m| m.validation.is_some()) {
+        acc.push((
+            "validation",
+            history
+                .iter()
+                .map(|m| (m.epoch as f64, pct(m.validation.expect("checked").top1)))
+                .collect(),
+        ));
+        loss.push((
+            "validation",
+            history
+                .iter()
+                .map(|m| (m.epoch as f64, m.validation.expect("checked").loss))
+                .collect(),
+        ));
+    }
+    curves(
+        &dir.join("accuracy.png"),
+        "Top-1 accuracy",
+        "accuracy (%)",
+        &acc,
+    )?;
+    curves(&dir.join("loss.png"), "Cross-entropy loss", "loss", &loss)?;
+    let layers: Vec<String> = history[0].layers.iter().map(|l| l.path.clone()).collect();
+    let angles: Vec<Vec<Option<f64>>> = history
+        .iter()
+        .map(|m| m.layers.iter().map(|l| Some(l.angle_deg)).collect())
+        .collect();
+    heat_map(
+        &dir.join("angles.png"),
+        "B-W angle (degrees) per layer",
+        &layers,
+        &angles,
+    )?;
+    if history
+        .iter()
+        .any(|m| m.layers.iter().any(|l| l.error_angle_deg.is_some()))
+    {
+        let errors: Vec<Vec<Option<f64>>> = history
+            .iter()
+            .map(|m| m.layers.iter().map(|l| l.error_angle_deg).collect())
+            .collect();
+        heat_map(
+            &dir.join("error_angles.png"),
+            "Error angle vs backprop (degrees) per layer",
+            &layers,
+            &errors,
+        )?;
+    }
+    Ok(())
+}
+
+const PALETTE: [RGBColor; 4] = [
+    RGBColor(31, 119, 180),
+    RGBColor(214, 39, 40),
+    RGBColor(44, 160, 44),
+    RGBColor(148, 103, 189),
+];
+
+/// Line plot of named series over epochs.
+fn curves(
+    path: &Path,
+    title: &str,
+    y_desc: &str,
+    series: &[(&str, Vec<(f64, f64)>)],
+) -> Result<(), String> {
+    let e = err(path);
+    let root = BitMapBackend::new(path, (900, 560)).into_drawing_area();
+    root.fill(&WHITE).map_err(err(path))?;
+    let x_max = series
+        .iter()
+        .flat_map(|s| s.1.iter().map(|p| p.0))
+        .fold(1.0, f64::max);
+    let ys = series
+        .iter()
+        .flat_map(|s| s.1.iter().map(|p| p.1))
+        .filter(|y| y.is_finite());
+    let (lo, hi) = ys.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), y| {
+        (a.min(y), b.max(y))
+    });
+    let pad = ((hi - lo) * 0.05).max(1e-3);
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 26))
+        .margin(15)
+        .x_label_area_size(45)
+        .y_label_area_size(65)
+        .build_cartesian_2d(1.0..x_max.max(2.0), (lo - pad)..(hi + pad))
+        .map_err(err(path))?;
+    chart
+        .configure_mesh()
+        .x_desc("epoch")
+        .y_desc(y_desc)
+        .label_style(("sans-serif", 16))
+        .draw()
+        .map_err(err(path))?;
+    for (i, (name, points)) in series.iter().enumerate() {
+        let color = PALETTE[i % PALETTE.len()];
+        chart
+            .draw_series(LineSeries::new(
+                points.iter().copied(),
+                color.stroke_width(2),
+            ))
+            .map_err(err(path))?
+            .label(*name)
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+            });
+        chart
+            .draw_series(points.iter().map(|&p| Circle::new(p, 3, color.filled())))
+            .map_err(err(path))?;
+    }
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .label_font(("sans-serif", 16))
+        .draw()
+        .map_err(err(path))?;
+    root.present().map_err(e)
+}
+
+/// Heat map: one row per layer, one column per epoch, colour from 0° (yellow) to 90° (blue).
+fn heat_map(
+    path: &Path,
+    title: &str,
+    layers: &[String],
+    values: &[Vec<Option<f64>>],
+) -> Result<(), String> {
+    let rows = layers.len().max(1);
+    let cols = values.len();
+    let height = (120 + 22 * rows).clamp(300, 1600) as u32;
+    let root = BitMapBackend::new(path, (900, height)).into_drawing_area();
+    root.fill(&WHITE).map_err(err(path))?;
+    let label_width = layers.iter().map(|l| l.len()).max().unwrap_or(4) as u32 * 8 + 20;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 24))
+        .margin(15)
+        .x_label_area_size(45)
+        .y_label_area_size(label_width)
+        .build_cartesian_2d(0.5..cols as f64 + 0.5, 0.0..rows as f64)
+        .map_err(err(path))?;
+    let names: Vec<String> = layers.to_vec();
+    chart
+        .configure_mesh()
+        .disable_mesh()
+        .x_desc("epoch")
+        .x_labels(cols.min(20))
+        .y_labels(rows)
+        .y_label_formatter(&move |y: &f64| {
+            let i = y.floor() as usize;
+            if (*y - i as f64 - 0.5).abs() < 0.26 {
+                names.get(rows - 1 - i).cloned().unwrap_or_default()
+            } else {
+                String::new()
+            }
+        })
+        .label_style(("sans-serif", 14))
+        .draw()
+        .map_err(err(path))?;
+    let cells = values.iter().enumerate().flat_map(|(e, row)| {
+        row.iter().enumerate().filter_map(move |(l, v)| {
+            v.map(|deg| {
+                let t = (deg / 90.0).clamp(0.0, 1.0);
+                let color = HSLColor(0.17 + 0.5 * t, 0.85, 0.5 - 0.15 * t);
+                let (x, y) = (e as f64 + 1.0, (rows - 1 - l) as f64);
+                Rectangle::new([(x - 0.5, y), (x + 0.5, y + 1.0)], color.filled())
+            })
+        })
+    });
+    chart.draw_series(cells).map_err(err(path))?;
+    root.present().map_err(err(path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::{Evaluation, LayerMetrics};
+
+    #[test]
+    fn draws_the_four_plots() {
+        let history: Vec<EpochMetrics> = (1..=4)
+            .map(|e| EpochMetrics {
+                epoch: e,
+                lr: 0.1,
+                train_loss: 2.0 / e as f64,
+                train_accuracy: 0.2 * e as f64,
+                validation: Some(Evaluation {
+                    loss: 2.1 / e as f64,
+                    top1: 0.19 * e as f64,
+                    top5: 0.9,
+                }),
+                test: Evaluation {
+                    loss: 2.2 / e as f64,
+                    top1: 0.18 * e as f64,
+                    top5: 0.9,
+                },
+                train_seconds: 1.0,
+                images_per_s: 10.0,
+                layers: ["conv1", "blocks.0.conv1", "fc"]
+                    .iter()
+                    .map(|p| LayerMetrics {
+                        path: p.to_string(),
+                        rule: "kp".into(),
+                        angle_deg: 90.0 / e as f64,
+                        norm_ratio: 1.0,
+                        error_angle_deg: Some(45.0),
+                    })
+                    .collect(),
+            })
+            .collect();
+        let dir = std::env::temp_dir().join(format!("wt-plots-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        draw_all(&history, &dir).unwrap();
+        for name in ["accuracy.png", "loss.png", "angles.png", "error_angles.png"] {
+            let bytes = std::fs::read(dir.join(name)).unwrap();
+            assert_eq!(&bytes[1..4], b"PNG", "{name}");
+            assert!(bytes.len() > 2000, "{name} is {} bytes", bytes.len());
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

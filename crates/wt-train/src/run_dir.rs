@@ -1,0 +1,130 @@
+//! [`RunDir`]: the folder a run writes: `config.toml`, `metrics.csv`, `metrics.jsonl`,
+//! `checkpoint.wtck`, `model.bpk` (final weights) and `plots/`.
+
+use std::path::{Path, PathBuf};
+
+use crate::error::TrainError;
+
+/// What to do with an existing run folder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunMode {
+    /// Start a new run; refuse if the folder exists and is not empty.
+    New,
+    /// Continue the run from its checkpoint.
+    Resume,
+    /// Delete the folder's run files and start again.
+    Overwrite,
+}
+
+/// A run folder.
+#[derive(Debug, Clone)]
+pub struct RunDir {
+    root: PathBuf,
+}
+
+/// Files a run writes (removed by [`RunMode::Overwrite`]; nothing else is touched).
+const RUN_FILES: [&str; 6] = [
+    "config.toml",
+    "metrics.csv",
+    "metrics.jsonl",
+    "checkpoint.wtck",
+    "model.bpk",
+    "plots",
+];
+
+impl RunDir {
+    /// Opens `root` for a run in `mode`.
+    pub fn open(root: impl Into<PathBuf>, mode: RunMode) -> Result<Self, TrainError> {
+        let run = Self { root: root.into() };
+        let io = |e| TrainError::io(&run.root, e);
+        let exists = run.root.exists();
+        let empty = !exists || std::fs::read_dir(&run.root).map_err(io)?.next().is_none();
+        match mode {
+            RunMode::New if !empty => return Err(TrainError::RunExists(run.root.clone())),
+            RunMode::Resume if !run.checkpoint().exists() => {
+                return Err(TrainError::Config(format!(
+                    "--resume: no checkpoint at {} (nothing to resume; start a new run)",
+                    run.checkpoint().display()
+                )));
+            }
+            RunMode::Overwrite if exists => {
+                for name in RUN_FILES {
+                    let p = run.root.join(name);
+                    if p.is_dir() {
+                        std::fs::remove_dir_all(&p).map_err(|e| TrainError::io(&p, e))?;
+                    } else if p.exists() {
+                        std::fs::remove_file(&p).map_err(|e| TrainError::io(&p, e))?;
+                    }
+                }
+            }
+            _ => {}
+        }
+        std::fs::create_dir_all(run.root.join("plots")).map_err(io)?;
+        Ok(run)
+    }
+
+    /// The folder.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// `config.toml`: the resolved config of the run.
+    pub fn config(&self) -> PathBuf {
+        self.root.join("config.toml")
+    }
+
+    /// `checkpoint.wtck`: progress, model and optimizer after the last finished epoch.
+    pub fn checkpoint(&self) -> PathBuf {
+        self.root.join("checkpoint.wtck")
+    }
+
+    /// `metrics.csv`: one row per epoch.
+    pub fn metrics_csv(&self) -> PathBuf {
+        self.root.join("metrics.csv")
+    }
+
+    /// `metrics.jsonl`: one JSON object per epoch.
+    pub fn metrics_jsonl(&self) -> PathBuf {
+        self.root.join("metrics.jsonl")
+    }
+
+    /// `model.bpk`: the final model record (Burn's burnpack), loadable with `load_file`.
+    pub fn model(&self) -> PathBuf {
+        self.root.join("model.bpk")
+    }
+
+    /// `plots/`: PNG plots of the run.
+    pub fn plots(&self) -> PathBuf {
+        self.root.join("plots")
+    }
+
+    /// Writes `bytes` to `path` through a temporary file and a rename.
+    pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), TrainError> {
+        let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
+        std::fs::write(&tmp, bytes).map_err(|e| TrainError::io(&tmp, e))?;
+        std::fs::rename(&tmp, path).map_err(|e| TrainError::io(path, e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refuses_to_overwrite_unless_asked_and_resume_needs_a_checkpoint() {
+        let dir = std::env::temp_dir().join(format!("wt-rundir-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let run = RunDir::open(&dir, RunMode::New).unwrap();
+        std::fs::write(run.config(), "x").unwrap();
+        std::fs::write(dir.join("notes.txt"), "mine").unwrap();
+        let err = RunDir::open(&dir, RunMode::New).unwrap_err();
+        assert!(err.to_string().contains("--resume"), "{err}");
+        let err = RunDir::open(&dir, RunMode::Resume).unwrap_err();
+        assert!(err.to_string().contains("no checkpoint"), "{err}");
+        let run = RunDir::open(&dir, RunMode::Overwrite).unwrap();
+        assert!(!run.config().exists());
+        // Files that are not the run's own are left alone.
+        assert!(dir.join("notes.txt").exists());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,302 @@
+//! End-to-end tests of the training loop on small subsets of the real data.
+
+use std::path::PathBuf;
+
+use burn::module::{Module, ModuleVisitor, Param};
+use burn::tensor::{Device, Tensor};
+use wt_models::{Architecture, ImageClassifier, ModelConfig};
+
+use crate::*;
+
+fn shared_data(name: &str) -> PathBuf {
+    let crate_dir = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+    let dir = crate_dir.join("../../../shared/data").join(name);
+    assert!(dir.is_dir(), "real data set {} not found", dir.display());
+    dir
+}
+
+fn temp_run(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("wt-train-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    d
+}
+
+/// A small MNIST run: `subset` training images, 500 test images, an MLP 784-64-10.
+fn mnist_config(rule: &str, epochs: usize, subset: usize) -> TrainConfig {
+    let mut model = ModelConfig::new(Architecture::Mlp, 10, 1, 28, rule.parse().unwrap());
+    model.hidden = vec![64];
+    TrainConfig {
+        model,
+        data: DataConfig {
+            dataset: DatasetKind::Mnist,
+            dir: shared_data("mnist"),
+            validation: 0,
+            train_subset: Some(subset),
+            test_subset: Some(500),
+            augment: false,
+            class_index: None,
+        },
+        optimizer: OptimizerConfig {
+            kind: OptimizerKind::Sgd,
+            lr: 0.02,
+            momentum: 0.9,
+            nesterov: false,
+            weight_decay: 1e-4,
+            betas: (0.9, 0.999),
+        },
+        schedule: ScheduleConfig {
+            schedule: Schedule::Cosine,
+            warmup_epochs: 0.0,
+        },
+        epochs,
+        batch_size: 32,
+        eval_batch_size: 250,
+        seed: 11,
+        device: "flex".into(),
+        workers: 2,
+        mirror_warmup: 20,
+        label_smoothing: None,
+        error_alignment: true,
+    }
+}
+
+/// The backends' random generators are per process: tests that train take turns, so that
+/// one test's draws do not interleave with another's (a run is deterministic given its seed
+/// only when it is the one drawing).
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn quiet() -> FitOptions {
+    FitOptions {
+        verbosity: Verbosity::Quiet,
+        ..FitOptions::default()
+    }
+}
+
+fn resume() -> FitOptions {
+    FitOptions {
+        resume: true,
+        ..quiet()
+    }
+}
+
+/// Every float tensor of a module, flattened, in visiting order.
+fn values(model: &impl Module) -> Vec<Vec<f32>> {
+    struct Collect(Vec<Vec<f32>>);
+    impl ModuleVisitor for Collect {
+        fn visit_float<const D: usize>(&mut self, p: &Param<Tensor<D>>) {
+            self.0.push(p.val().into_data().iter::<f32>().collect());
+        }
+    }
+    let mut c = Collect(Vec::new());
+    model.visit(&mut c);
+    c.0
+}
+
+#[test]
+fn one_epoch_on_real_mnist_lowers_the_test_loss_for_every_rule() {
+    let _serial = serial();
+    for rule in ["bp", "fa", "usf", "brsf", "frsf", "kp", "wm"] {
+        let config = mnist_config(rule, 1, 2000);
+        let data = RunData::open(&config.data, config.seed).unwrap();
+        // The test loss of the same initial model (same seed), before any step.
+        let device = Device::flex();
+        device.seed(config.seed);
+        let initial = config.model.init(&device);
+        let before = evaluate(&initial, &data.test, 250, &device, 0).unwrap();
+        let dir = temp_run(&format!("rule-{rule}"));
+        let run = RunDir::open(&dir, RunMode::New).unwrap();
+        let trained = fit(&config, &data, &run, quiet(), |d| config.model.init(d)).unwrap();
+        let after = trained.history[0].test;
+        assert!(
+            after.loss < 0.8 * before.loss && after.top1 > before.top1 + 0.3,
+            "{rule}: test loss {:.3} → {:.3}, accuracy {:.3} → {:.3}",
+            before.loss,
+            after.loss,
+            before.top1,
+            after.top1
+        );
+        let layers = &trained.history[0].layers;
+        assert_eq!(layers.len(), 2);
+        assert!(
+            layers
+                .iter()
+                .all(|l| l.rule == rule && l.error_angle_deg.is_some())
+        );
+        for f in [
+            run.config(),
+            run.checkpoint(),
+            run.metrics_csv(),
+            run.metrics_jsonl(),
+            run.model(),
+        ] {
+            assert!(f.is_file(), "{rule}: {} missing", f.display());
+        }
+        assert!(run.plots().join("angles.png").is_file());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
+
+#[test]
+fn resume_after_interrupt_gives_bit_identical_weights() {
+    let _serial = serial();
+    // WM: momentum state, mirror noise every step, a warm-up; ResNet-20 with KP: batch-norm
+    // running statistics and augmentation.
+    let mut cifar = mnist_config("kp", 2, 256);
+    cifar.model = ModelConfig::new(Architecture::Resnet20, 10, 3, 32, "kp".parse().unwrap());
+    cifar.data.dataset = DatasetKind::Cifar10;
+    cifar.data.dir = shared_data("cifar-10-approx");
+    cifar.data.augment = true;
+    cifar.data.test_subset = Some(100);
+    cifar.error_alignment = false;
+    for config in [mnist_config("wm", 2, 512), cifar] {
+        let name = config.model.architecture.name();
+        let data = RunData::open(&config.data, config.seed).unwrap();
+        let straight_dir = temp_run(&format!("straight-{name}"));
+        let straight = RunDir::open(&straight_dir, RunMode::New).unwrap();
+        let a = fit(&config, &data, &straight, quiet(), |d| config.model.init(d)).unwrap();
+
+        // The same run interrupted after epoch 1...
+        let resumed_dir = temp_run(&format!("resumed-{name}"));
+        let run = RunDir::open(&resumed_dir, RunMode::New).unwrap();
+        let interrupted = FitOptions {
+            stop_after: Some(1),
+            ..quiet()
+        };
+        fit(&config, &data, &run, interrupted, |d| config.model.init(d)).unwrap();
+        // ...and resumed with the full run's config, from a model built with another seed.
+        let run = RunDir::open(&resumed_dir, RunMode::Resume).unwrap();
+        let b = fit(&config, &data, &run, resume(), |d| {
+            d.seed(999);
+            config.model.init(d)
+        })
+        .unwrap();
+
+        assert_eq!(a.history.len(), 2);
+        assert_eq!(b.history.len(), 2);
+        let (va, vb) = (values(&a.model), values(&b.model));
+        assert_eq!(va.len(), vb.len());
+        assert!(
+            va == vb,
+            "{name}: resumed weights differ from the uninterrupted run"
+        );
+        for (x, y) in a.history.iter().zip(&b.history) {
+            assert_eq!((x.train_loss, x.test), (y.train_loss, y.test), "{name}");
+        }
+        // The resumed model predicts exactly as the uninterrupted one.
+        let batch = data.test.batch(0, &[0, 1, 2], &Device::flex()).unwrap();
+        let (pa, pb) = (
+            a.model.valid().forward(batch.images.clone()),
+            b.model.valid().forward(batch.images),
+        );
+        pa.into_data().assert_eq(&pb.into_data(), true);
+        std::fs::remove_dir_all(&straight_dir).unwrap();
+        std::fs::remove_dir_all(&resumed_dir).unwrap();
+    }
+}
+
+#[test]
+fn divergence_names_epoch_and_step_and_keeps_the_last_checkpoint() {
+    let _serial = serial();
+    let mut config = mnist_config("fa", 3, 512);
+    config.error_alignment = false;
+    let data = RunData::open(&config.data, config.seed).unwrap();
+    let dir = temp_run("diverge");
+    let run = RunDir::open(&dir, RunMode::New).unwrap();
+    fit(
+        &TrainConfig {
+            epochs: 1,
+            ..config.clone()
+        },
+        &data,
+        &run,
+        quiet(),
+        |d| config.model.init(d),
+    )
+    .unwrap();
+    let saved = std::fs::read(run.checkpoint()).unwrap();
+    // A learning rate no network survives.
+    config.optimizer.lr = 1e30;
+    config.optimizer.momentum = 0.0;
+    let run = RunDir::open(&dir, RunMode::Resume).unwrap();
+    let err = fit(&config, &data, &run, resume(), |d| config.model.init(d)).unwrap_err();
+    match &err {
+        TrainError::Diverged { epoch, step, loss } => {
+            assert_eq!(*epoch, 2, "{err}");
+            assert!(*step < 16 && !loss.is_finite(), "{err}");
+        }
+        other => panic!("expected divergence, got {other}"),
+    }
+    assert!(err.to_string().contains("epoch 2, step"), "{err}");
+    assert_eq!(
+        std::fs::read(run.checkpoint()).unwrap(),
+        saved,
+        "the last good checkpoint is kept"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_checkpoint_for_another_model_is_a_clear_error() {
+    let _serial = serial();
+    let config = mnist_config("fa", 1, 128);
+    let data = RunData::open(&config.data, config.seed).unwrap();
+    let dir = temp_run("mismatch");
+    let run = RunDir::open(&dir, RunMode::New).unwrap();
+    fit(&config, &data, &run, quiet(), |d| config.model.init(d)).unwrap();
+    let mut wider = config.clone();
+    wider.model.hidden = vec![65];
+    wider.epochs = 2;
+    let run = RunDir::open(&dir, RunMode::Resume).unwrap();
+    let err = fit(&wider, &data, &run, resume(), |d| wider.model.init(d))
+        .err()
+        .expect("a 784-65-10 model cannot load a 784-64-10 checkpoint");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("checkpoint.wtck") && msg.contains("does not fit"),
+        "{msg}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// `ImageClassifier` is all the loop needs: a model defined here trains like a zoo model.
+#[test]
+fn a_user_model_trains_through_the_same_loop() {
+    let _serial = serial();
+    use burn::tensor::activation::relu;
+    use wt_models::wt_nn::{FeedbackLinear, FeedbackLinearConfig};
+
+    #[derive(Module, Debug)]
+    struct Tiny {
+        a: FeedbackLinear,
+        b: FeedbackLinear,
+    }
+    impl ImageClassifier for Tiny {
+        fn forward(&self, x: Tensor<4>) -> Tensor<2> {
+            self.b.forward(relu(self.a.forward(x.flatten(1, 3))))
+        }
+    }
+    let config = mnist_config("kp", 1, 1000);
+    let data = RunData::open(&config.data, config.seed).unwrap();
+    let dir = temp_run("user");
+    let run = RunDir::open(&dir, RunMode::New).unwrap();
+    let rule = config.model.rule;
+    let trained = fit(&config, &data, &run, quiet(), |d| Tiny {
+        a: FeedbackLinearConfig::new(784, 32).with_rule(rule).init(d),
+        b: FeedbackLinearConfig::new(32, 10).with_rule(rule).init(d),
+    })
+    .unwrap();
+    let m = &trained.history[0];
+    assert!(m.test.top1 > 0.4, "{}", m.test.top1);
+    let paths: Vec<&str> = m.layers.iter().map(|l| l.path.as_str()).collect();
+    assert_eq!(paths, ["a", "b"]);
+    let json = final_json(&config, &trained.history);
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v["rule"], "kp");
+    assert_eq!(v["angles_deg"].as_array().unwrap().len(), 2);
+    std::fs::remove_dir_all(&dir).unwrap();
+}

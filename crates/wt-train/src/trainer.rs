@@ -1,0 +1,465 @@
+//! [`fit`]: the training loop every example uses, for any [`ImageClassifier`] and any rule.
+//!
+//! Each step: forward, cross-entropy, backward, `B` gradients of the rules
+//! ([`add_feedback_gradients`]), optimizer step at the scheduled rate. Each epoch: evaluation
+//! (validation, test: loss, top-1, top-5), per-layer B–W angle and ‖B‖/‖W‖, error angle vs
+//! backprop on one batch, then an atomic checkpoint and the metrics files. Everything random
+//! (initialisation, shuffling, augmentation, the rules' draws) is a function of the seed, the
+//! epoch and the step, so a resumed run repeats an uninterrupted one bit for bit.
+
+use std::io::IsTerminal;
+use std::time::Instant;
+
+use burn::nn::loss::CrossEntropyLossConfig;
+use burn::optim::decay::WeightDecayConfig;
+use burn::optim::momentum::MomentumConfig;
+use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer, SgdConfig};
+use burn::store::ModuleRecord;
+use burn::tensor::{Bytes, Device, Int, Tensor};
+use wt_models::ImageClassifier;
+use wt_models::wt_nn::wt_core::device::parse_device;
+use wt_models::wt_nn::{
+    add_feedback_gradients, error_alignment, mirror_steps, parameter_count, weight_alignment,
+};
+
+use crate::checkpoint::{self, Progress};
+use crate::config::{OptimizerConfig, OptimizerKind, TrainConfig};
+use crate::data::{DataSplit, RunData, permutation};
+use crate::error::TrainError;
+use crate::loader::OrderedLoader;
+use crate::metrics::{self, EpochMetrics, Evaluation, LayerMetrics};
+use crate::plot;
+use crate::run_dir::RunDir;
+
+/// What [`fit`] returns: the trained model (on the autodiff device) and every epoch's metrics.
+#[derive(Debug)]
+pub struct Trained<M> {
+    /// The model after the last epoch.
+    pub model: M,
+    /// Metrics of every epoch of the run (including epochs before a resume).
+    pub history: Vec<EpochMetrics>,
+}
+
+/// How [`fit`] runs: start or resume, how much it prints, where it stops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FitOptions {
+    /// Continue from the run folder's checkpoint instead of starting at epoch 1.
+    pub resume: bool,
+    /// How much to print.
+    pub verbosity: Verbosity,
+    /// Return after this epoch (1-based) as if interrupted there, leaving its checkpoint;
+    /// `None`: run to `config.epochs`.
+    pub stop_after: Option<usize>,
+}
+
+impl Default for FitOptions {
+    fn default() -> Self {
+        Self {
+            resume: false,
+            verbosity: Verbosity::Normal,
+            stop_after: None,
+        }
+    }
+}
+
+/// How much [`fit`] prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verbosity {
+    /// Nothing.
+    Quiet,
+    /// Start, progress within epochs, one line per epoch.
+    Normal,
+}
+
+/// The optimizer a config asks for. SGD momentum uses no dampening (PyTorch's convention).
+pub fn optimizer(config: &OptimizerConfig) -> ModuleOptimizer {
+    let decay =
+        (config.weight_decay > 0.0).then(|| WeightDecayConfig::new(config.weight_decay as f32));
+    match config.kind {
+        OptimizerKind::Sgd => SgdConfig::new()
+            .with_momentum((config.momentum > 0.0).then(|| {
+                MomentumConfig::new()
+                    .with_momentum(config.momentum)
+                    .with_dampening(0.0)
+                    .with_nesterov(config.nesterov)
+            }))
+            .with_weight_decay(decay)
+            .init(),
+        OptimizerKind::Adam => AdamConfig::new()
+            .with_beta_1(config.betas.0)
+            .with_beta_2(config.betas.1)
+            .with_weight_decay(decay)
+            .init(),
+    }
+}
+
+/// Step size the optimizer converges to for a constant gradient: what the weight mirror's
+/// pseudo-gradient is scaled by (`lr / (1 − momentum)` for SGD, `lr` for Adam).
+fn effective_lr(config: &OptimizerConfig, lr: f64) -> f64 {
+    match config.kind {
+        OptimizerKind::Sgd => lr / (1.0 - config.momentum),
+        OptimizerKind::Adam => lr,
+    }
+}
+
+/// Seed of the device RNG for one step (SplitMix64 of seed and step).
+fn step_seed(seed: u64, step: u64) -> u64 {
+    let mut z = seed ^ step.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// Correct top-1 and top-k predictions of `logits` `[n, classes]` for `targets` `[n]`.
+fn correct(logits: Tensor<2>, targets: Tensor<1, Int>, k: usize) -> (i64, i64) {
+    let [n, classes] = logits.dims();
+    let top1 = logits
+        .clone()
+        .argmax(1)
+        .flatten::<1>(0, 1)
+        .equal(targets.clone())
+        .int()
+        .sum()
+        .into_scalar::<i64>();
+    let k = k.min(classes);
+    let (_, idx) = logits.topk_with_indices(k, 1);
+    let topk = idx
+        .equal(targets.reshape([n, 1]).expand([n, k]))
+        .int()
+        .sum()
+        .into_scalar::<i64>();
+    (top1, topk)
+}
+
+/// Loss, top-1 and top-5 of `model` on `split` (no augmentation, no gradients).
+pub fn evaluate<M: ImageClassifier>(
+    model: &M,
+    split: &DataSplit,
+    batch_size: usize,
+    device: &Device,
+    workers: usize,
+) -> Result<Evaluation, TrainError> {
+    let criterion = CrossEntropyLossConfig::new().init(device);
+    let order: Vec<usize> = (0..split.len()).collect();
+    let (mut loss_sum, mut c1, mut c5) = (0.0, 0i64, 0i64);
+    for batch in OrderedLoader::new(split, &order, batch_size, 0, device, workers) {
+        let batch = batch.map_err(TrainError::Data)?;
+        let n = batch.targets.dims()[0];
+        let logits = model.forward(batch.images);
+        loss_sum += criterion
+            .forward(logits.clone(), batch.targets.clone())
+            .into_scalar::<f64>()
+            * n as f64;
+        let (a, b) = correct(logits, batch.targets, 5);
+        c1 += a;
+        c5 += b;
+    }
+    let n = split.len().max(1) as f64;
+    Ok(Evaluation {
+        loss: loss_sum / n,
+        top1: c1 as f64 / n,
+        top5: c5 as f64 / n,
+    })
+}
+
+/// Trains the model `build` makes (called once, on the autodiff device, after seeding) on
+/// `data` as `config` says, writing the run folder `run`. With `options.resume`, continues
+/// from the folder's checkpoint instead of starting at epoch 1.
+pub fn fit<M: ImageClassifier>(
+    config: &TrainConfig,
+    data: &RunData,
+    run: &RunDir,
+    options: FitOptions,
+    build: impl FnOnce(&Device) -> M,
+) -> Result<Trained<M>, TrainError> {
+    let FitOptions {
+        resume,
+        verbosity,
+        stop_after,
+    } = options;
+    config.validate()?;
+    let say = |line: String| {
+        if verbosity == Verbosity::Normal {
+            println!("{line}");
+        }
+    };
+    let device = parse_device(&config.device).map_err(TrainError::Config)?;
+    device.seed(config.seed);
+    let ad = device.clone().autodiff();
+    let mut model = build(&ad);
+    let mut optim = optimizer(&config.optimizer);
+    let count = parameter_count(&model);
+    say(format!(
+        "model {} ({} rule): {} parameters ({} feedback values stored, {} buffers); device {}",
+        config.model.architecture,
+        config.model.rule.name(),
+        count.forward,
+        count.feedback,
+        count.buffers,
+        config.device
+    ));
+
+    let mut progress = if resume {
+        let ckpt = checkpoint::read(&run.checkpoint())?;
+        let bad = |part: &str, e: String| {
+            TrainError::Checkpoint(format!(
+                "{}: {part} does not fit this model: {e}",
+                run.checkpoint().display()
+            ))
+        };
+        let record = ModuleRecord::from_bytes(Bytes::from_bytes_vec(ckpt.model))
+            .map_err(|e| bad("model record", e.to_string()))?;
+        model = model
+            .try_load_record(record)
+            .map_err(|e| bad("model record", e.to_string()))?;
+        optim = optim
+            .from_bytes(Bytes::from_bytes_vec(ckpt.optimizer))
+            .map_err(|e| bad("optimizer state", e.to_string()))?;
+        say(format!(
+            "resumed from {} after epoch {}",
+            run.checkpoint().display(),
+            ckpt.progress.epochs_done
+        ));
+        ckpt.progress
+    } else {
+        RunDir::write_atomic(&run.config(), config.to_toml().as_bytes())?;
+        if config.model.rule.weight_mirror().is_some() && config.mirror_warmup > 0 {
+            model = mirror_steps(model, config.mirror_warmup);
+            say(format!(
+                "weight-mirror warm-up: {} steps",
+                config.mirror_warmup
+            ));
+        }
+        Progress {
+            epochs_done: 0,
+            global_step: 0,
+            history: Vec::new(),
+        }
+    };
+
+    let criterion = {
+        let mut c = CrossEntropyLossConfig::new();
+        if let Some(s) = config.label_smoothing {
+            c = c.with_smoothing(Some(s));
+        }
+        c.init(&ad)
+    };
+    let steps = data.train.len().div_ceil(config.batch_size);
+    let terminal = std::io::stdout().is_terminal();
+    let last_epoch = stop_after.map_or(config.epochs, |s| s.min(config.epochs));
+    for epoch in progress.epochs_done..last_epoch {
+        let order = permutation(
+            data.train.len(),
+            config.seed ^ (epoch as u64 + 1).wrapping_mul(0xA24B_AED4_963E_E407),
+        );
+        let loader = OrderedLoader::new(
+            &data.train,
+            &order,
+            config.batch_size,
+            epoch as u64,
+            &ad,
+            config.workers,
+        );
+        let start = Instant::now();
+        let (mut loss_sum, mut seen, mut right) = (0.0f64, 0usize, 0i64);
+        let mut lr = config.optimizer.lr;
+        let mut last_print = Instant::now();
+        for (step, batch) in loader.enumerate() {
+            let batch = batch.map_err(TrainError::Data)?;
+            lr = config
+                .schedule
+                .lr(config.optimizer.lr, epoch, step, steps, config.epochs);
+            device.seed(step_seed(config.seed, progress.global_step));
+            let n = batch.targets.dims()[0];
+            let logits = model.forward(batch.images);
+            let loss = criterion.forward(logits.clone(), batch.targets.clone());
+            let loss_value = loss.clone().into_scalar::<f64>();
+            if !loss_value.is_finite() {
+                return Err(TrainError::Diverged {
+                    epoch: epoch + 1,
+                    step,
+                    loss: loss_value,
+                });
+            }
+            let mut grads = GradientsParams::from_grads(loss.backward(), &model);
+            add_feedback_gradients(&model, &mut grads, effective_lr(&config.optimizer, lr));
+            model = optim.step(lr, model, grads);
+            progress.global_step += 1;
+            loss_sum += loss_value * n as f64;
+            seen += n;
+            right += correct(logits.detach(), batch.targets, 1).0;
+            let done = step + 1;
+            if verbosity == Verbosity::Normal
+                && (done == steps
+                    || last_print.elapsed().as_secs_f64() > if terminal { 0.5 } else { 30.0 })
+            {
+                last_print = Instant::now();
+                let elapsed = start.elapsed().as_secs_f64();
+                let line = format!(
+                    "epoch {}/{} step {done}/{steps}: loss {:.4}, accuracy {:.2}%, lr {lr:.4}, {:.0} img/s, eta {:.0}s",
+                    epoch + 1,
+                    config.epochs,
+                    loss_sum / seen as f64,
+                    100.0 * right as f64 / seen as f64,
+                    seen as f64 / elapsed,
+                    elapsed / done as f64 * (steps - done) as f64
+                );
+                if terminal {
+                    print!("\r{line}\x1b[K");
+                    let _ = std::io::Write::flush(&mut std::io::stdout());
+                } else {
+                    println!("{line}");
+                }
+            }
+        }
+        if terminal && verbosity == Verbosity::Normal {
+            println!();
+        }
+        let train_seconds = start.elapsed().as_secs_f64();
+
+        // Evaluation and alignment.
+        let valid = model.valid();
+        let validation = match &data.validation {
+            Some(v) => Some(evaluate(
+                &valid,
+                v,
+                config.eval_batch_size,
+                &device,
+                config.workers,
+            )?),
+            None => None,
+        };
+        let test = evaluate(
+            &valid,
+            &data.test,
+            config.eval_batch_size,
+            &device,
+            config.workers,
+        )?;
+        let error_angles = if config.error_alignment {
+            let probe: Vec<usize> = (0..data.train.len().min(config.batch_size.min(128))).collect();
+            let batch = data
+                .train
+                .batch(epoch as u64, &probe, &ad)
+                .map_err(TrainError::Data)?;
+            let probe_criterion = CrossEntropyLossConfig::new().init(&ad);
+            error_alignment(&model, |m: &M| {
+                probe_criterion.forward(m.forward(batch.images.clone()), batch.targets.clone())
+            })
+        } else {
+            Vec::new()
+        };
+        let layers = weight_alignment(&model)
+            .into_iter()
+            .map(|l| LayerMetrics {
+                error_angle_deg: error_angles
+                    .iter()
+                    .find(|(p, _)| *p == l.path)
+                    .map(|(_, a)| *a),
+                path: l.path,
+                rule: l.rule.to_string(),
+                angle_deg: l.weight.angle_deg,
+                norm_ratio: l.weight.norm_ratio,
+            })
+            .collect();
+        let m = EpochMetrics {
+            epoch: epoch + 1,
+            lr,
+            train_loss: loss_sum / seen.max(1) as f64,
+            train_accuracy: right as f64 / seen.max(1) as f64,
+            validation,
+            test,
+            train_seconds,
+            images_per_s: seen as f64 / train_seconds,
+            layers,
+        };
+        say(epoch_line(&m, config.epochs));
+        progress.history.push(m);
+        progress.epochs_done = epoch + 1;
+
+        // Checkpoint first, then the files derived from it.
+        let model_bytes = model
+            .clone()
+            .into_record()
+            .into_bytes()
+            .map_err(|e| TrainError::Checkpoint(format!("serialising the model: {e}")))?;
+        let optim_bytes = optim
+            .into_bytes()
+            .map_err(|e| TrainError::Checkpoint(format!("serialising the optimizer: {e}")))?;
+        checkpoint::write(&run.checkpoint(), &progress, &model_bytes, &optim_bytes)?;
+        RunDir::write_atomic(
+            &run.metrics_csv(),
+            metrics::to_csv(&progress.history).as_bytes(),
+        )?;
+        RunDir::write_atomic(
+            &run.metrics_jsonl(),
+            metrics::to_json_lines(&progress.history).as_bytes(),
+        )?;
+        if let Err(e) = plot::draw_all(&progress.history, &run.plots()) {
+            say(format!("warning: plots not drawn: {e}"));
+        }
+    }
+    let tmp = run.model().with_extension("bpk.tmp");
+    model
+        .clone()
+        .save_file(&tmp)
+        .map_err(|e| TrainError::Checkpoint(format!("{}: {e}", tmp.display())))?;
+    std::fs::rename(&tmp, run.model()).map_err(|e| TrainError::io(&run.model(), e))?;
+    Ok(Trained {
+        model,
+        history: progress.history,
+    })
+}
+
+/// One line summarising an epoch.
+pub fn epoch_line(m: &EpochMetrics, epochs: usize) -> String {
+    let val = m
+        .validation
+        .map(|v| format!(", validation {:.2}%", 100.0 * v.top1))
+        .unwrap_or_default();
+    let angles: Vec<String> = m
+        .layers
+        .iter()
+        .map(|l| match l.error_angle_deg {
+            Some(e) => format!("{} {:.1}°/{:.1}°", l.path, l.angle_deg, e),
+            None => format!("{} {:.1}°", l.path, l.angle_deg),
+        })
+        .collect();
+    format!(
+        "epoch {}/{epochs}: train loss {:.4}, train {:.2}%{val}, test {:.2}% (top-5 {:.2}%), {:.1}s, {:.0} img/s; B-W / error angles: {}",
+        m.epoch,
+        m.train_loss,
+        100.0 * m.train_accuracy,
+        100.0 * m.test.top1,
+        100.0 * m.test.top5,
+        m.train_seconds,
+        m.images_per_s,
+        angles.join(", ")
+    )
+}
+
+/// The JSON line examples end with: rule, model, epochs, test accuracy, per-layer angles.
+pub fn final_json(config: &TrainConfig, history: &[EpochMetrics]) -> String {
+    let last = history.last();
+    let angles: Vec<String> = last
+        .map(|m| {
+            m.layers
+                .iter()
+                .map(|l| format!("{:.2}", l.angle_deg))
+                .collect()
+        })
+        .unwrap_or_default();
+    let layers: Vec<String> = last
+        .map(|m| m.layers.iter().map(|l| format!("\"{}\"", l.path)).collect())
+        .unwrap_or_default();
+    format!(
+        "{{\"rule\":\"{}\",\"model\":\"{}\",\"epochs\":{},\"test_accuracy\":{:.4},\"test_top5\":{:.4},\"layers\":[{}],\"angles_deg\":[{}]}}",
+        config.model.rule.name(),
+        config.model.architecture,
+        history.len(),
+        last.map_or(0.0, |m| m.test.top1),
+        last.map_or(0.0, |m| m.test.top5),
+        layers.join(","),
+        angles.join(",")
+    )
+}
