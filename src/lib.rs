@@ -7,5 +7,7 @@
 
 pub use wt_core;
 pub use wt_core::rule::*;
+pub use wt_models;
 pub use wt_nn;
 pub use wt_nn::*;
+pub use wt_train;

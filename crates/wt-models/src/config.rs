@@ -248,6 +248,8 @@ impl ModelConfig {
 }
 
 /// Any model of the zoo.
+// One value per run, moved rarely: the size difference of the variants does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Module, Debug)]
 pub enum Model {
     /// An [`Mlp`].

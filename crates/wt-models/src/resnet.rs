@@ -117,6 +117,8 @@ impl Bottleneck {
 }
 
 /// A residual block of a [`ResNet`].
+// Built once per model: the size difference of the variants does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Module, Debug)]
 pub enum ResNetBlock {
     /// Two 3×3 convolutions (ResNet-18).

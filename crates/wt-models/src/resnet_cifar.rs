@@ -175,7 +175,7 @@ impl BasicBlock {
             (false, _) => (None, 0),
             (true, Shortcut::A) => {
                 assert!(
-                    c_out >= c_in && (c_out - c_in) % 2 == 0,
+                    c_out >= c_in && (c_out - c_in).is_multiple_of(2),
                     "option-A shortcut pads channels: {c_in} → {c_out} must grow by an even count"
                 );
                 (None, (c_out - c_in) / 2)

@@ -174,6 +174,16 @@ pub fn permutation(n: usize, seed: u64) -> Vec<usize> {
     v
 }
 
+/// The sources of one data set: training files augmented and not, test files.
+struct Sources {
+    train: Arc<dyn BatchSource>,
+    eval: Arc<dyn BatchSource>,
+    test: Arc<dyn BatchSource>,
+    classes: usize,
+    channels: usize,
+    side: usize,
+}
+
 /// The splits of a run and what the model needs to know about the images.
 pub struct RunData {
     /// Training split (augmented).
@@ -195,14 +205,14 @@ impl RunData {
     /// seeds the augmentation.
     pub fn open(config: &DataConfig, seed: u64) -> Result<Self, TrainError> {
         let data_err = |e: wt_data::DataError| TrainError::Data(e.to_string());
-        let (train_src, eval_src, test, classes, channels, side): (
-            Arc<dyn BatchSource>,
-            Arc<dyn BatchSource>,
-            Arc<dyn BatchSource>,
-            usize,
-            usize,
-            usize,
-        ) = match config.dataset {
+        let Sources {
+            train: train_src,
+            eval: eval_src,
+            test,
+            classes,
+            channels,
+            side,
+        } = match config.dataset {
             DatasetKind::Mnist | DatasetKind::FashionMnist => {
                 let train = Arc::new(MnistSource(Arc::new(
                     MnistDataset::new(&config.dir, Split::Train).map_err(data_err)?,
@@ -210,7 +220,14 @@ impl RunData {
                 let test = MnistSource(Arc::new(
                     MnistDataset::new(&config.dir, Split::Test).map_err(data_err)?,
                 ));
-                (train.clone(), train, Arc::new(test), 10, 1, 28)
+                Sources {
+                    train: train.clone(),
+                    eval: train,
+                    test: Arc::new(test),
+                    classes: 10,
+                    channels: 1,
+                    side: 28,
+                }
             }
             DatasetKind::Cifar10 | DatasetKind::Cifar100 => {
                 let open = |split| {
@@ -238,14 +255,14 @@ impl RunData {
                         seed,
                     })
                 };
-                (
-                    source(&train, config.augment),
-                    source(&train, false),
-                    source(&test, false),
+                Sources {
+                    train: source(&train, config.augment),
+                    eval: source(&train, false),
+                    test: source(&test, false),
                     classes,
-                    3,
-                    32,
-                )
+                    channels: 3,
+                    side: 32,
+                }
             }
             DatasetKind::ImageFolder => {
                 let index = match &config.class_index {
@@ -274,14 +291,14 @@ impl RunData {
                         })
                     };
                 let side = ImageNetTransform::eval().size();
-                (
-                    source(&train, config.augment),
-                    source(&train, false),
-                    source(&test, false),
+                Sources {
+                    train: source(&train, config.augment),
+                    eval: source(&train, false),
+                    test: source(&test, false),
                     classes,
-                    3,
+                    channels: 3,
                     side,
-                )
+                }
             }
         };
         let n = train_src.len();

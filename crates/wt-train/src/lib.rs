@@ -7,6 +7,7 @@
 //! loss stops the run with [`TrainError::Diverged`], keeping the last good checkpoint.
 
 pub mod checkpoint;
+pub mod cli;
 pub mod config;
 pub mod data;
 pub mod error;

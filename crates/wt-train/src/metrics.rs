@@ -145,7 +145,7 @@ mod tests {
         assert_eq!(header[11..], ["angle:fc", "ratio:fc", "error_angle:fc"]);
         assert!(lines.iter().all(|l| l.split(',').count() == 14));
         let back: EpochMetrics =
-            serde_json::from_str(to_json_lines(&[m.clone()]).trim_end()).unwrap();
+            serde_json::from_str(to_json_lines(std::slice::from_ref(&m)).trim_end()).unwrap();
         assert_eq!(back, m);
     }
 }

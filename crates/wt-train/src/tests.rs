@@ -253,8 +253,7 @@ fn a_checkpoint_for_another_model_is_a_clear_error() {
     wider.epochs = 2;
     let run = RunDir::open(&dir, RunMode::Resume).unwrap();
     let err = fit(&wider, &data, &run, resume(), |d| wider.model.init(d))
-        .err()
-        .expect("a 784-65-10 model cannot load a 784-64-10 checkpoint");
+        .expect_err("a 784-65-10 model cannot load a 784-64-10 checkpoint");
     let msg = err.to_string();
     assert!(
         msg.contains("checkpoint.wtck") && msg.contains("does not fit"),
@@ -294,9 +293,10 @@ fn a_user_model_trains_through_the_same_loop() {
     assert!(m.test.top1 > 0.4, "{}", m.test.top1);
     let paths: Vec<&str> = m.layers.iter().map(|l| l.path.as_str()).collect();
     assert_eq!(paths, ["a", "b"]);
-    let json = final_json(&config, &trained.history);
+    let json = final_json(&config, &trained);
     let v: serde_json::Value = serde_json::from_str(&json).unwrap();
     assert_eq!(v["rule"], "kp");
+    assert_eq!(v["model"], "Tiny");
     assert_eq!(v["angles_deg"].as_array().unwrap().len(), 2);
     std::fs::remove_dir_all(&dir).unwrap();
 }

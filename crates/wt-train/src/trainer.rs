@@ -36,6 +36,8 @@ use crate::run_dir::RunDir;
 pub struct Trained<M> {
     /// The model after the last epoch.
     pub model: M,
+    /// The zoo architecture's name, or the model type's name for a user's model.
+    pub model_name: String,
     /// Metrics of every epoch of the run (including epochs before a resume).
     pub history: Vec<EpochMetrics>,
 }
@@ -99,6 +101,17 @@ fn effective_lr(config: &OptimizerConfig, lr: f64) -> f64 {
     match config.kind {
         OptimizerKind::Sgd => lr / (1.0 - config.momentum),
         OptimizerKind::Adam => lr,
+    }
+}
+
+/// The zoo architecture's name when `M` is the zoo's [`wt_models::Model`], else the short
+/// name of `M`'s type.
+fn model_name<M>(config: &TrainConfig) -> String {
+    let full = std::any::type_name::<M>();
+    if full == std::any::type_name::<wt_models::Model>() {
+        config.model.architecture.to_string()
+    } else {
+        full.rsplit("::").next().unwrap_or(full).to_string()
     }
 }
 
@@ -189,9 +202,9 @@ pub fn fit<M: ImageClassifier>(
     let mut model = build(&ad);
     let mut optim = optimizer(&config.optimizer);
     let count = parameter_count(&model);
+    let name = model_name::<M>(config);
     say(format!(
-        "model {} ({} rule): {} parameters ({} feedback values stored, {} buffers); device {}",
-        config.model.architecture,
+        "model {name} ({} rule): {} parameters ({} feedback values stored, {} buffers); device {}",
         config.model.rule.name(),
         count.forward,
         count.feedback,
@@ -407,6 +420,7 @@ pub fn fit<M: ImageClassifier>(
     std::fs::rename(&tmp, run.model()).map_err(|e| TrainError::io(&run.model(), e))?;
     Ok(Trained {
         model,
+        model_name: name,
         history: progress.history,
     })
 }
@@ -439,7 +453,8 @@ pub fn epoch_line(m: &EpochMetrics, epochs: usize) -> String {
 }
 
 /// The JSON line examples end with: rule, model, epochs, test accuracy, per-layer angles.
-pub fn final_json(config: &TrainConfig, history: &[EpochMetrics]) -> String {
+pub fn final_json<M>(config: &TrainConfig, trained: &Trained<M>) -> String {
+    let history = &trained.history;
     let last = history.last();
     let angles: Vec<String> = last
         .map(|m| {
@@ -455,7 +470,7 @@ pub fn final_json(config: &TrainConfig, history: &[EpochMetrics]) -> String {
     format!(
         "{{\"rule\":\"{}\",\"model\":\"{}\",\"epochs\":{},\"test_accuracy\":{:.4},\"test_top5\":{:.4},\"layers\":[{}],\"angles_deg\":[{}]}}",
         config.model.rule.name(),
-        config.model.architecture,
+        trained.model_name,
         history.len(),
         last.map_or(0.0, |m| m.test.top1),
         last.map_or(0.0, |m| m.test.top5),

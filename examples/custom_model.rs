@@ -1,0 +1,144 @@
+//! Your own Burn model with feedback layers, trained by wt's loop: define the model with
+//! `FeedbackConv2d` / `FeedbackLinear` (and any Burn module: batch norm, pooling, dropout),
+//! implement `ImageClassifier`, and hand a builder to `wt_train::fit`. Every rule, the run
+//! folder, checkpoints, `--resume`-exact restarts and the per-layer angles come with it.
+//!
+//! ```text
+//! cargo run --release --example custom_model -- --rule kp --epochs 2
+//! ```
+//! Options: `--rule NAME` (kp), `--epochs N` (2), `--data DIR` (../shared/data/mnist),
+//! `--device NAME` (flex), `--out DIR` (runs/custom-<rule>, replaced if it exists).
+
+use burn::module::Module;
+use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
+use burn::nn::{BatchNorm, BatchNormConfig, PaddingConfig2d};
+use burn::tensor::activation::relu;
+use burn::tensor::{Device, Tensor};
+use wt::wt_models::{Architecture, ImageClassifier, ModelConfig};
+use wt::wt_train::{
+    DataConfig, DatasetKind, FitOptions, OptimizerConfig, OptimizerKind, RunData, RunDir, RunMode,
+    Schedule, ScheduleConfig, TrainConfig, final_json, fit,
+};
+use wt::{FeedbackConv2d, FeedbackConv2dConfig, FeedbackLinear, FeedbackLinearConfig, Rule};
+
+/// A small convnet: two 3×3 feedback convolutions with batch norm and pooling, then two
+/// feedback linear layers. `[n, 1, 28, 28]` → `[n, 10]`.
+#[derive(Module, Debug)]
+struct SmallConvNet {
+    conv1: FeedbackConv2d,
+    bn1: BatchNorm,
+    conv2: FeedbackConv2d,
+    bn2: BatchNorm,
+    pool: MaxPool2d,
+    fc1: FeedbackLinear,
+    fc2: FeedbackLinear,
+}
+
+impl SmallConvNet {
+    fn new(rule: Rule, device: &Device) -> Self {
+        let conv = |i, o| {
+            FeedbackConv2dConfig::new([i, o], [3, 3])
+                .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
+                .with_rule(rule)
+                .init(device)
+        };
+        Self {
+            conv1: conv(1, 16),
+            bn1: BatchNormConfig::new(16).init(device),
+            conv2: conv(16, 32),
+            bn2: BatchNormConfig::new(32).init(device),
+            pool: MaxPool2dConfig::new([2, 2]).init(),
+            fc1: FeedbackLinearConfig::new(32 * 7 * 7, 128)
+                .with_rule(rule)
+                .init(device),
+            fc2: FeedbackLinearConfig::new(128, 10)
+                .with_rule(rule)
+                .init(device),
+        }
+    }
+}
+
+impl ImageClassifier for SmallConvNet {
+    fn forward(&self, x: Tensor<4>) -> Tensor<2> {
+        let x = self
+            .pool
+            .forward(relu(self.bn1.forward(self.conv1.forward(x))));
+        let x = self
+            .pool
+            .forward(relu(self.bn2.forward(self.conv2.forward(x))));
+        self.fc2.forward(relu(self.fc1.forward(x.flatten(1, 3))))
+    }
+}
+
+fn main() {
+    if let Err(e) = run() {
+        eprintln!("error: {e}");
+        std::process::exit(2);
+    }
+}
+
+fn run() -> Result<(), Box<dyn std::error::Error>> {
+    let mut args = std::env::args().skip(1);
+    let (mut rule, mut epochs, mut data, mut device, mut out) = (
+        "kp".to_string(),
+        2usize,
+        "../shared/data/mnist".to_string(),
+        "flex".to_string(),
+        None,
+    );
+    while let Some(flag) = args.next() {
+        let value = args.next().ok_or(format!("{flag} needs a value"))?;
+        match flag.as_str() {
+            "--rule" => rule = value,
+            "--epochs" => epochs = value.parse()?,
+            "--data" => data = value,
+            "--device" => device = value,
+            "--out" => out = Some(value),
+            _ => return Err(format!("unknown option {flag}").into()),
+        }
+    }
+    let rule: Rule = rule.parse()?;
+    let config = TrainConfig {
+        // Only `rule` (for reports) and `mirror_warmup`'s rule check are read from here: the
+        // network comes from the builder given to `fit`.
+        model: ModelConfig::new(Architecture::Lenet, 10, 1, 28, rule),
+        data: DataConfig {
+            dataset: DatasetKind::Mnist,
+            dir: data.into(),
+            validation: 0,
+            train_subset: None,
+            test_subset: None,
+            augment: false,
+            class_index: None,
+        },
+        optimizer: OptimizerConfig {
+            kind: OptimizerKind::Sgd,
+            lr: 0.02,
+            momentum: 0.9,
+            nesterov: false,
+            weight_decay: 1e-4,
+            betas: (0.9, 0.999),
+        },
+        schedule: ScheduleConfig {
+            schedule: Schedule::Cosine,
+            warmup_epochs: 0.0,
+        },
+        epochs,
+        batch_size: 128,
+        eval_batch_size: 500,
+        seed: 1,
+        device,
+        workers: 2,
+        mirror_warmup: 200,
+        label_smoothing: None,
+        error_alignment: true,
+    };
+    let data = RunData::open(&config.data, config.seed)?;
+    let out = out.unwrap_or_else(|| format!("runs/custom-{}", rule.name()));
+    let run = RunDir::open(&out, RunMode::Overwrite)?;
+    let trained = fit(&config, &data, &run, FitOptions::default(), |device| {
+        SmallConvNet::new(rule, device)
+    })?;
+    println!("{}", final_json(&config, &trained));
+    Ok(())
+}
