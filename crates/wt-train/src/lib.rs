@@ -25,7 +25,7 @@ pub use data::{BatchSource, DataSplit, RunData};
 pub use error::TrainError;
 pub use metrics::{EpochMetrics, Evaluation, LayerMetrics};
 pub use run_dir::{RunDir, RunMode};
-pub use trainer::{FitOptions, Trained, Verbosity, evaluate, final_json, fit};
+pub use trainer::{FitOptions, Trained, Verbosity, average_gradients, evaluate, final_json, fit};
 
 #[cfg(test)]
 mod tests;

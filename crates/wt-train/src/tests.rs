@@ -300,3 +300,79 @@ fn a_user_model_trains_through_the_same_loop() {
     assert_eq!(v["angles_deg"].as_array().unwrap().len(), 2);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// What data-parallel training needs from the rules: replicas that compute gradients on their
+/// own shards (WM with its own noise, brSF with its own draws) and step with the averaged
+/// gradients end with identical `W` and `B`; without the average they drift apart.
+#[test]
+fn replicas_stepping_with_averaged_gradients_keep_identical_weights_and_feedback() {
+    use burn::nn::loss::CrossEntropyLossConfig;
+    use burn::optim::GradientsParams;
+    use burn::tensor::{Distribution, Int, TensorData};
+    use wt_models::wt_nn::add_feedback_gradients;
+
+    /// A replica's own copy of `grads` (same parameter ids).
+    fn copy(model: &impl Module, grads: &GradientsParams) -> GradientsParams {
+        struct Copy<'a>(&'a GradientsParams, GradientsParams);
+        impl ModuleVisitor for Copy<'_> {
+            fn visit_float<const D: usize>(&mut self, p: &Param<Tensor<D>>) {
+                if let Some(g) = self.0.get::<D>(p.id) {
+                    self.1.register(p.id, g);
+                }
+            }
+        }
+        let mut c = Copy(grads, GradientsParams::new());
+        model.visit(&mut c);
+        c.1
+    }
+
+    let _serial = serial();
+    let device = Device::flex().autodiff();
+    let sgd = mnist_config("kp", 1, 1).optimizer;
+    for rule in ["kp", "wm", "brsf", "fa"] {
+        device.seed(5);
+        let model = ModelConfig::new(Architecture::Lenet, 10, 1, 28, rule.parse().unwrap()).init(&device);
+        let initial = values(&model);
+        let x = Tensor::<4>::random([64, 1, 28, 28], Distribution::Normal(0.0, 1.0), &device);
+        let labels: Vec<i64> = (0..64).map(|i| (i * 7) % 10).collect();
+        let y = Tensor::<1, Int>::from_data(TensorData::new(labels, [64]), &device);
+        let criterion = CrossEntropyLossConfig::new().init(&device);
+        for all_reduce in [true, false] {
+            let mut replicas = [model.clone(), model.clone()];
+            let mut optims = [trainer::optimizer(&sgd), trainer::optimizer(&sgd)];
+            for step in 0..3u64 {
+                let grads: Vec<GradientsParams> = replicas
+                    .iter()
+                    .enumerate()
+                    .map(|(r, m)| {
+                        device.seed(100 + 2 * step + r as u64); // each replica's own draws
+                        let shard = 32 * r..32 * (r + 1);
+                        let loss = criterion.forward(
+                            m.forward(x.clone().slice(shard.clone())),
+                            y.clone().slice(shard),
+                        );
+                        let mut g = GradientsParams::from_grads(loss.backward(), m);
+                        add_feedback_gradients(m, &mut g, 0.5);
+                        g
+                    })
+                    .collect();
+                let per_replica: Vec<GradientsParams> = if all_reduce {
+                    let avg = trainer::average_gradients(&replicas[0], grads);
+                    replicas.iter().map(|m| copy(m, &avg)).collect()
+                } else {
+                    grads
+                };
+                for ((m, o), g) in replicas.iter_mut().zip(optims.iter_mut()).zip(per_replica) {
+                    *m = o.step(0.05, m.clone(), g);
+                }
+            }
+            let (a, b) = (values(&replicas[0]), values(&replicas[1]));
+            if all_reduce {
+                assert!(a == b, "{rule}: replicas differ after all-reduced steps");
+                assert!(a != initial, "{rule}: nothing was trained");
+            } else {
+                assert!(a != b, "{rule}: replicas on different shards should drift apart");
+            }
+        }
+    }
+}

@@ -478,3 +478,31 @@ pub fn final_json<M>(config: &TrainConfig, trained: &Trained<M>) -> String {
         angles.join(",")
     )
 }
+
+/// Averages the gradients of replicas of one model (the all-reduce of data-parallel
+/// training), on the device of the first replica's gradients. Every rule's update of `B` is a
+/// gradient (KP: `W`'s; WM: the mirror pseudo-gradient added by
+/// [`add_feedback_gradients`]), so replicas that step with the averaged gradients keep
+/// identical `W` *and* `B`. `model` is any replica (it names the parameters).
+pub fn average_gradients<M: burn::module::Module>(model: &M, replicas: Vec<GradientsParams>) -> GradientsParams {
+    struct Average {
+        replicas: Vec<GradientsParams>,
+        out: GradientsParams,
+    }
+    impl burn::module::ModuleVisitor for Average {
+        fn visit_float<const D: usize>(&mut self, param: &burn::module::Param<Tensor<D>>) {
+            let grads: Vec<Tensor<D>> = self.replicas.iter_mut().filter_map(|g| g.remove::<D>(param.id)).collect();
+            let Some(first) = grads.first() else { return };
+            let device = first.device();
+            let n = grads.len() as f64;
+            let sum = grads.into_iter().map(|g| g.to_device(&device)).reduce(|a, b| a + b).expect("one at least");
+            self.out.register(param.id, sum.div_scalar(n));
+        }
+    }
+    let mut avg = Average {
+        replicas,
+        out: GradientsParams::new(),
+    };
+    model.visit(&mut avg);
+    avg.out
+}

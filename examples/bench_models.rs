@@ -1,0 +1,155 @@
+//! Training-step throughput of the zoo models for every rule on one device: forward,
+//! cross-entropy, backward, the rules' `B` gradients, SGD-momentum step, device sync. Random
+//! inputs (data loading is measured by `data_throughput`), median of `--steps` steps after
+//! `--warmup` steps, rules interleaved round by round so that drift of a noisy machine hits
+//! every rule alike.
+//!
+//! ```text
+//! cargo run --release --example bench_models                                   # flex, all
+//! cargo run --release --features ndarray --example bench_models -- --device ndarray --models mlp
+//! cargo run --release --features wgpu --example bench_models -- --device wgpu --steps 3
+//! ```
+//! Options: `--device NAME` (flex), `--models mlp,resnet20,resnet18` (all three; ResNet-18 with
+//! the CIFAR stem at batch 32, the others at batch 128), `--rules bp,fa,...` (all),
+//! `--steps N` (5), `--warmup N` (2). Prints a table and one JSON line per row:
+//! `{"model":"resnet20","rule":"fa","backend":"flex","batch":128,"step_ms":..,"images_per_s":..,"ratio_to_bp":..}`.
+
+use std::time::{Duration, Instant};
+
+use burn::nn::loss::CrossEntropyLossConfig;
+use burn::optim::momentum::MomentumConfig;
+use burn::optim::{GradientsParams, ModuleOptimizer, SgdConfig};
+use burn::tensor::{Distribution, Int, Tensor, TensorData};
+use wt::Rule;
+use wt::wt_core::device::parse_device;
+use wt::wt_models::{Architecture, ImageClassifier, Model, ModelConfig};
+
+/// (architecture, batch, channels, side, classes) of a benchmarked model.
+fn shape(name: &str) -> Result<(Architecture, usize, usize, usize), String> {
+    match name {
+        "mlp" => Ok((Architecture::Mlp, 128, 1, 28)),
+        "resnet20" => Ok((Architecture::Resnet20, 128, 3, 32)),
+        "resnet18" => Ok((Architecture::Resnet18, 32, 3, 32)),
+        "lenet" => Ok((Architecture::Lenet, 128, 3, 32)),
+        _ => Err(format!("--models: unknown model `{name}` (mlp, resnet20, resnet18, lenet)")),
+    }
+}
+
+/// One benchmarked configuration: its model, optimizer and a fixed random batch.
+struct Case {
+    rule: &'static str,
+    model: Option<Model>,
+    optim: ModuleOptimizer,
+    times: Vec<Duration>,
+}
+
+fn main() {
+    if let Err(e) = run() {
+        eprintln!("error: {e}");
+        std::process::exit(2);
+    }
+}
+
+fn run() -> Result<(), String> {
+    let (mut device_name, mut models, mut rules) = (
+        "flex".to_string(),
+        "mlp,resnet20,resnet18".to_string(),
+        Rule::NAMES.join(","),
+    );
+    let (mut steps, mut warmup) = (5usize, 2usize);
+    let mut args = std::env::args().skip(1);
+    while let Some(flag) = args.next() {
+        let value = args.next().ok_or(format!("{flag} needs a value"))?;
+        let int = |v: &str| v.parse::<usize>().map_err(|_| format!("{flag}: `{v}` is not a count"));
+        match flag.as_str() {
+            "--device" => device_name = value,
+            "--models" => models = value,
+            "--rules" => rules = value,
+            "--steps" => steps = int(&value)?.max(1),
+            "--warmup" => warmup = int(&value)?,
+            _ => return Err(format!("unknown option {flag}")),
+        }
+    }
+    let device = parse_device(&device_name)?;
+    let ad = device.clone().autodiff();
+    let rule_names: Vec<&'static str> = rules
+        .split(',')
+        .map(|r| {
+            Rule::NAMES
+                .iter()
+                .find(|n| **n == r.trim())
+                .copied()
+                .ok_or(format!("--rules: unknown rule `{r}`"))
+        })
+        .collect::<Result<_, _>>()?;
+    let criterion = CrossEntropyLossConfig::new().init(&ad);
+    let mut rows = Vec::new();
+    println!("model     rule  batch  step_ms  images/s  ratio_to_bp   ({device_name})");
+    for name in models.split(',') {
+        let (arch, batch, channels, side) = shape(name.trim())?;
+        device.seed(1);
+        let x = Tensor::<4>::random([batch, channels, side, side], Distribution::Normal(0.0, 1.0), &ad);
+        let labels: Vec<i64> = (0..batch as i64).map(|i| i % 10).collect();
+        let y = Tensor::<1, Int>::from_data(TensorData::new(labels, [batch]), &ad);
+        let mut cases: Vec<Case> = rule_names
+            .iter()
+            .map(|&rule| {
+                let rule_value: Rule = rule.parse().expect("a rule of Rule::NAMES");
+                Case {
+                    rule,
+                    model: Some(ModelConfig::new(arch, 10, channels, side, rule_value).init(&ad)),
+                    optim: SgdConfig::new()
+                        .with_momentum(Some(MomentumConfig::new().with_dampening(0.0)))
+                        .init(),
+                    times: Vec::new(),
+                }
+            })
+            .collect();
+        for round in 0..warmup + steps {
+            for case in cases.iter_mut() {
+                let model = case.model.take().expect("model present between steps");
+                let start = Instant::now();
+                let loss = criterion.forward(model.forward(x.clone()), y.clone());
+                let mut grads = GradientsParams::from_grads(loss.backward(), &model);
+                wt::add_feedback_gradients(&model, &mut grads, 0.01 / 0.1);
+                let model = case.optim.step(0.01, model, grads);
+                device.sync().map_err(|e| format!("device sync: {e:?}"))?;
+                if round >= warmup {
+                    case.times.push(start.elapsed());
+                }
+                case.model = Some(model);
+            }
+        }
+        let median = |c: &Case| {
+            let mut t = c.times.clone();
+            t.sort();
+            t[t.len() / 2].as_secs_f64()
+        };
+        let bp = cases.iter().find(|c| c.rule == "bp").map(median);
+        for case in &cases {
+            let s = median(case);
+            let ratio = bp.map(|b| s / b);
+            println!(
+                "{:<10}{:<6}{:>5}{:>9.1}{:>10.1}{:>12}",
+                name.trim(),
+                case.rule,
+                batch,
+                s * 1e3,
+                batch as f64 / s,
+                ratio.map_or("-".to_string(), |r| format!("{r:.3}"))
+            );
+            rows.push(format!(
+                "{{\"model\":\"{}\",\"rule\":\"{}\",\"backend\":\"{device_name}\",\"batch\":{batch},\"step_ms\":{:.2},\"images_per_s\":{:.1},\"ratio_to_bp\":{}}}",
+                name.trim(),
+                case.rule,
+                s * 1e3,
+                batch as f64 / s,
+                ratio.map_or("null".to_string(), |r| format!("{r:.3}"))
+            ));
+        }
+    }
+    for row in rows {
+        println!("{row}");
+    }
+    Ok(())
+}

@@ -1,0 +1,152 @@
+//! What a rule costs over Burn's own layer: forward + backward (+ the rule's per-step work:
+//! brSF's redraw, WM's mirror step) of one dense and two conv layers, each rule against
+//! `burn::nn::Linear` / `Conv2d`. Burn's layer and the rules are measured in rounds, one step
+//! each per round, so that drift of a noisy machine hits all alike; medians.
+//!
+//! ```text
+//! cargo run --release --example bench_rules                      # flex, under 5 minutes
+//! cargo run --release --features ndarray --example bench_rules -- --device ndarray
+//! ```
+//! Options: `--device NAME` (flex), `--reps N` (15), `--warmup N` (3). Prints a table and one
+//! JSON line per row: `{"layer":"linear","rule":"fa","backend":"flex","ratio_to_burn":1.01}`.
+
+use std::time::{Duration, Instant};
+
+use burn::module::Module;
+use burn::nn::conv::Conv2dConfig;
+use burn::nn::{LinearConfig, PaddingConfig2d};
+use burn::optim::GradientsParams;
+use burn::tensor::{Device, Distribution, Tensor};
+use wt::wt_core::device::parse_device;
+use wt::{FeedbackConv2dConfig, FeedbackLinearConfig, Rule};
+
+/// One step of a layer's gradient work: forward, a squared-output loss, backward, gradients
+/// collected per parameter (and, for the weight mirror, its mirror step), device sync.
+fn step<M: Module, const D: usize>(model: &M, forward: &impl Fn(&M) -> Tensor<D>, device: &Device) {
+    let loss = forward(model).powi_scalar(2).mean();
+    let mut grads = GradientsParams::from_grads(loss.backward(), model);
+    wt::add_feedback_gradients(model, &mut grads, 0.1);
+    drop(grads);
+    device.sync().expect("device sync");
+}
+
+/// Runs every case once per round, `warmup + reps` rounds; returns each case's median.
+fn interleaved(cases: &mut [Box<dyn FnMut() + '_>], warmup: usize, reps: usize) -> Vec<Duration> {
+    let mut times = vec![Vec::new(); cases.len()];
+    for round in 0..warmup + reps {
+        for (case, t) in cases.iter_mut().zip(times.iter_mut()) {
+            let start = Instant::now();
+            case();
+            if round >= warmup {
+                t.push(start.elapsed());
+            }
+        }
+    }
+    times
+        .into_iter()
+        .map(|mut t| {
+            t.sort();
+            t[t.len() / 2]
+        })
+        .collect()
+}
+
+fn main() {
+    let (mut device_name, mut reps, mut warmup) = ("flex".to_string(), 15usize, 3usize);
+    let mut args = std::env::args().skip(1);
+    while let Some(flag) = args.next() {
+        let value = args.next().unwrap_or_else(|| {
+            eprintln!("error: {flag} needs a value");
+            std::process::exit(2)
+        });
+        let count = || {
+            value.parse::<usize>().unwrap_or_else(|_| {
+                eprintln!("error: {flag}: `{value}` is not a count");
+                std::process::exit(2)
+            })
+        };
+        match flag.as_str() {
+            "--device" => device_name = value.clone(),
+            "--reps" => reps = count().max(1),
+            "--warmup" => warmup = count(),
+            _ => {
+                eprintln!("error: unknown option {flag}");
+                std::process::exit(2)
+            }
+        }
+    }
+    let device: Device = parse_device(&device_name).unwrap_or_else(|e| {
+        eprintln!("error: {e}");
+        std::process::exit(2)
+    });
+    let ad = device.clone().autodiff();
+    let rules: Vec<(&str, Rule)> = Rule::NAMES
+        .iter()
+        .map(|n| (*n, n.parse().expect("rule name")))
+        .collect();
+    println!("layer   rule  median_ms  burn_ms  ratio   ({device_name})");
+    let mut rows = Vec::new();
+
+    // Dense: batch 128, 1024 -> 1024.
+    {
+        let x = Tensor::<2>::random([128, 1024], Distribution::Normal(0.0, 1.0), &ad);
+        let fwd = |m: &burn::nn::Linear| m.forward(x.clone());
+        let ffwd = |m: &wt::FeedbackLinear| m.forward(x.clone());
+        let burn_layer = LinearConfig::new(1024, 1024).init(&ad);
+        let layers: Vec<_> = rules
+            .iter()
+            .map(|(_, r)| FeedbackLinearConfig::new(1024, 1024).with_rule(*r).init(&ad))
+            .collect();
+        let mut cases: Vec<Box<dyn FnMut() + '_>> = vec![Box::new(|| step(&burn_layer, &fwd, &device))];
+        for layer in &layers {
+            cases.push(Box::new(|| step(layer, &ffwd, &device)));
+        }
+        let t = interleaved(&mut cases, warmup, reps);
+        for ((name, _), time) in rules.iter().zip(&t[1..]) {
+            rows.push(("linear", *name, *time, t[0]));
+        }
+    }
+
+    // Conv: batch 32, 64 -> 64 channels, 32x32, 3x3, padding 1; and a stride-2 case.
+    let x = Tensor::<4>::random([32, 64, 32, 32], Distribution::Normal(0.0, 1.0), &ad);
+    for (label, stride) in [("conv", 1), ("conv_s2", 2)] {
+        let fwd = |m: &burn::nn::conv::Conv2d| m.forward(x.clone());
+        let ffwd = |m: &wt::FeedbackConv2d| m.forward(x.clone());
+        let burn_conv = Conv2dConfig::new([64, 64], [3, 3])
+            .with_stride([stride, stride])
+            .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
+            .init(&ad);
+        let layers: Vec<_> = rules
+            .iter()
+            .map(|(_, r)| {
+                FeedbackConv2dConfig::new([64, 64], [3, 3])
+                    .with_stride([stride, stride])
+                    .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
+                    .with_rule(*r)
+                    .init(&ad)
+            })
+            .collect();
+        let mut cases: Vec<Box<dyn FnMut() + '_>> = vec![Box::new(|| step(&burn_conv, &fwd, &device))];
+        for layer in &layers {
+            cases.push(Box::new(|| step(layer, &ffwd, &device)));
+        }
+        let t = interleaved(&mut cases, warmup, reps);
+        for ((name, _), time) in rules.iter().zip(&t[1..]) {
+            rows.push((label, *name, *time, t[0]));
+        }
+    }
+    for (layer, rule, t, burn) in &rows {
+        println!(
+            "{layer:<8}{rule:<6}{:>9.2}{:>9.2}{:>7.3}",
+            t.as_secs_f64() * 1e3,
+            burn.as_secs_f64() * 1e3,
+            t.as_secs_f64() / burn.as_secs_f64()
+        );
+    }
+    for (layer, rule, t, burn) in &rows {
+        println!(
+            "{{\"layer\":\"{layer}\",\"rule\":\"{rule}\",\"backend\":\"{device_name}\",\"ratio_to_burn\":{:.3}}}",
+            t.as_secs_f64() / burn.as_secs_f64()
+        );
+    }
+}
