@@ -31,7 +31,9 @@ fn shape(name: &str) -> Result<(Architecture, usize, usize, usize), String> {
         "resnet20" => Ok((Architecture::Resnet20, 128, 3, 32)),
         "resnet18" => Ok((Architecture::Resnet18, 32, 3, 32)),
         "lenet" => Ok((Architecture::Lenet, 128, 3, 32)),
-        _ => Err(format!("--models: unknown model `{name}` (mlp, resnet20, resnet18, lenet)")),
+        _ => Err(format!(
+            "--models: unknown model `{name}` (mlp, resnet20, resnet18, lenet)"
+        )),
     }
 }
 
@@ -60,7 +62,10 @@ fn run() -> Result<(), String> {
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
         let value = args.next().ok_or(format!("{flag} needs a value"))?;
-        let int = |v: &str| v.parse::<usize>().map_err(|_| format!("{flag}: `{v}` is not a count"));
+        let int = |v: &str| {
+            v.parse::<usize>()
+                .map_err(|_| format!("{flag}: `{v}` is not a count"))
+        };
         match flag.as_str() {
             "--device" => device_name = value,
             "--models" => models = value,
@@ -88,7 +93,11 @@ fn run() -> Result<(), String> {
     for name in models.split(',') {
         let (arch, batch, channels, side) = shape(name.trim())?;
         device.seed(1);
-        let x = Tensor::<4>::random([batch, channels, side, side], Distribution::Normal(0.0, 1.0), &ad);
+        let x = Tensor::<4>::random(
+            [batch, channels, side, side],
+            Distribution::Normal(0.0, 1.0),
+            &ad,
+        );
         let labels: Vec<i64> = (0..batch as i64).map(|i| i % 10).collect();
         let y = Tensor::<1, Int>::from_data(TensorData::new(labels, [batch]), &ad);
         let mut cases: Vec<Case> = rule_names

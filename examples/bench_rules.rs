@@ -95,9 +95,14 @@ fn main() {
         let burn_layer = LinearConfig::new(1024, 1024).init(&ad);
         let layers: Vec<_> = rules
             .iter()
-            .map(|(_, r)| FeedbackLinearConfig::new(1024, 1024).with_rule(*r).init(&ad))
+            .map(|(_, r)| {
+                FeedbackLinearConfig::new(1024, 1024)
+                    .with_rule(*r)
+                    .init(&ad)
+            })
             .collect();
-        let mut cases: Vec<Box<dyn FnMut() + '_>> = vec![Box::new(|| step(&burn_layer, &fwd, &device))];
+        let mut cases: Vec<Box<dyn FnMut() + '_>> =
+            vec![Box::new(|| step(&burn_layer, &fwd, &device))];
         for layer in &layers {
             cases.push(Box::new(|| step(layer, &ffwd, &device)));
         }
@@ -126,7 +131,8 @@ fn main() {
                     .init(&ad)
             })
             .collect();
-        let mut cases: Vec<Box<dyn FnMut() + '_>> = vec![Box::new(|| step(&burn_conv, &fwd, &device))];
+        let mut cases: Vec<Box<dyn FnMut() + '_>> =
+            vec![Box::new(|| step(&burn_conv, &fwd, &device))];
         for layer in &layers {
             cases.push(Box::new(|| step(layer, &ffwd, &device)));
         }

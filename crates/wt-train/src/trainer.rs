@@ -484,18 +484,29 @@ pub fn final_json<M>(config: &TrainConfig, trained: &Trained<M>) -> String {
 /// gradient (KP: `W`'s; WM: the mirror pseudo-gradient added by
 /// [`add_feedback_gradients`]), so replicas that step with the averaged gradients keep
 /// identical `W` *and* `B`. `model` is any replica (it names the parameters).
-pub fn average_gradients<M: burn::module::Module>(model: &M, replicas: Vec<GradientsParams>) -> GradientsParams {
+pub fn average_gradients<M: burn::module::Module>(
+    model: &M,
+    replicas: Vec<GradientsParams>,
+) -> GradientsParams {
     struct Average {
         replicas: Vec<GradientsParams>,
         out: GradientsParams,
     }
     impl burn::module::ModuleVisitor for Average {
         fn visit_float<const D: usize>(&mut self, param: &burn::module::Param<Tensor<D>>) {
-            let grads: Vec<Tensor<D>> = self.replicas.iter_mut().filter_map(|g| g.remove::<D>(param.id)).collect();
+            let grads: Vec<Tensor<D>> = self
+                .replicas
+                .iter_mut()
+                .filter_map(|g| g.remove::<D>(param.id))
+                .collect();
             let Some(first) = grads.first() else { return };
             let device = first.device();
             let n = grads.len() as f64;
-            let sum = grads.into_iter().map(|g| g.to_device(&device)).reduce(|a, b| a + b).expect("one at least");
+            let sum = grads
+                .into_iter()
+                .map(|g| g.to_device(&device))
+                .reduce(|a, b| a + b)
+                .expect("one at least");
             self.out.register(param.id, sum.div_scalar(n));
         }
     }
