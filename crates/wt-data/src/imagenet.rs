@@ -3,10 +3,16 @@
 //!
 //! Class indices come from a class index file (`imagenet1k_classes.tsv`: `index wnid name
 //! lemmas`, tab-separated, as in `../shared/data/imagenet-classes/`) when one is given, else
-//! from the sorted folder names. JPEG and PNG files are read; grayscale images become RGB.
+//! from the sorted folder names. JPEG and PNG files are read; grayscale and CMYK images
+//! become RGB.
+//!
+//! By default an image that does not decode is an error naming the file. Wrapping the data set
+//! with [`ImageFolderDataset::skip_undecodable`] skips such images instead (the batch is one
+//! image smaller) and counts them in a [`SkipLog`].
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use burn::data::dataset::{Dataset, DatasetError};
 
@@ -133,10 +139,19 @@ pub struct ImageItem {
     pub label: usize,
 }
 
-/// Decodes a JPEG or PNG file into RGB (grayscale and alpha images are converted).
+/// Decodes a JPEG or PNG file into RGB (grayscale, CMYK and alpha images are converted).
 pub fn decode_rgb(path: &Path) -> Result<RgbImage> {
     let bytes = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
-    let img = image::load_from_memory(&bytes)
+    decode_rgb_bytes(path, &bytes)
+}
+
+/// Decodes the bytes of a JPEG or PNG file read from `path` (named in errors) into RGB.
+///
+/// Grayscale becomes three equal channels; CMYK and YCCK JPEGs (4 components, Adobe APP14
+/// marker, stored inverted as Photoshop writes them) become `R = (255 - C)(255 - K) / 255`
+/// and likewise for G (magenta) and B (yellow); alpha is dropped.
+pub fn decode_rgb_bytes(path: &Path, bytes: &[u8]) -> Result<RgbImage> {
+    let img = image::load_from_memory(bytes)
         .map_err(|e| DataError::file(path, format!("cannot decode as JPEG or PNG: {e}")))?;
     let rgb = img.to_rgb8();
     Ok(RgbImage {
@@ -292,6 +307,107 @@ impl Dataset<ImageItem> for ImageFolderDataset {
 
     fn len(&self) -> usize {
         self.items.len()
+    }
+}
+
+impl ImageFolderDataset {
+    /// The same images, but one that does not decode is skipped (its item is `None`) and
+    /// counted in the returned data set's [`SkipLog`] instead of being an error. A file that
+    /// cannot be read at all (permissions, removed while running) is still an error.
+    ///
+    /// [`ImageNetBatcher`](crate::ImageNetBatcher) drops the `None` items, so a batch holding a
+    /// skipped image is that much smaller (a batch of only skipped images has 0 images).
+    pub fn skip_undecodable(self) -> SkipUndecodable {
+        SkipUndecodable {
+            inner: self,
+            log: SkipLog::default(),
+        }
+    }
+}
+
+/// Images skipped because they did not decode; clones share the count, so the handle taken
+/// before building a data loader sees what its worker threads skipped.
+#[derive(Debug, Clone, Default)]
+pub struct SkipLog(Arc<Mutex<SkipState>>);
+
+#[derive(Debug, Default)]
+struct SkipState {
+    count: usize,
+    files: BTreeMap<PathBuf, String>,
+}
+
+impl SkipLog {
+    fn state(&self) -> std::sync::MutexGuard<'_, SkipState> {
+        // A worker that panicked elsewhere while holding the lock leaves a usable count.
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn record(&self, path: &Path, err: &DataError) {
+        let mut state = self.state();
+        state.count += 1;
+        state
+            .files
+            .entry(path.to_path_buf())
+            .or_insert_with(|| err.message.clone());
+    }
+
+    /// Images skipped so far. A file skipped in each of several passes counts once per pass,
+    /// so that loaded images plus skipped images is the number of items asked for.
+    pub fn count(&self) -> usize {
+        self.state().count
+    }
+
+    /// The distinct files skipped so far, sorted, each with its decoding error.
+    pub fn files(&self) -> Vec<(PathBuf, String)> {
+        self.state()
+            .files
+            .iter()
+            .map(|(p, m)| (p.clone(), m.clone()))
+            .collect()
+    }
+}
+
+/// An [`ImageFolderDataset`] whose undecodable images are skipped: items are `Some(image)`,
+/// or `None` for a file that does not decode (recorded in [`SkipUndecodable::log`]).
+#[derive(Debug, Clone)]
+pub struct SkipUndecodable {
+    inner: ImageFolderDataset,
+    log: SkipLog,
+}
+
+impl SkipUndecodable {
+    /// The skipped images (a handle sharing the count with this data set and its clones).
+    pub fn log(&self) -> &SkipLog {
+        &self.log
+    }
+
+    /// The wrapped data set.
+    pub fn inner(&self) -> &ImageFolderDataset {
+        &self.inner
+    }
+}
+
+impl Dataset<Option<ImageItem>> for SkipUndecodable {
+    fn get(&self, index: usize) -> std::result::Result<Option<ImageItem>, DatasetError> {
+        check_index(index, self.inner.items.len())?;
+        let (path, label) = &self.inner.items[index];
+        let bytes = std::fs::read(path).map_err(|e| DatasetError::new(DataError::io(path, e)))?;
+        match decode_rgb_bytes(path, &bytes) {
+            Ok(image) => Ok(Some(ImageItem {
+                image,
+                label: *label,
+            })),
+            Err(err) => {
+                self.log.record(path, &err);
+                Ok(None)
+            }
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.inner.items.len()
     }
 }
 
@@ -572,5 +688,263 @@ mod tests {
         let err =
             ImageFolderDataset::new(tmp.path(), Split::Train, Some(&class_index())).unwrap_err();
         assert!(err.to_string().contains("not in the class index"), "{err}");
+    }
+
+    /// Canonical Huffman codes `(code, length)` by symbol for a JPEG `bits`/`values` table.
+    fn huffman_codes(bits: &[u8; 16], values: &[u8]) -> HashMap<u8, (u32, u32)> {
+        let (mut codes, mut code, mut k) = (HashMap::new(), 0u32, 0);
+        for (len, &count) in bits.iter().enumerate() {
+            for _ in 0..count {
+                codes.insert(values[k], (code, len as u32 + 1));
+                code += 1;
+                k += 1;
+            }
+            code <<= 1;
+        }
+        codes
+    }
+
+    /// JPEG entropy-coded bits, most significant first, with 0xFF bytes stuffed.
+    #[derive(Default)]
+    struct BitWriter {
+        acc: u64,
+        nbits: u32,
+        bytes: Vec<u8>,
+    }
+
+    impl BitWriter {
+        fn put(&mut self, code: u32, len: u32) {
+            self.acc = (self.acc << len) | code as u64;
+            self.nbits += len;
+            while self.nbits >= 8 {
+                let byte = (self.acc >> (self.nbits - 8)) as u8;
+                self.bytes.push(byte);
+                if byte == 0xFF {
+                    self.bytes.push(0);
+                }
+                self.nbits -= 8;
+            }
+        }
+
+        /// Pads the last byte with ones.
+        fn finish(mut self) -> Vec<u8> {
+            if self.nbits % 8 != 0 {
+                let pad = 8 - self.nbits % 8;
+                self.put((1 << pad) - 1, pad);
+            }
+            self.bytes
+        }
+    }
+
+    /// A baseline JPEG of 8-pixel-high, 8-pixel-wide blocks, each one flat CMYK colour
+    /// (`blocks[i]` = ink C, M, Y, K of block i, left to right), written as Photoshop writes
+    /// CMYK: 4 components, an Adobe APP14 marker with transform 0, samples stored inverted
+    /// (255 = no ink). The `image` crate cannot encode CMYK, so the bytes are built here: a
+    /// flat block has only a DC coefficient, 8 × (sample − 128) with a quantiser of 1.
+    fn cmyk_jpeg(blocks: &[[u8; 4]]) -> Vec<u8> {
+        let mut out = vec![0xFF, 0xD8];
+        // APP14 "Adobe": version 100, flags 0, 0, transform 0 (CMYK, no colour transform).
+        out.extend([0xFF, 0xEE, 0, 14]);
+        out.extend(b"Adobe");
+        out.extend([0, 100, 0, 0, 0, 0, 0]);
+        // DQT: table 0, all ones.
+        out.extend([0xFF, 0xDB, 0, 67, 0]);
+        out.extend([1u8; 64]);
+        // SOF0: 8 bits, height 8, width 8·n, 4 components sampled 1×1 with table 0.
+        let width = 8 * blocks.len() as u16;
+        out.extend([0xFF, 0xC0, 0, 20, 8, 0, 8]);
+        out.extend(width.to_be_bytes());
+        out.push(4);
+        for id in 1..=4u8 {
+            out.extend([id, 0x11, 0]);
+        }
+        // DHT: the standard luminance DC table (categories 0..=11) and an AC table holding
+        // only end-of-block.
+        let dc_bits = [0u8, 1, 5, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0];
+        let dc_values: Vec<u8> = (0..12).collect();
+        let mut ac_bits = [0u8; 16];
+        ac_bits[0] = 1;
+        out.extend([0xFF, 0xC4, 0, 49, 0x00]);
+        out.extend(dc_bits);
+        out.extend(&dc_values);
+        out.push(0x10);
+        out.extend(ac_bits);
+        out.push(0x00);
+        // SOS: the 4 components with tables 0/0, spectral range 0..=63.
+        out.extend([0xFF, 0xDA, 0, 14, 4]);
+        for id in 1..=4u8 {
+            out.extend([id, 0x00]);
+        }
+        out.extend([0, 63, 0]);
+        // Entropy-coded data: per block, per component, the DC difference then EOB.
+        let dc = huffman_codes(&dc_bits, &dc_values);
+        let (eob, eob_len) = huffman_codes(&ac_bits, &[0])[&0];
+        let mut bits = BitWriter::default();
+        let mut pred = [0i32; 4];
+        for block in blocks {
+            for c in 0..4 {
+                let stored = 255 - block[c] as i32;
+                let coef = 8 * (stored - 128);
+                let diff = coef - pred[c];
+                pred[c] = coef;
+                let cat = 32 - diff.unsigned_abs().leading_zeros();
+                let (code, len) = dc[&(cat as u8)];
+                bits.put(code, len);
+                if cat > 0 {
+                    let extra = if diff >= 0 {
+                        diff
+                    } else {
+                        diff + (1 << cat) - 1
+                    };
+                    bits.put(extra as u32, cat);
+                }
+                bits.put(eob, eob_len);
+            }
+        }
+        let scan = bits.finish();
+        out.extend(scan);
+        out.extend([0xFF, 0xD9]);
+        out
+    }
+
+    #[test]
+    fn cmyk_jpeg_in_a_folder_tree_becomes_rgb() {
+        // Ink (C, M, Y, K) of each 8×8 block and the RGB it should give:
+        // R = (255 − C)(255 − K)/255, G from M, B from Y.
+        let inks = [
+            [255, 0, 0, 0],     // cyan
+            [0, 255, 255, 0],   // magenta + yellow = red
+            [0, 0, 0, 128],     // half black = grey
+            [64, 128, 192, 32], // a mixture
+            [0, 0, 0, 0],       // paper white
+        ];
+        let expected = |ink: [u8; 4]| -> [f64; 3] {
+            let k = 255.0 - ink[3] as f64;
+            [0, 1, 2].map(|c| (255.0 - ink[c] as f64) * k / 255.0)
+        };
+        assert_eq!(expected(inks[0]), [0.0, 255.0, 255.0]);
+        let tmp = TempDir::new("cmyk");
+        let class = tmp.path().join("train/cmyk");
+        std::fs::create_dir_all(&class).unwrap();
+        let bytes = cmyk_jpeg(&inks);
+        assert_eq!(bytes[bytes.len() - 2..], [0xFF, 0xD9]);
+        std::fs::write(class.join("photoshop.jpg"), &bytes).unwrap();
+        let ds = ImageFolderDataset::new(tmp.path(), Split::Train, None).unwrap();
+        let img = ds.get(0).unwrap().image;
+        assert_eq!((img.width, img.height), (8 * inks.len(), 8));
+        assert_eq!(img.pixels.len(), 8 * inks.len() * 8 * 3);
+        for y in 0..8 {
+            for x in 0..img.width {
+                let want = expected(inks[x / 8]);
+                let got = &img.pixels[(y * img.width + x) * 3..][..3];
+                for c in 0..3 {
+                    assert!(
+                        (got[c] as f64 - want[c]).abs() <= 3.0,
+                        "pixel ({x}, {y}) of block {}: got {got:?}, expected about {want:?}",
+                        x / 8
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn undecodable_images_error_by_default_and_are_counted_when_skipped() {
+        use crate::{ImageNetBatcher, Indexed};
+        use burn::data::dataloader::DataLoaderBuilder;
+        use burn::tensor::Device;
+
+        let tmp = TempDir::new("skip-bad");
+        for (class, n) in [("a", 5), ("b", 4)] {
+            let dir = tmp.path().join(class);
+            std::fs::create_dir_all(&dir).unwrap();
+            for i in 0..n {
+                image::RgbImage::from_pixel(12, 10, image::Rgb([i * 40, 9, 200]))
+                    .save(dir.join(format!("{i}.jpg")))
+                    .unwrap();
+            }
+        }
+        // A JPEG of garbage bytes, and a real JPEG cut short inside its header.
+        std::fs::write(tmp.path().join("a/2.jpg"), b"\xFF\xD8 garbage, not a JPEG").unwrap();
+        let good = std::fs::read(tmp.path().join("b/0.jpg")).unwrap();
+        std::fs::write(tmp.path().join("b/3.jpg"), &good[..20]).unwrap();
+
+        let ds = ImageFolderDataset::from_dir(tmp.path(), None).unwrap();
+        let transform = ImageNetTransform::Eval {
+            resize: 16,
+            size: 8,
+        };
+        fn loader<I: Send + Sync + Clone + std::fmt::Debug + 'static>(
+            transform: &ImageNetTransform,
+            workers: usize,
+        ) -> DataLoaderBuilder<(usize, I), crate::ImageBatch>
+        where
+            ImageNetBatcher:
+                burn::data::dataloader::batcher::Batcher<(usize, I), crate::ImageBatch>,
+        {
+            DataLoaderBuilder::new(ImageNetBatcher::new(transform.clone(), 0))
+                .batch_size(3)
+                .num_workers(workers)
+                .set_device(Device::flex())
+        }
+
+        // Default: the batch holding the first bad image is an error naming it.
+        let strict = loader(&transform, 2).build(Indexed(ds.clone()));
+        let mut errors: Vec<String> = strict
+            .iter()
+            .filter_map(|b| b.err().map(|e| e.to_string()))
+            .collect();
+        errors.sort(); // worker threads deliver batches in any order
+        assert_eq!(errors.len(), 2, "{errors:?}");
+        assert!(
+            errors[0].contains("2.jpg") && errors[0].contains("cannot decode"),
+            "{errors:?}"
+        );
+        assert!(errors[1].contains("3.jpg"), "{errors:?}");
+
+        // Skipping: the 7 good images load, both bad ones are counted, twice over two passes.
+        let skipping = ds.clone().skip_undecodable();
+        let log = skipping.log().clone();
+        let lenient = loader(&transform, 2).build(Indexed(skipping));
+        let mut labels = Vec::new();
+        for pass in 1..=2 {
+            for batch in lenient.iter() {
+                let batch = batch.expect("skipped images are no error");
+                assert_eq!(batch.images.dims()[1..], [3, 8, 8]);
+                labels.extend(batch.targets.into_data().iter::<i64>());
+            }
+            assert_eq!(log.count(), 2 * pass);
+        }
+        labels.sort();
+        assert_eq!(labels, [vec![0; 8], vec![1; 6]].concat());
+        let files = log.files();
+        assert_eq!(files.len(), 2);
+        assert!(files[0].0.ends_with("a/2.jpg"), "{files:?}");
+        assert!(files[1].0.ends_with("b/3.jpg"), "{files:?}");
+        assert!(!files[0].1.is_empty());
+
+        // One garbage JPEG alone in a tree: the count is 1 and the rest load.
+        std::fs::write(tmp.path().join("b/3.jpg"), &good).unwrap();
+        let skipping = ImageFolderDataset::from_dir(tmp.path(), None)
+            .unwrap()
+            .skip_undecodable();
+        let log = skipping.log().clone();
+        let mut n = 0;
+        for batch in loader(&transform, 1).build(Indexed(skipping)).iter() {
+            n += batch.unwrap().targets.dims()[0];
+        }
+        assert_eq!((n, log.count()), (8, 1));
+
+        // A batch of only skipped images is an empty batch, not a failure.
+        let batch = <ImageNetBatcher as burn::data::dataloader::batcher::Batcher<
+            (usize, Option<ImageItem>),
+            crate::ImageBatch,
+        >>::batch(
+            &ImageNetBatcher::new(transform.clone(), 0),
+            vec![(0, None)],
+            &Device::flex(),
+        );
+        assert_eq!(batch.images.dims(), [0, 3, 8, 8]);
+        assert_eq!(batch.targets.dims(), [0]);
     }
 }

@@ -29,6 +29,9 @@ pub use augment::{CifarTransform, ItemRng};
 pub use batch::{CifarBatcher, EpochSeed, ImageBatch, ImageNetBatcher, Indexed, MnistBatcher};
 pub use cifar::{CIFAR10_CLASSES, CifarDataset, CifarItem, CifarKind};
 pub use error::DataError;
-pub use imagenet::{ClassIndex, ImageFolderDataset, ImageItem, ImageNetTransform, RgbImage};
+pub use imagenet::{
+    ClassIndex, ImageFolderDataset, ImageItem, ImageNetTransform, RgbImage, SkipLog,
+    SkipUndecodable,
+};
 pub use mnist::{MnistDataset, MnistItem};
 pub use split::Split;
