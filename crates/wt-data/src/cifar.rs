@@ -53,7 +53,7 @@ impl CifarKind {
     }
 
     /// The batch files of a split, as named in the official archives.
-    fn files(self, split: Split) -> Vec<&'static str> {
+    pub(crate) fn files(self, split: Split) -> Vec<&'static str> {
         match (self, split) {
             (CifarKind::Cifar10, Split::Train) => vec![
                 "data_batch_1.bin",
@@ -287,7 +287,7 @@ impl Dataset<CifarItem> for CifarDataset {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testdata::{TempDir, shared_data};
+    use crate::testdata::{TempDir, shared_data, write_cifar10_archive};
 
     #[test]
     fn exact_partial_cifar10_matches_the_official_first_record() {
@@ -311,44 +311,6 @@ mod tests {
         let test = CifarDataset::cifar10(dir.join("cifar-10-batches-bin"), Split::Test).unwrap();
         assert_eq!(train.class_counts(), vec![5000; 10]);
         assert_eq!(test.class_counts(), vec![1000; 10]);
-    }
-
-    /// Writes a tiny CIFAR-10 archive with `per_file` records in each official member.
-    fn write_cifar10_archive(path: &Path, per_file: usize) -> Vec<u8> {
-        let gz = flate2::write::GzEncoder::new(
-            std::fs::File::create(path).unwrap(),
-            flate2::Compression::fast(),
-        );
-        let mut tar = tar::Builder::new(gz);
-        let mut test_labels = Vec::new();
-        for (k, name) in CifarKind::Cifar10
-            .files(Split::Train)
-            .into_iter()
-            .chain(CifarKind::Cifar10.files(Split::Test))
-            .enumerate()
-        {
-            let mut bytes = Vec::new();
-            for i in 0..per_file {
-                let label = ((k * 3 + i) % 10) as u8;
-                if name == "test_batch.bin" {
-                    test_labels.push(label);
-                }
-                bytes.push(label);
-                bytes.extend((0..CIFAR_PIXELS).map(|p| ((p + i + k) % 251) as u8));
-            }
-            let mut header = tar::Header::new_gnu();
-            header.set_size(bytes.len() as u64);
-            header.set_mode(0o644);
-            header.set_cksum();
-            tar.append_data(
-                &mut header,
-                format!("cifar-10-batches-bin/{name}"),
-                &bytes[..],
-            )
-            .unwrap();
-        }
-        tar.into_inner().unwrap().finish().unwrap();
-        test_labels
     }
 
     #[test]

@@ -17,6 +17,8 @@
 pub mod augment;
 pub mod batch;
 pub mod cifar;
+#[cfg(feature = "download")]
+pub mod download;
 pub mod error;
 pub mod idx;
 pub mod imagenet;

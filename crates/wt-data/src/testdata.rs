@@ -2,6 +2,9 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::cifar::{CIFAR_PIXELS, CifarKind};
+use crate::split::Split;
+
 /// `../shared/data/<name>` from the workspace root. The crate folder is read at run time
 /// (cargo sets `CARGO_MANIFEST_DIR` for test runs): a test binary reused from a build in
 /// another checkout that shares the target folder must not look beside that checkout.
@@ -44,4 +47,42 @@ impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
     }
+}
+
+/// Writes a tiny CIFAR-10 archive with `per_file` records in each official member.
+pub fn write_cifar10_archive(path: &Path, per_file: usize) -> Vec<u8> {
+    let gz = flate2::write::GzEncoder::new(
+        std::fs::File::create(path).unwrap(),
+        flate2::Compression::fast(),
+    );
+    let mut tar = tar::Builder::new(gz);
+    let mut test_labels = Vec::new();
+    for (k, name) in CifarKind::Cifar10
+        .files(Split::Train)
+        .into_iter()
+        .chain(CifarKind::Cifar10.files(Split::Test))
+        .enumerate()
+    {
+        let mut bytes = Vec::new();
+        for i in 0..per_file {
+            let label = ((k * 3 + i) % 10) as u8;
+            if name == "test_batch.bin" {
+                test_labels.push(label);
+            }
+            bytes.push(label);
+            bytes.extend((0..CIFAR_PIXELS).map(|p| ((p + i + k) % 251) as u8));
+        }
+        let mut header = tar::Header::new_gnu();
+        header.set_size(bytes.len() as u64);
+        header.set_mode(0o644);
+        header.set_cksum();
+        tar.append_data(
+            &mut header,
+            format!("cifar-10-batches-bin/{name}"),
+            &bytes[..],
+        )
+        .unwrap();
+    }
+    tar.into_inner().unwrap().finish().unwrap();
+    test_labels
 }
