@@ -596,7 +596,7 @@ mod tests {
         }];
         let dir = cache.join("short");
         let err = dl
-            .fetch_files(&[server.base.clone()], &files, &dir)
+            .fetch_files(std::slice::from_ref(&server.base), &files, &dir)
             .unwrap_err()
             .to_string();
         assert!(err.contains("short.bin"), "{err}");

@@ -728,7 +728,7 @@ mod tests {
 
         /// Pads the last byte with ones.
         fn finish(mut self) -> Vec<u8> {
-            if self.nbits % 8 != 0 {
+            if !self.nbits.is_multiple_of(8) {
                 let pad = 8 - self.nbits % 8;
                 self.put((1 << pad) - 1, pad);
             }
