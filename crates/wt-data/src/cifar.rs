@@ -484,4 +484,31 @@ mod tests {
             }
         }
     }
+
+    #[test]
+    fn an_archive_member_claiming_exabytes_is_an_error_not_an_abort() {
+        // Regression: the member's header size was used as an allocation size, so a corrupt
+        // header (here 2^62 bytes, GNU base-256) aborted the process on allocation failure.
+        let mut header = tar::Header::new_gnu();
+        header
+            .set_path("cifar-10-batches-bin/test_batch.bin")
+            .unwrap();
+        header.set_size(1 << 62);
+        header.set_mode(0o644);
+        header.set_cksum();
+        let mut tar_bytes = header.as_bytes().to_vec();
+        tar_bytes.extend([6u8; 3073]);
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        std::io::Write::write_all(&mut gz, &tar_bytes).unwrap();
+        let gz = gz.finish().unwrap();
+        let err = CifarDataset::from_archive_reader(
+            Path::new("huge.tar.gz"),
+            &gz[..],
+            CifarKind::Cifar10,
+            Split::Test,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.starts_with("huge.tar.gz"), "{err}");
+    }
 }
