@@ -458,53 +458,158 @@ impl ImageNetTransform {
     }
 
     /// Applies the transform; returns `[3 * size * size]` normalised with ImageNet's mean/std.
+    ///
+    /// The resizing is `image::imageops::resize` with the Triangle (bilinear, antialiased when
+    /// shrinking) filter, computed by [`resize_triangle`] for RGB bytes only where the output
+    /// needs it: the same bytes, several times faster.
     pub fn apply(&self, img: &RgbImage, rng: &mut ItemRng) -> Vec<f32> {
-        let (w, h) = (img.width as u32, img.height as u32);
-        let buf = image::RgbImage::from_raw(w, h, img.pixels.clone())
-            .expect("RgbImage holds width*height*3 bytes");
-        let filter = image::imageops::FilterType::Triangle;
-        let (out, flip) = match *self {
+        let (w, h) = (img.width, img.height);
+        assert_eq!(
+            img.pixels.len(),
+            w * h * 3,
+            "RgbImage holds width*height*3 bytes"
+        );
+        match *self {
             Self::Train { size, scale, ratio } => {
-                let (x, y, cw, ch) = random_resized_crop(w, h, scale, ratio, rng);
-                let crop = image::imageops::crop_imm(&buf, x, y, cw, ch).to_image();
-                let out = image::imageops::resize(&crop, size as u32, size as u32, filter);
-                (out, rng.below(2) == 1)
+                let (x, y, cw, ch) = random_resized_crop(w as u32, h as u32, scale, ratio, rng);
+                let src = (x as usize, y as usize, cw as usize, ch as usize);
+                let out = resize_triangle(img, src, (size, size), (0, 0, size, size));
+                normalised_chw(&out, rng.below(2) == 1)
             }
             Self::Eval { resize, size } => {
                 let (rw, rh) = if w <= h {
                     (
-                        resize as u32,
-                        (h as f64 * resize as f64 / w as f64).round() as u32,
+                        resize,
+                        (h as f64 * resize as f64 / w as f64).round() as usize,
                     )
                 } else {
                     (
-                        (w as f64 * resize as f64 / h as f64).round() as u32,
-                        resize as u32,
+                        (w as f64 * resize as f64 / h as f64).round() as usize,
+                        resize,
                     )
                 };
-                let resized = image::imageops::resize(&buf, rw, rh, filter);
-                let s = (size as u32).min(rw).min(rh);
-                let (x, y) = ((rw - s) / 2, (rh - s) / 2);
-                let crop = image::imageops::crop_imm(&resized, x, y, s, s).to_image();
-                let out = if s == size as u32 {
-                    crop
-                } else {
-                    image::imageops::resize(&crop, size as u32, size as u32, filter)
-                };
-                (out, false)
-            }
-        };
-        let s = out.width() as usize;
-        let mut chw = vec![0f32; 3 * s * s];
-        for (x, y, p) in out.enumerate_pixels() {
-            let tx = if flip { s - 1 - x as usize } else { x as usize };
-            for c in 0..3 {
-                chw[c * s * s + y as usize * s + tx] =
-                    (p.0[c] as f32 / 255.0 - IMAGENET_MEAN[c]) / IMAGENET_STD[c];
+                // Resize, then the centre crop: only the crop's pixels are computed.
+                let s = size.min(rw).min(rh);
+                let window = ((rw - s) / 2, (rh - s) / 2, s, s);
+                let mut out = resize_triangle(img, (0, 0, w, h), (rw, rh), window);
+                if s != size {
+                    // `resize` below `size`: the crop is scaled up to `size`.
+                    out = resize_triangle(&out, (0, 0, s, s), (size, size), (0, 0, size, size));
+                }
+                normalised_chw(&out, false)
             }
         }
-        chw
     }
+}
+
+/// Weights of `image`'s Triangle filter for resizing `src` samples to `dst`, for the outputs
+/// `from..to`: per output, the first source index and the normalised weights, computed exactly
+/// as `image::imageops::resize` computes them (same expressions, same `f32` rounding).
+fn triangle_weights(src: usize, dst: usize, from: usize, to: usize) -> Vec<(usize, Vec<f32>)> {
+    let ratio = src as f32 / dst as f32;
+    let sratio = if ratio < 1.0 { 1.0 } else { ratio };
+    let support = sratio; // the triangle's support is 1
+    (from..to)
+        .map(|o| {
+            let centre = (o as f32 + 0.5) * ratio;
+            let left = ((centre - support).floor() as i64).clamp(0, src as i64 - 1);
+            let right = ((centre + support).ceil() as i64).clamp(left + 1, src as i64);
+            let centre = centre - 0.5;
+            let mut ws: Vec<f32> = (left..right)
+                .map(|i| {
+                    let x = (i as f32 - centre) / sratio;
+                    if x.abs() < 1.0 { 1.0 - x.abs() } else { 0.0 }
+                })
+                .collect();
+            let sum: f32 = ws.iter().sum();
+            ws.iter_mut().for_each(|w| *w /= sum);
+            (left as usize, ws)
+        })
+        .collect()
+}
+
+/// `image::imageops::resize(crop, dst.0, dst.1, FilterType::Triangle)` of the rectangle
+/// `src = (x, y, w, h)` of `img`, computed only for the output window `win = (x, y, w, h)`: the
+/// same weights, the same order of `f32` sums (rows first, then columns) and the same rounding
+/// to bytes, so the same bytes as `image` gives, without its per-pixel generic code, its RGBA
+/// float intermediate image or copies of the input.
+pub fn resize_triangle(
+    img: &RgbImage,
+    src: (usize, usize, usize, usize),
+    dst: (usize, usize),
+    win: (usize, usize, usize, usize),
+) -> RgbImage {
+    let (sx, sy, sw, sh) = src;
+    let (wx, wy, ww, wh) = win;
+    assert!(
+        sx + sw <= img.width && sy + sh <= img.height && sw > 0 && sh > 0,
+        "source rectangle {src:?} outside a {}x{} image",
+        img.width,
+        img.height
+    );
+    assert!(
+        wx + ww <= dst.0 && wy + wh <= dst.1,
+        "window {win:?} outside {dst:?}"
+    );
+    let cols = triangle_weights(sw, dst.0, wx, wx + ww);
+    let rows = triangle_weights(sh, dst.1, wy, wy + wh);
+    // Source columns the window needs, relative to the rectangle.
+    let c0 = cols.iter().map(|(l, _)| *l).min().unwrap_or(0);
+    let c1 = cols.iter().map(|(l, w)| l + w.len()).max().unwrap_or(0);
+    let span = (c1 - c0) * 3;
+    let stride = img.width * 3;
+    // Rows first (into floats), as `image` does.
+    let mut tmp = vec![0f32; wh * span];
+    for ((top, ws), row) in rows.iter().zip(tmp.chunks_exact_mut(span.max(1))) {
+        for (k, w) in ws.iter().enumerate() {
+            let start = (sy + top + k) * stride + (sx + c0) * 3;
+            for (t, &p) in row.iter_mut().zip(&img.pixels[start..start + span]) {
+                *t += p as f32 * w;
+            }
+        }
+    }
+    // Then columns, rounded to bytes.
+    let mut pixels = Vec::with_capacity(ww * wh * 3);
+    for row in tmp.chunks_exact(span.max(1)).take(wh) {
+        for (left, ws) in &cols {
+            let mut t = [0f32; 3];
+            for (k, w) in ws.iter().enumerate() {
+                let p = &row[(left - c0 + k) * 3..][..3];
+                t[0] += p[0] * w;
+                t[1] += p[1] * w;
+                t[2] += p[2] * w;
+            }
+            pixels.extend(t.map(|v| v.clamp(0.0, 255.0).round() as u8));
+        }
+    }
+    RgbImage {
+        width: ww,
+        height: wh,
+        pixels,
+    }
+}
+
+/// HWC bytes to CHW floats normalised with ImageNet's mean and std, mirrored when `flip`.
+fn normalised_chw(img: &RgbImage, flip: bool) -> Vec<f32> {
+    // Each channel's 256 possible values, each computed by the same expression as per pixel.
+    let lut: [[f32; 256]; 3] = std::array::from_fn(|c| {
+        std::array::from_fn(|v| (v as f32 / 255.0 - IMAGENET_MEAN[c]) / IMAGENET_STD[c])
+    });
+    let (w, h) = (img.width, img.height);
+    let plane = w * h;
+    let mut chw = vec![0f32; 3 * plane];
+    let (r, rest) = chw.split_at_mut(plane);
+    let (g, b) = rest.split_at_mut(plane);
+    for (y, row) in img.pixels.chunks_exact(3 * w.max(1)).enumerate().take(h) {
+        let at = y * w;
+        for (x, p) in row.chunks_exact(3).enumerate() {
+            let o = at + if flip { w - 1 - x } else { x };
+            r[o] = lut[0][p[0] as usize];
+            g[o] = lut[1][p[1] as usize];
+            b[o] = lut[2][p[2] as usize];
+        }
+    }
+    chw
 }
 
 /// torchvision's RandomResizedCrop parameters: up to 10 tries of a random area and log-uniform
@@ -546,6 +651,60 @@ fn random_resized_crop(
 mod tests {
     use super::*;
     use crate::testdata::{TempDir, shared_data};
+
+    /// The transform as first written, with `image::imageops::resize`: the reference that
+    /// `apply` must match byte for byte.
+    fn apply_with_image_crate(
+        t: &ImageNetTransform,
+        img: &RgbImage,
+        rng: &mut ItemRng,
+    ) -> Vec<f32> {
+        let (w, h) = (img.width as u32, img.height as u32);
+        let buf = image::RgbImage::from_raw(w, h, img.pixels.clone())
+            .expect("RgbImage holds width*height*3 bytes");
+        let filter = image::imageops::FilterType::Triangle;
+        let (out, flip) = match *t {
+            ImageNetTransform::Train { size, scale, ratio } => {
+                let (x, y, cw, ch) = random_resized_crop(w, h, scale, ratio, rng);
+                let crop = image::imageops::crop_imm(&buf, x, y, cw, ch).to_image();
+                let out = image::imageops::resize(&crop, size as u32, size as u32, filter);
+                (out, rng.below(2) == 1)
+            }
+            ImageNetTransform::Eval { resize, size } => {
+                let (rw, rh) = if w <= h {
+                    (
+                        resize as u32,
+                        (h as f64 * resize as f64 / w as f64).round() as u32,
+                    )
+                } else {
+                    (
+                        (w as f64 * resize as f64 / h as f64).round() as u32,
+                        resize as u32,
+                    )
+                };
+                let resized = image::imageops::resize(&buf, rw, rh, filter);
+                let s = (size as u32).min(rw).min(rh);
+                let (x, y) = ((rw - s) / 2, (rh - s) / 2);
+                let crop = image::imageops::crop_imm(&resized, x, y, s, s).to_image();
+                let out = if s == size as u32 {
+                    crop
+                } else {
+                    image::imageops::resize(&crop, size as u32, size as u32, filter)
+                };
+                (out, false)
+            }
+        };
+        let s = out.width() as usize;
+        let mut chw = vec![0f32; 3 * s * s];
+        for (x, y, p) in out.enumerate_pixels() {
+            let tx = if flip { s - 1 - x as usize } else { x as usize };
+            for c in 0..3 {
+                chw[c * s * s + y as usize * s + tx] =
+                    (p.0[c] as f32 / 255.0 - IMAGENET_MEAN[c]) / IMAGENET_STD[c];
+            }
+        }
+        chw
+    }
 
     fn class_index() -> ClassIndex {
         ClassIndex::from_tsv(shared_data("imagenet-classes").join("imagenet1k_classes.tsv"))
@@ -946,5 +1105,52 @@ mod tests {
         );
         assert_eq!(batch.images.dims(), [0, 3, 8, 8]);
         assert_eq!(batch.targets.dims(), [0]);
+    }
+
+    #[test]
+    fn fast_resize_gives_the_image_crate_bytes() {
+        let noise = |w: usize, h: usize, seed: u64| {
+            let mut rng = ItemRng::new(seed, 0, 0);
+            RgbImage {
+                width: w,
+                height: h,
+                pixels: (0..w * h * 3).map(|_| rng.next_u64() as u8).collect(),
+            }
+        };
+        let mut images: Vec<RgbImage> = [(1, 1), (3, 500), (37, 23), (500, 375), (224, 224)]
+            .iter()
+            .enumerate()
+            .map(|(i, &(w, h))| noise(w, h, i as u64))
+            .collect();
+        let ds =
+            ImageFolderDataset::new(shared_data("imagenette-mini"), Split::Train, None).unwrap();
+        images.extend((0..ds.len()).step_by(40).map(|i| ds.get(i).unwrap().image));
+        let transforms = [
+            ImageNetTransform::train(),
+            ImageNetTransform::eval(),
+            ImageNetTransform::Train {
+                size: 32,
+                scale: (0.5, 1.0),
+                ratio: (0.5, 2.0),
+            },
+            ImageNetTransform::Eval {
+                resize: 16,
+                size: 24,
+            },
+        ];
+        for (i, img) in images.iter().enumerate() {
+            for t in &transforms {
+                for seed in 0..4 {
+                    let mut a = ItemRng::new(seed, 1, i as u64);
+                    let mut b = a.clone();
+                    assert!(
+                        t.apply(img, &mut a) == apply_with_image_crate(t, img, &mut b),
+                        "image {i} ({}x{}), {t:?}, seed {seed}",
+                        img.width,
+                        img.height
+                    );
+                }
+            }
+        }
     }
 }
