@@ -7,18 +7,23 @@
 //! ```
 //! Options: `--imagenet-train DIR` (a folder of class folders), `--cifar DIR` (CIFAR-10, default
 //! `../shared/data/cifar-10-approx`; `none` to skip), `--workers N` (2), `--batch N` (64 for
-//! ImageNet), `--epochs N` (passes over the ImageNet tree, 2). Undecodable images stop the run
-//! with an error naming the file. Ends with one JSON line for the ImageNet pipeline:
-//! `{"images":N,"images_per_s":X,"skipped":0}`.
+//! ImageNet), `--epochs N` (passes over the ImageNet tree, 2), `--skip-bad` (skip images that do
+//! not decode and count them; without it the first one stops the run with an error naming the
+//! file). Ends with one JSON line for the ImageNet pipeline,
+//! `{"images":N,"images_per_s":X,"skipped":K}`: N images loaded and K skipped over all passes
+//! (a bad file counts once per pass); the skipped files are listed on stderr.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Instant;
 
+use burn::data::dataloader::batcher::Batcher;
 use burn::data::dataloader::{DataLoader, DataLoaderBuilder};
+use burn::data::dataset::Dataset;
 use burn::tensor::Device;
 use wt_data::{
     CifarBatcher, CifarDataset, CifarTransform, ImageBatch, ImageFolderDataset, ImageNetBatcher,
-    ImageNetTransform, Indexed, Split,
+    ImageNetTransform, Indexed, SkipLog, Split,
 };
 
 struct Args {
@@ -27,6 +32,7 @@ struct Args {
     workers: usize,
     batch: usize,
     epochs: usize,
+    skip_bad: bool,
 }
 
 fn parse() -> Result<Args, String> {
@@ -36,9 +42,14 @@ fn parse() -> Result<Args, String> {
         workers: 2,
         batch: 64,
         epochs: 2,
+        skip_bad: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
+        if flag == "--skip-bad" {
+            a.skip_bad = true;
+            continue;
+        }
         let v = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
         let int = |v: &str| {
             v.parse::<usize>()
@@ -64,6 +75,26 @@ fn count_images(loader: &dyn DataLoader<ImageBatch>) -> Result<usize, String> {
         n += batch.map_err(|e| e.to_string())?.targets.dims()[0];
     }
     Ok(n)
+}
+
+/// The ImageNet loader over `ds`: strict items (`ImageItem`) or skipping ones (`Option<ImageItem>`).
+fn imagenet_loader<I, D>(
+    args: &Args,
+    batcher: &ImageNetBatcher,
+    device: &Device,
+    ds: D,
+) -> Arc<dyn DataLoader<ImageBatch>>
+where
+    I: Send + Sync + Clone + std::fmt::Debug + 'static,
+    D: Dataset<I> + 'static,
+    ImageNetBatcher: Batcher<(usize, I), ImageBatch>,
+{
+    DataLoaderBuilder::new(batcher.clone())
+        .batch_size(args.batch)
+        .shuffle(1)
+        .num_workers(args.workers)
+        .set_device(device.clone())
+        .build(Indexed(ds))
 }
 
 fn main() {
@@ -100,12 +131,13 @@ fn run() -> Result<(), String> {
     };
     let ds = ImageFolderDataset::from_dir(dir, None).map_err(|e| e.to_string())?;
     let batcher = ImageNetBatcher::new(ImageNetTransform::train(), 1);
-    let loader = DataLoaderBuilder::new(batcher.clone())
-        .batch_size(args.batch)
-        .shuffle(1)
-        .num_workers(args.workers)
-        .set_device(device)
-        .build(Indexed(ds));
+    let (loader, skips) = if args.skip_bad {
+        let ds = ds.skip_undecodable();
+        let log = ds.log().clone();
+        (imagenet_loader(&args, &batcher, &device, ds), Some(log))
+    } else {
+        (imagenet_loader(&args, &batcher, &device, ds), None)
+    };
     let (start, mut n) = (Instant::now(), 0usize);
     for epoch in 0..args.epochs {
         batcher.set_epoch(epoch as u64);
@@ -118,8 +150,14 @@ fn run() -> Result<(), String> {
         args.workers,
         n as f64 / s
     );
+    let skipped = skips.as_ref().map_or(0, SkipLog::count);
+    if let Some(log) = &skips {
+        for (file, why) in log.files() {
+            eprintln!("skipped {}: {why}", file.display());
+        }
+    }
     println!(
-        "{{\"images\":{n},\"images_per_s\":{:.1},\"skipped\":0}}",
+        "{{\"images\":{n},\"images_per_s\":{:.1},\"skipped\":{skipped}}}",
         n as f64 / s
     );
     Ok(())

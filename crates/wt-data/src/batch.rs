@@ -150,22 +150,44 @@ impl ImageNetBatcher {
     }
 }
 
-impl Batcher<(usize, ImageItem), ImageBatch> for ImageNetBatcher {
-    fn batch(&self, items: Vec<(usize, ImageItem)>, device: &Device) -> ImageBatch {
+impl ImageNetBatcher {
+    fn batch_of<'a>(
+        &self,
+        items: impl ExactSizeIterator<Item = (usize, &'a ImageItem)> + Clone,
+        device: &Device,
+    ) -> ImageBatch {
         let n = items.len();
         let side = self.transform.size();
         let mut px = Vec::with_capacity(n * 3 * side * side);
-        for (index, item) in &items {
+        for (index, item) in items.clone() {
             px.extend(
                 self.transform
-                    .apply(&item.image, &mut self.seeding.rng(*index)),
+                    .apply(&item.image, &mut self.seeding.rng(index)),
             );
         }
-        let labels: Vec<i64> = items.iter().map(|(_, i)| i.label as i64).collect();
+        let labels: Vec<i64> = items.map(|(_, i)| i.label as i64).collect();
         ImageBatch {
             images: Tensor::from_data(TensorData::new(px, [n, 3, side, side]), device),
             targets: Tensor::from_data(TensorData::new(labels, [n]), device),
         }
+    }
+}
+
+impl Batcher<(usize, ImageItem), ImageBatch> for ImageNetBatcher {
+    fn batch(&self, items: Vec<(usize, ImageItem)>, device: &Device) -> ImageBatch {
+        self.batch_of(items.iter().map(|(i, item)| (*i, item)), device)
+    }
+}
+
+/// Items of [`ImageFolderDataset::skip_undecodable`](crate::ImageFolderDataset::skip_undecodable):
+/// skipped images (`None`) are left out, so the batch holds only the images that decoded.
+impl Batcher<(usize, Option<ImageItem>), ImageBatch> for ImageNetBatcher {
+    fn batch(&self, items: Vec<(usize, Option<ImageItem>)>, device: &Device) -> ImageBatch {
+        let kept: Vec<(usize, &ImageItem)> = items
+            .iter()
+            .filter_map(|(i, item)| item.as_ref().map(|item| (*i, item)))
+            .collect();
+        self.batch_of(kept.into_iter(), device)
     }
 }
 

@@ -31,6 +31,10 @@ pub const CIFAR10_CLASSES: [&str; 10] = [
     "truck",
 ];
 
+/// Largest allocation made in advance for an archive member (the biggest official member,
+/// CIFAR-100's `train.bin`, is 153,700,000 bytes); larger members grow as they are read.
+const MAX_MEMBER_HINT: u64 = 160_000_000;
+
 /// Which of the two CIFAR data sets a file holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CifarKind {
@@ -53,7 +57,7 @@ impl CifarKind {
     }
 
     /// The batch files of a split, as named in the official archives.
-    fn files(self, split: Split) -> Vec<&'static str> {
+    pub(crate) fn files(self, split: Split) -> Vec<&'static str> {
         match (self, split) {
             (CifarKind::Cifar10, Split::Train) => vec![
                 "data_batch_1.bin",
@@ -141,12 +145,31 @@ impl CifarDataset {
         Ok(out)
     }
 
+    /// Parses the bytes of one batch file read from `path` (named in errors): whole records,
+    /// labels in range.
+    pub fn from_batch_bytes(path: &Path, bytes: &[u8], kind: CifarKind) -> Result<Self> {
+        let mut out = Self::empty(kind);
+        out.append(path, bytes)?;
+        Ok(out)
+    }
+
     /// Reads the split's members from the official `.tar.gz` archive.
     fn from_archive(archive: &Path, kind: CifarKind, split: Split) -> Result<Self> {
         let file = std::fs::File::open(archive).map_err(|e| DataError::io(archive, e))?;
+        Self::from_archive_reader(archive, std::io::BufReader::new(file), kind, split)
+    }
+
+    /// Reads the split's members from a `.tar.gz` stream laid out as the official archive
+    /// (`cifar-10-batches-bin/data_batch_1.bin`, ...); `archive` names it in errors.
+    pub fn from_archive_reader(
+        archive: &Path,
+        reader: impl Read,
+        kind: CifarKind,
+        split: Split,
+    ) -> Result<Self> {
         let wanted = kind.files(split);
         let mut found: Vec<Option<(PathBuf, Vec<u8>)>> = vec![None; wanted.len()];
-        let mut tar = tar::Archive::new(flate2::read::GzDecoder::new(file));
+        let mut tar = tar::Archive::new(flate2::read::GzDecoder::new(reader));
         let broken = |e: std::io::Error| {
             DataError::file(archive, format!("not a readable .tar.gz archive: {e}"))
         };
@@ -159,7 +182,9 @@ impl CifarDataset {
                 .is_some_and(|p| p == kind.folder());
             let name = member.file_name().and_then(|n| n.to_str()).unwrap_or("");
             if let Some(slot) = wanted.iter().position(|w| *w == name).filter(|_| in_folder) {
-                let mut bytes = Vec::with_capacity(entry.size() as usize);
+                // The header's size is only a hint: a corrupt one must not reserve gigabytes.
+                let hint = entry.size().min(MAX_MEMBER_HINT) as usize;
+                let mut bytes = Vec::with_capacity(hint);
                 entry.read_to_end(&mut bytes).map_err(broken)?;
                 let shown = PathBuf::from(format!("{}:{}", archive.display(), member.display()));
                 found[slot] = Some((shown, bytes));
@@ -287,7 +312,7 @@ impl Dataset<CifarItem> for CifarDataset {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testdata::{TempDir, shared_data};
+    use crate::testdata::{TempDir, shared_data, write_cifar10_archive};
 
     #[test]
     fn exact_partial_cifar10_matches_the_official_first_record() {
@@ -311,44 +336,6 @@ mod tests {
         let test = CifarDataset::cifar10(dir.join("cifar-10-batches-bin"), Split::Test).unwrap();
         assert_eq!(train.class_counts(), vec![5000; 10]);
         assert_eq!(test.class_counts(), vec![1000; 10]);
-    }
-
-    /// Writes a tiny CIFAR-10 archive with `per_file` records in each official member.
-    fn write_cifar10_archive(path: &Path, per_file: usize) -> Vec<u8> {
-        let gz = flate2::write::GzEncoder::new(
-            std::fs::File::create(path).unwrap(),
-            flate2::Compression::fast(),
-        );
-        let mut tar = tar::Builder::new(gz);
-        let mut test_labels = Vec::new();
-        for (k, name) in CifarKind::Cifar10
-            .files(Split::Train)
-            .into_iter()
-            .chain(CifarKind::Cifar10.files(Split::Test))
-            .enumerate()
-        {
-            let mut bytes = Vec::new();
-            for i in 0..per_file {
-                let label = ((k * 3 + i) % 10) as u8;
-                if name == "test_batch.bin" {
-                    test_labels.push(label);
-                }
-                bytes.push(label);
-                bytes.extend((0..CIFAR_PIXELS).map(|p| ((p + i + k) % 251) as u8));
-            }
-            let mut header = tar::Header::new_gnu();
-            header.set_size(bytes.len() as u64);
-            header.set_mode(0o644);
-            header.set_cksum();
-            tar.append_data(
-                &mut header,
-                format!("cifar-10-batches-bin/{name}"),
-                &bytes[..],
-            )
-            .unwrap();
-        }
-        tar.into_inner().unwrap().finish().unwrap();
-        test_labels
     }
 
     #[test]
@@ -430,5 +417,98 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("test.bin") && err.contains("missing"), "{err}");
+    }
+
+    #[test]
+    fn mutated_cifar_batches_and_archives_never_panic() {
+        use crate::ItemRng;
+        use crate::testdata::mutate;
+        let p = Path::new("fuzz.bin");
+        let record = |kind: CifarKind, i: u8| {
+            let mut r = match kind {
+                CifarKind::Cifar10 => vec![i % 10],
+                CifarKind::Cifar100 => vec![i % 20, i % 100],
+            };
+            r.extend((0..CIFAR_PIXELS).map(|p| (p as u8).wrapping_mul(i)));
+            r
+        };
+        let mut rng = ItemRng::new(0xC1FA, 0, 0);
+        let (mut ok, mut errors) = (0, 0);
+        for kind in [CifarKind::Cifar10, CifarKind::Cifar100] {
+            let seed: Vec<u8> = (0..3).flat_map(|i| record(kind, i)).collect();
+            for _ in 0..5_000 {
+                match CifarDataset::from_batch_bytes(p, &mutate(&mut rng, &seed), kind) {
+                    Ok(ds) => {
+                        ok += 1;
+                        let limit = if kind == CifarKind::Cifar10 { 10 } else { 100 };
+                        assert!(ds.labels().iter().all(|&l| l < limit));
+                        assert_eq!(ds.class_counts().iter().sum::<usize>(), ds.len());
+                    }
+                    Err(e) => {
+                        errors += 1;
+                        assert!(e.to_string().starts_with("fuzz.bin"), "{e}");
+                    }
+                }
+            }
+        }
+        assert!(ok > 100 && errors > 2_000, "ok {ok}, errors {errors}");
+
+        // Archives: mutate the tar stream (re-gzipped, so the tar reader sees the damage) or
+        // the gzip bytes themselves.
+        let tmp = TempDir::new("cifar-fuzz");
+        let archive = tmp.path().join("cifar-10-binary.tar.gz");
+        write_cifar10_archive(&archive, 1);
+        let gz = std::fs::read(&archive).unwrap();
+        let mut tar_bytes = Vec::new();
+        flate2::read::GzDecoder::new(&gz[..])
+            .read_to_end(&mut tar_bytes)
+            .unwrap();
+        let name = Path::new("fuzz.tar.gz");
+        for i in 0..1_500 {
+            let input = if i % 2 == 0 {
+                let mut enc =
+                    flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+                std::io::Write::write_all(&mut enc, &mutate(&mut rng, &tar_bytes)).unwrap();
+                enc.finish().unwrap()
+            } else {
+                mutate(&mut rng, &gz)
+            };
+            let split = if i % 3 == 0 {
+                Split::Test
+            } else {
+                Split::Train
+            };
+            match CifarDataset::from_archive_reader(name, &input[..], CifarKind::Cifar10, split) {
+                Ok(ds) => assert_eq!(ds.len(), if split == Split::Test { 1 } else { 5 }),
+                Err(e) => assert!(e.to_string().starts_with("fuzz.tar.gz"), "{e}"),
+            }
+        }
+    }
+
+    #[test]
+    fn an_archive_member_claiming_exabytes_is_an_error_not_an_abort() {
+        // Regression: the member's header size was used as an allocation size, so a corrupt
+        // header (here 2^62 bytes, GNU base-256) aborted the process on allocation failure.
+        let mut header = tar::Header::new_gnu();
+        header
+            .set_path("cifar-10-batches-bin/test_batch.bin")
+            .unwrap();
+        header.set_size(1 << 62);
+        header.set_mode(0o644);
+        header.set_cksum();
+        let mut tar_bytes = header.as_bytes().to_vec();
+        tar_bytes.extend([6u8; 3073]);
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        std::io::Write::write_all(&mut gz, &tar_bytes).unwrap();
+        let gz = gz.finish().unwrap();
+        let err = CifarDataset::from_archive_reader(
+            Path::new("huge.tar.gz"),
+            &gz[..],
+            CifarKind::Cifar10,
+            Split::Test,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.starts_with("huge.tar.gz"), "{err}");
     }
 }

@@ -19,10 +19,16 @@ pub struct IdxArray {
 /// Reads a whole file, un-gzipping it when it starts with the gzip magic bytes.
 pub fn read_maybe_gzip(path: &Path) -> Result<Vec<u8>> {
     let raw = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
+    gunzip_if_gzip(path, raw)
+}
+
+/// Un-gzips the bytes of a file read from `path` (named in errors) when they start with the
+/// gzip magic bytes; returns them unchanged otherwise.
+pub fn gunzip_if_gzip(path: &Path, raw: Vec<u8>) -> Result<Vec<u8>> {
     if !raw.starts_with(&[0x1f, 0x8b]) {
         return Ok(raw);
     }
-    let mut out = Vec::with_capacity(raw.len() * 4);
+    let mut out = Vec::with_capacity(raw.len().saturating_mul(4));
     flate2::read::MultiGzDecoder::new(&raw[..])
         .read_to_end(&mut out)
         .map_err(|e| DataError::file(path, format!("gzip stream is corrupt or truncated: {e}")))?;
@@ -165,5 +171,53 @@ mod tests {
                 "len {len}"
             );
         }
+    }
+
+    #[test]
+    fn mutated_idx_and_mnist_inputs_never_panic() {
+        use crate::testdata::mutate;
+        // Seeds: a small IDX array, its gzip, and an MNIST-shaped pair of files.
+        let mut small = header(&[3, 2, 2]);
+        small.extend(0..12u8);
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        std::io::Write::write_all(&mut gz, &small).unwrap();
+        let small_gz = gz.finish().unwrap();
+        let mut images = header(&[2, 28, 28]);
+        images.extend((0..2 * 784).map(|i| (i % 256) as u8));
+        let mut labels = header(&[2]);
+        labels.extend([7, 3]);
+        let p = Path::new("fuzz.idx");
+        let mut rng = crate::ItemRng::new(0x1D4, 0, 0);
+        let (mut ok, mut errors) = (0, 0);
+        for _ in 0..20_000 {
+            let seed = match rng.below(3) {
+                0 => &small,
+                1 => &small_gz,
+                _ => &images,
+            };
+            let input = mutate(&mut rng, seed);
+            match gunzip_if_gzip(p, input).and_then(|b| parse_idx(p, &b).map(|a| (a, b))) {
+                Ok((a, bytes)) => {
+                    ok += 1;
+                    assert_eq!(a.data.len(), a.dims.iter().product::<usize>());
+                    assert_eq!(bytes.len(), 4 + 4 * a.dims.len() + a.data.len());
+                }
+                Err(e) => {
+                    errors += 1;
+                    assert!(e.to_string().starts_with("fuzz.idx"), "{e}");
+                }
+            }
+            let (im, lb) = match rng.below(2) {
+                0 => (mutate(&mut rng, &images), labels.clone()),
+                _ => (images.clone(), mutate(&mut rng, &labels)),
+            };
+            if let Ok(ds) = crate::MnistDataset::from_idx_bytes(p, &im, p, &lb) {
+                assert!(ds.labels().iter().all(|&l| l <= 9));
+                assert_eq!(ds.class_counts().iter().sum::<usize>(), ds.labels().len());
+            }
+        }
+        // Both outcomes were exercised (a mutation can leave a file valid, e.g. a changed
+        // pixel).
+        assert!(ok > 100 && errors > 10_000, "ok {ok}, errors {errors}");
     }
 }

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use burn::data::dataset::{Dataset, DatasetError};
 
 use crate::error::{DataError, Result, check_index};
-use crate::idx::read_idx;
+use crate::idx::{parse_idx, read_maybe_gzip};
 use crate::split::Split;
 
 /// Side of an MNIST image.
@@ -58,7 +58,21 @@ impl MnistDataset {
 
     /// Reads an images file (rank 3, `[n, 28, 28]`) and a labels file (rank 1, `[n]`).
     pub fn from_files(images_path: &Path, labels_path: &Path) -> Result<Self> {
-        let images = read_idx(images_path)?;
+        let images = read_maybe_gzip(images_path)?;
+        let labels = read_maybe_gzip(labels_path)?;
+        Self::from_idx_bytes(images_path, &images, labels_path, &labels)
+    }
+
+    /// Parses the bytes of an images file and a labels file (IDX, already un-gzipped; see
+    /// [`gunzip_if_gzip`](crate::idx::gunzip_if_gzip)) read from the given paths, which errors
+    /// name. The same checks as [`from_files`](Self::from_files).
+    pub fn from_idx_bytes(
+        images_path: &Path,
+        images_bytes: &[u8],
+        labels_path: &Path,
+        labels_bytes: &[u8],
+    ) -> Result<Self> {
+        let images = parse_idx(images_path, images_bytes)?;
         if images.dims.len() != 3 || images.dims[1..] != [MNIST_SIDE, MNIST_SIDE] {
             return Err(DataError::at(
                 images_path,
@@ -66,7 +80,7 @@ impl MnistDataset {
                 format!("sizes {:?}, expected [n, 28, 28]", images.dims),
             ));
         }
-        let labels = read_idx(labels_path)?;
+        let labels = parse_idx(labels_path, labels_bytes)?;
         if labels.dims.len() != 1 {
             return Err(DataError::at(
                 labels_path,
