@@ -223,11 +223,11 @@ fn heat_map(
     root.fill(&WHITE).map_err(err(path))?;
     let label_width = layers.iter().map(|l| l.len()).max().unwrap_or(4) as u32 * 8 + 20;
     let mut chart = ChartBuilder::on(&root)
-        .caption(title, ("sans-serif", 24))
+        .caption(format!("{title}: yellow 0°, blue 90°"), ("sans-serif", 22))
         .margin(15)
         .x_label_area_size(45)
         .y_label_area_size(label_width)
-        .build_cartesian_2d(0.5..cols as f64 + 0.5, 0.0..rows as f64)
+        .build_cartesian_2d(0.5..cols as f64 + 0.5, -0.5..rows as f64 - 0.5)
         .map_err(err(path))?;
     let names: Vec<String> = layers.to_vec();
     chart
@@ -235,11 +235,15 @@ fn heat_map(
         .disable_mesh()
         .x_desc("epoch")
         .x_labels(cols.min(20))
-        .y_labels(rows)
+        .y_labels(rows + 1)
         .y_label_formatter(&move |y: &f64| {
-            let i = y.floor() as usize;
-            if (*y - i as f64 - 0.5).abs() < 0.26 {
-                names.get(rows - 1 - i).cloned().unwrap_or_default()
+            // Row i (from the top) is centred on y = rows - 1 - i.
+            let r = y.round();
+            if (y - r).abs() < 1e-6 && r >= 0.0 && (r as usize) < rows {
+                names
+                    .get(rows - 1 - r as usize)
+                    .cloned()
+                    .unwrap_or_default()
             } else {
                 String::new()
             }
@@ -253,7 +257,7 @@ fn heat_map(
                 let t = (deg / 90.0).clamp(0.0, 1.0);
                 let color = HSLColor(0.17 + 0.5 * t, 0.85, 0.5 - 0.15 * t);
                 let (x, y) = (e as f64 + 1.0, (rows - 1 - l) as f64);
-                Rectangle::new([(x - 0.5, y), (x + 0.5, y + 1.0)], color.filled())
+                Rectangle::new([(x - 0.5, y - 0.5), (x + 0.5, y + 0.5)], color.filled())
             })
         })
     });
