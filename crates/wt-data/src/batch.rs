@@ -83,7 +83,12 @@ impl EpochSeed {
 
     /// The generator of item `index` in the current epoch.
     pub fn rng(&self, index: usize) -> ItemRng {
-        ItemRng::new(self.seed, self.epoch.load(Ordering::Relaxed), index as u64)
+        self.rng_at(self.epoch.load(Ordering::Relaxed), index)
+    }
+
+    /// The generator of item `index` in `epoch`, whatever the current epoch is.
+    pub fn rng_at(&self, epoch: u64, index: usize) -> ItemRng {
+        ItemRng::new(self.seed, epoch, index as u64)
     }
 }
 
@@ -108,15 +113,28 @@ impl CifarBatcher {
     pub fn set_epoch(&self, epoch: u64) {
         self.seeding.set_epoch(epoch);
     }
-}
 
-impl Batcher<(usize, CifarItem), ImageBatch> for CifarBatcher {
-    fn batch(&self, items: Vec<(usize, CifarItem)>, device: &Device) -> ImageBatch {
+    /// The batch of `items` augmented for `epoch`, independent of [`set_epoch`](Self::set_epoch)
+    /// (for loaders that prepare several epochs' batches at once).
+    pub fn batch_at_epoch(
+        &self,
+        epoch: u64,
+        items: &[(usize, CifarItem)],
+        device: &Device,
+    ) -> ImageBatch {
+        self.batch_with(items, |i| self.seeding.rng_at(epoch, i), device)
+    }
+
+    fn batch_with(
+        &self,
+        items: &[(usize, CifarItem)],
+        rng: impl Fn(usize) -> ItemRng,
+        device: &Device,
+    ) -> ImageBatch {
         let n = items.len();
         let mut px = vec![0f32; n * CIFAR_PIXELS];
         for ((index, item), out) in items.iter().zip(px.chunks_exact_mut(CIFAR_PIXELS)) {
-            self.transform
-                .apply(&item.image, &mut self.seeding.rng(*index), out);
+            self.transform.apply(&item.image, &mut rng(*index), out);
         }
         let labels: Vec<i64> = items.iter().map(|(_, i)| i.label as i64).collect();
         let side = self.transform.side;
@@ -124,6 +142,12 @@ impl Batcher<(usize, CifarItem), ImageBatch> for CifarBatcher {
             images: Tensor::from_data(TensorData::new(px, [n, 3, side, side]), device),
             targets: Tensor::from_data(TensorData::new(labels, [n]), device),
         }
+    }
+}
+
+impl Batcher<(usize, CifarItem), ImageBatch> for CifarBatcher {
+    fn batch(&self, items: Vec<(usize, CifarItem)>, device: &Device) -> ImageBatch {
+        self.batch_with(&items, |i| self.seeding.rng(i), device)
     }
 }
 
@@ -148,22 +172,35 @@ impl ImageNetBatcher {
     pub fn set_epoch(&self, epoch: u64) {
         self.seeding.set_epoch(epoch);
     }
+
+    /// The batch of `items` transformed for `epoch`, independent of
+    /// [`set_epoch`](Self::set_epoch).
+    pub fn batch_at_epoch(
+        &self,
+        epoch: u64,
+        items: &[(usize, ImageItem)],
+        device: &Device,
+    ) -> ImageBatch {
+        self.batch_of(
+            items.iter().map(|(i, item)| (*i, item)),
+            |i| self.seeding.rng_at(epoch, i),
+            device,
+        )
+    }
 }
 
 impl ImageNetBatcher {
     fn batch_of<'a>(
         &self,
         items: impl ExactSizeIterator<Item = (usize, &'a ImageItem)> + Clone,
+        rng: impl Fn(usize) -> ItemRng,
         device: &Device,
     ) -> ImageBatch {
         let n = items.len();
         let side = self.transform.size();
         let mut px = Vec::with_capacity(n * 3 * side * side);
         for (index, item) in items.clone() {
-            px.extend(
-                self.transform
-                    .apply(&item.image, &mut self.seeding.rng(index)),
-            );
+            px.extend(self.transform.apply(&item.image, &mut rng(index)));
         }
         let labels: Vec<i64> = items.map(|(_, i)| i.label as i64).collect();
         ImageBatch {
@@ -175,7 +212,11 @@ impl ImageNetBatcher {
 
 impl Batcher<(usize, ImageItem), ImageBatch> for ImageNetBatcher {
     fn batch(&self, items: Vec<(usize, ImageItem)>, device: &Device) -> ImageBatch {
-        self.batch_of(items.iter().map(|(i, item)| (*i, item)), device)
+        self.batch_of(
+            items.iter().map(|(i, item)| (*i, item)),
+            |i| self.seeding.rng(i),
+            device,
+        )
     }
 }
 
@@ -187,7 +228,7 @@ impl Batcher<(usize, Option<ImageItem>), ImageBatch> for ImageNetBatcher {
             .iter()
             .filter_map(|(i, item)| item.as_ref().map(|item| (*i, item)))
             .collect();
-        self.batch_of(kept.into_iter(), device)
+        self.batch_of(kept.into_iter(), |i| self.seeding.rng(i), device)
     }
 }
 
@@ -221,6 +262,16 @@ mod tests {
             .assert_eq(&batch(0).images.into_data(), true);
         let b = batch(1);
         assert!(a.images.into_data() != b.images.into_data());
+        // An explicit epoch gives what setting that epoch gives, whatever is set now.
+        let items: Vec<_> = (0..4).map(|i| (i, ds.get(i).unwrap())).collect();
+        batcher.set_epoch(7);
+        for epoch in [0, 1] {
+            batcher
+                .batch_at_epoch(epoch, &items, &device)
+                .images
+                .into_data()
+                .assert_eq(&batch(epoch).images.into_data(), true);
+        }
 
         // Through Burn's data loader, with two workers and a shuffle seed.
         let loader = DataLoaderBuilder::new(CifarBatcher::new(CifarTransform::eval(), 0))

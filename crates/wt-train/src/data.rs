@@ -5,10 +5,10 @@
 use std::sync::Arc;
 
 use burn::data::dataset::Dataset;
-use burn::tensor::{Device, Int, Tensor, TensorData};
+use burn::tensor::Device;
 use wt_data::{
-    CifarDataset, CifarTransform, ClassIndex, ImageBatch, ImageFolderDataset, ImageNetTransform,
-    ItemRng, MnistBatcher, MnistDataset, Split,
+    CifarBatcher, CifarDataset, CifarTransform, ClassIndex, ImageBatch, ImageFolderDataset,
+    ImageNetBatcher, ImageNetTransform, MnistBatcher, MnistDataset, Split,
 };
 
 use crate::config::{DataConfig, DatasetKind};
@@ -50,14 +50,13 @@ impl BatchSource for MnistSource {
     }
 }
 
-/// CIFAR-10/100 with the CIFAR transform (crop + flip when training, normalisation).
+/// CIFAR-10/100 through wt-data's [`CifarBatcher`] (crop + flip when training,
+/// normalisation), seeded per (seed, epoch, index).
 pub struct CifarSource {
     /// The records.
     pub dataset: Arc<CifarDataset>,
-    /// Train (augmenting) or eval transform.
-    pub transform: CifarTransform,
-    /// Seed of the augmentation.
-    pub seed: u64,
+    /// Train (augmenting) or eval transform, with the augmentation seed.
+    pub batcher: CifarBatcher,
 }
 
 impl BatchSource for CifarSource {
@@ -66,31 +65,26 @@ impl BatchSource for CifarSource {
     }
 
     fn batch(&self, epoch: u64, indices: &[usize], device: &Device) -> Result<ImageBatch, String> {
-        let side = self.transform.side;
-        let pixels = 3 * side * side;
-        let mut px = vec![0f32; indices.len() * pixels];
-        let mut labels = Vec::with_capacity(indices.len());
-        for (&i, out) in indices.iter().zip(px.chunks_exact_mut(pixels)) {
-            if i >= self.dataset.len() {
-                return Err(format!("CIFAR item {i} out of range"));
-            }
-            let mut rng = ItemRng::new(self.seed, epoch, i as u64);
-            self.transform.apply(self.dataset.image(i), &mut rng, out);
-            labels.push(self.dataset.labels()[i] as i64);
-        }
-        Ok(image_batch(px, labels, side, device))
+        let items = indices
+            .iter()
+            .map(|&i| {
+                self.dataset
+                    .get(i)
+                    .map(|item| (i, item))
+                    .map_err(|e| e.to_string())
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(self.batcher.batch_at_epoch(epoch, &items, device))
     }
 }
 
-/// An ImageFolder tree with the ImageNet transforms (decode + RandomResizedCrop + flip, or
-/// resize + centre crop).
+/// An ImageFolder tree through wt-data's [`ImageNetBatcher`] (decode + RandomResizedCrop +
+/// flip, or resize + centre crop), seeded per (seed, epoch, index).
 pub struct ImageFolderSource {
     /// The images.
     pub dataset: Arc<ImageFolderDataset>,
-    /// Train or eval transform.
-    pub transform: ImageNetTransform,
-    /// Seed of the augmentation.
-    pub seed: u64,
+    /// Train or eval transform, with the augmentation seed.
+    pub batcher: ImageNetBatcher,
 }
 
 impl BatchSource for ImageFolderSource {
@@ -99,24 +93,16 @@ impl BatchSource for ImageFolderSource {
     }
 
     fn batch(&self, epoch: u64, indices: &[usize], device: &Device) -> Result<ImageBatch, String> {
-        let side = self.transform.size();
-        let mut px = Vec::with_capacity(indices.len() * 3 * side * side);
-        let mut labels = Vec::with_capacity(indices.len());
-        for &i in indices {
-            let item = self.dataset.get(i).map_err(|e| e.to_string())?;
-            let mut rng = ItemRng::new(self.seed, epoch, i as u64);
-            px.extend(self.transform.apply(&item.image, &mut rng));
-            labels.push(item.label as i64);
-        }
-        Ok(image_batch(px, labels, side, device))
-    }
-}
-
-fn image_batch(px: Vec<f32>, labels: Vec<i64>, side: usize, device: &Device) -> ImageBatch {
-    let n = labels.len();
-    ImageBatch {
-        images: Tensor::from_data(TensorData::new(px, [n, 3, side, side]), device),
-        targets: Tensor::<1, Int>::from_data(TensorData::new(labels, [n]), device),
+        let items = indices
+            .iter()
+            .map(|&i| {
+                self.dataset
+                    .get(i)
+                    .map(|item| (i, item))
+                    .map_err(|e| e.to_string())
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(self.batcher.batch_at_epoch(epoch, &items, device))
     }
 }
 
@@ -245,14 +231,14 @@ impl RunData {
                     100
                 };
                 let source = |dataset: &Arc<CifarDataset>, augment: bool| -> Arc<dyn BatchSource> {
+                    let transform = if augment {
+                        CifarTransform::train()
+                    } else {
+                        CifarTransform::eval()
+                    };
                     Arc::new(CifarSource {
                         dataset: dataset.clone(),
-                        transform: if augment {
-                            CifarTransform::train()
-                        } else {
-                            CifarTransform::eval()
-                        },
-                        seed,
+                        batcher: CifarBatcher::new(transform, seed),
                     })
                 };
                 Sources {
@@ -280,14 +266,14 @@ impl RunData {
                 let classes = train.classes().len();
                 let source =
                     |dataset: &Arc<ImageFolderDataset>, augment: bool| -> Arc<dyn BatchSource> {
+                        let transform = if augment {
+                            ImageNetTransform::train()
+                        } else {
+                            ImageNetTransform::eval()
+                        };
                         Arc::new(ImageFolderSource {
                             dataset: dataset.clone(),
-                            transform: if augment {
-                                ImageNetTransform::train()
-                            } else {
-                                ImageNetTransform::eval()
-                            },
-                            seed,
+                            batcher: ImageNetBatcher::new(transform, seed),
                         })
                     };
                 let side = ImageNetTransform::eval().size();
