@@ -12,12 +12,20 @@ fn forward_parameters(model: &impl Module) -> usize {
     parameter_count(model).forward
 }
 
+/// The backends' random generator is per process: tests that draw from it (model init,
+/// random inputs) take turns, so a test's seed fixes what it draws.
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn config(arch: Architecture, classes: usize, channels: usize, side: usize) -> ModelConfig {
     ModelConfig::new(arch, classes, channels, side, "fa".parse().unwrap())
 }
 
 #[test]
 fn parameter_counts_match_the_published_ones() {
+    let _serial = serial();
     let device = Device::flex();
     // (architecture, classes, channels, side, published or reference count)
     let cases = [
@@ -52,6 +60,7 @@ fn parameter_counts_match_the_published_ones() {
 
 #[test]
 fn every_conv_and_linear_layer_uses_the_rule_and_last_layer_can_stay_on_backprop() {
+    let _serial = serial();
     let device = Device::flex();
     let mut cfg = config(Architecture::Resnet20, 10, 3, 32);
     let model = cfg.init(&device);
@@ -76,6 +85,7 @@ fn every_conv_and_linear_layer_uses_the_rule_and_last_layer_can_stay_on_backprop
 
 #[test]
 fn forward_shapes() {
+    let _serial = serial();
     let device = Device::flex();
     let cases = [
         (Architecture::Mlp, 1, 28),
@@ -95,6 +105,7 @@ fn forward_shapes() {
 
 #[test]
 fn option_a_shortcut_subsamples_and_pads_channels() {
+    let _serial = serial();
     let device = Device::flex();
     let block = BasicBlock::new(2, 4, 2, Shortcut::A, Rule::default(), &None, &device);
     // Zero the residual branch (γ = β = 0 after conv2) so the output is relu(shortcut).
@@ -119,6 +130,7 @@ fn option_a_shortcut_subsamples_and_pads_channels() {
 /// run in a test's time, with backprop, a rule that learns B (KP) and one that does not (FA).
 #[test]
 fn a_few_steps_lower_the_loss() {
+    let _serial = serial();
     let device = Device::flex().autodiff();
     device.seed(3);
     for (arch, lr) in [

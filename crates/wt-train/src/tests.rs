@@ -271,6 +271,8 @@ fn a_checkpoint_for_another_model_is_a_clear_error() {
         msg.contains("checkpoint.wtck") && msg.contains("does not fit"),
         "{msg}"
     );
+    // The refused resume leaves the run's config as it was.
+    assert_eq!(TrainConfig::load(&run.config()).unwrap(), config);
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

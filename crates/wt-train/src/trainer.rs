@@ -235,7 +235,6 @@ pub fn fit<M: ImageClassifier>(
         ));
         ckpt.progress
     } else {
-        RunDir::write_atomic(&run.config(), config.to_toml().as_bytes())?;
         if config.model.rule.weight_mirror().is_some() && config.mirror_warmup > 0 {
             model = mirror_steps(model, config.mirror_warmup);
             say(format!(
@@ -250,6 +249,9 @@ pub fn fit<M: ImageClassifier>(
         }
     };
 
+    // The config this run goes on with (a resume may extend `epochs`), written once the
+    // checkpoint, if any, has loaded.
+    RunDir::write_atomic(&run.config(), config.to_toml().as_bytes())?;
     let criterion = {
         let mut c = CrossEntropyLossConfig::new();
         if let Some(s) = config.label_smoothing {
