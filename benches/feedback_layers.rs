@@ -22,6 +22,8 @@ fn step<M: Module, const D: usize>(model: &M, forward: &impl Fn(&M) -> Tensor<D>
     let mut grads = GradientsParams::from_grads(loss.backward(), model);
     wt::add_feedback_gradients(model, &mut grads, 0.1);
     drop(grads);
+    // The weight mirror's per-step update (a no-op for other rules), on a clone of the handles.
+    drop(wt::mirror_update(model.clone()));
     device.sync().expect("device sync");
 }
 

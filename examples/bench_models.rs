@@ -121,7 +121,7 @@ fn run() -> Result<(), String> {
                 let loss = criterion.forward(model.forward(x.clone()), y.clone());
                 let mut grads = GradientsParams::from_grads(loss.backward(), &model);
                 wt::add_feedback_gradients(&model, &mut grads, 0.01 / 0.1);
-                let model = case.optim.step(0.01, model, grads);
+                let model = wt::mirror_update(case.optim.step(0.01, model, grads));
                 device.sync().map_err(|e| format!("device sync: {e:?}"))?;
                 if round >= warmup {
                     case.times.push(start.elapsed());

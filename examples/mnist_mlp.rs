@@ -9,7 +9,8 @@
 //! Options: `--rule bp|fa|usf|brsf|frsf|kp|wm` (default bp), `--epochs N` (3), `--data DIR`
 //! (`../shared/data/mnist`), `--device flex|ndarray|wgpu|cuda[:N]` (flex), `--batch N` (128),
 //! `--lr X` (0.01), `--momentum X` (0.9), `--weight-decay X` (1e-4), `--seed N` (1),
-//! `--mirror-warmup N` (500, WM only). Ends with one JSON line of the final metrics.
+//! `--mirror-warmup N` (500, WM only), `--mirror-lr X` (0.005, WM only: a slow mirror suits
+//! this MLP, see docs/rules.md). Ends with one JSON line of the final metrics.
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -83,6 +84,7 @@ struct Args {
     weight_decay: f64,
     seed: u64,
     mirror_warmup: usize,
+    mirror_lr: f64,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -97,6 +99,7 @@ fn parse_args() -> Result<Args, String> {
         weight_decay: 1e-4,
         seed: 1,
         mirror_warmup: 500,
+        mirror_lr: 0.005,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -105,7 +108,7 @@ fn parse_args() -> Result<Args, String> {
                 "{}",
                 include_str!("mnist_mlp.rs")
                     .lines()
-                    .take(11)
+                    .take(13)
                     .collect::<Vec<_>>()
                     .join("\n")
             );
@@ -131,8 +134,12 @@ fn parse_args() -> Result<Args, String> {
             "--weight-decay" => a.weight_decay = num(&value)?,
             "--seed" => a.seed = int(&value)? as u64,
             "--mirror-warmup" => a.mirror_warmup = int(&value)?,
+            "--mirror-lr" => a.mirror_lr = num(&value)?,
             _ => return Err(format!("unknown option {flag} (try --help)")),
         }
+    }
+    if let Rule::WeightMirror(wm) = &mut a.rule {
+        wm.mirror_lr = a.mirror_lr;
     }
     Ok(a)
 }
@@ -182,7 +189,7 @@ fn run() -> Result<(), String> {
         .with_momentum(Some(MomentumConfig::new().with_momentum(args.momentum)))
         .with_weight_decay(Some(WeightDecayConfig::new(args.weight_decay as f32)))
         .init();
-    // Step size momentum SGD converges to, for the rules' B gradients (weight mirror).
+    // Step size momentum SGD converges to, for a weight mirror in `Gradient` mode.
     let criterion = CrossEntropyLossConfig::new().init(&ad);
     let effective_lr = args.lr / (1.0 - args.momentum).max(1e-6);
     let mut test_accuracy = 0.0;
@@ -197,6 +204,7 @@ fn run() -> Result<(), String> {
             let mut grads = GradientsParams::from_grads(loss.backward(), &model);
             wt::add_feedback_gradients(&model, &mut grads, effective_lr);
             model = optim.step(args.lr, model, grads);
+            model = wt::mirror_update(model);
             if steps % 50 == 0 {
                 let l = loss.into_scalar::<f64>();
                 if !l.is_finite() {

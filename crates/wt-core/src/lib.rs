@@ -19,5 +19,5 @@ pub use metrics::{WeightAlignment, angle_degrees, norm_ratio};
 pub use ops::{FeedbackBackend, conv2d_correlation, feedback_conv2d, feedback_linear};
 pub use rule::{
     Backprop, BatchRandomSignSymmetry, FeedbackAlignment, FeedbackStorage, FixedRandomSignSymmetry,
-    KolenPollack, Rule, UniformSignSymmetry, UnknownRule, WeightMirror,
+    KolenPollack, MirrorUpdate, Rule, UniformSignSymmetry, UnknownRule, WeightMirror,
 };

@@ -45,9 +45,10 @@ pub struct KolenPollack;
 /// `E[ξᵀξW/n] = σ²W`, `B` tends to `(η_B σ²/λ_B)·W`. Conv layers correlate over batch and
 /// positions (the weight-gradient correlation with the response in place of the error).
 ///
-/// In training the update is delivered as the pseudo-gradient
-/// `G_B = −(η_B/η)·ξᵀ(ξW)/n + (λ_B/η)·B` for the optimizer's learning rate `η`, so plain SGD
-/// applies exactly `ΔB` above (`mirror_steps` mirror steps are folded into one exact update).
+/// `B` is an average of past estimates of `W` over about `1/λ_B` steps, so it lags `W`. On
+/// networks without normalisation a lag of tens of steps destabilises training (measured on
+/// LeNet, `docs/rules.md`), hence the fast default `η_B = λ_B = 0.5`: each step's `B` is half
+/// the fresh estimate. How the update reaches `B` is [`MirrorUpdate`].
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct WeightMirror {
     /// Standard deviation of the mirror noise `ξ`.
@@ -60,16 +61,38 @@ pub struct WeightMirror {
     pub mirror_batch: usize,
     /// Mirror steps per training step.
     pub mirror_steps: usize,
+    /// How the mirror update reaches `B` in training.
+    #[serde(default)]
+    pub update: MirrorUpdate,
+}
+
+/// How a training step's mirror update reaches `B`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MirrorUpdate {
+    /// Applied as it is, `B ← (1 − λ_B)·B + η_B·ξᵀ(ξW)/n`, after the optimizer's step
+    /// (`wt_nn::mirror_update`), untouched by the optimizer's momentum, Adam scaling or weight
+    /// decay. Data-parallel replicas keep identical `B` when they draw the same noise (wt's
+    /// trainer seeds every step).
+    #[default]
+    Direct,
+    /// Delivered as the pseudo-gradient `G_B = −(η_B/η)·ξᵀ(ξW)/n + (λ_B/η)·B` for the
+    /// optimizer's learning rate `η` (`wt_nn::add_feedback_gradients`), so all-reduced
+    /// gradients keep replicas identical whatever noise each draws. Plain SGD applies exactly
+    /// `ΔB`; momentum `β` filters it, so `B` cannot follow `W` faster than `√β` a step and
+    /// lags it by tens of steps; Adam rescales it. Use with plain SGD or on normalised nets.
+    Gradient,
 }
 
 impl Default for WeightMirror {
     fn default() -> Self {
         Self {
             sigma: 1.0,
-            mirror_lr: 0.005,
+            mirror_lr: 0.5,
             mirror_decay: None,
             mirror_batch: 128,
             mirror_steps: 1,
+            update: MirrorUpdate::Direct,
         }
     }
 }
@@ -294,6 +317,7 @@ mod tests {
         let device = test_devices()[0].1.clone();
         let wm = WeightMirror {
             mirror_steps: 3,
+            mirror_lr: 0.01,
             ..WeightMirror::default()
         };
         let b = Tensor::<2>::random([5, 4], Distribution::Normal(0.0, 1.0), &device);

@@ -3,7 +3,7 @@
 
 use burn::module::Param;
 use burn::tensor::Tensor;
-use wt_core::{Rule, WeightMirror};
+use wt_core::{MirrorUpdate, Rule, WeightMirror};
 
 use crate::pass::{self, LayerSnapshot, Pass};
 
@@ -53,8 +53,9 @@ fn mirror_correlations<const D: usize>(
         .collect()
 }
 
-/// Mirror pass: `steps` plain weight-mirror updates of `B`. `correlation` draws one mirror
-/// correlation `ξᵀ(ξW)/n` (outside autodiff) for the layer's weight.
+/// Mirror pass: plain weight-mirror updates of `B` (as many as the pass says, or the layer's
+/// own `mirror_steps` when it is a [`MirrorUpdate::Direct`] layer in a per-step pass).
+/// `correlation` draws one mirror correlation `ξᵀ(ξW)/n` (outside autodiff) for the weight.
 pub(crate) fn on_map<const D: usize>(
     rule: &Rule,
     weight: &Param<Tensor<D>>,
@@ -65,7 +66,10 @@ pub(crate) fn on_map<const D: usize>(
         return feedback;
     };
     let Some(steps) = pass::current(|p| match p {
-        Some(Pass::Mirror { steps }) => Some(*steps),
+        Some(Pass::Mirror { steps: Some(k) }) => Some(*k),
+        Some(Pass::Mirror { steps: None }) if wm.update == MirrorUpdate::Direct => {
+            Some(wm.mirror_steps)
+        }
         _ => None,
     }) else {
         return feedback;
@@ -102,6 +106,9 @@ pub(crate) fn on_visit<const D: usize>(
             let (Some(wm), Some(stored)) = (rule.weight_mirror(), feedback) else {
                 return;
             };
+            if wm.update != MirrorUpdate::Gradient {
+                return;
+            }
             let corrs = mirror_correlations(weight, wm, wm.mirror_steps, &correlation);
             let g = wm.pseudo_gradient(stored.val().inner(), corrs, learning_rate);
             pass::current(|p| {

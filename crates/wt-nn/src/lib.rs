@@ -6,7 +6,8 @@
 //! the module record (saved, loaded, moved between devices).
 //!
 //! Model-wide helpers in [`step`] reach every feedback layer of any model: the rules' per-step
-//! work ([`add_feedback_gradients`]), mirror warm-up ([`mirror_steps`]) and alignment metrics
+//! work ([`mirror_update`] after each optimizer step, [`add_feedback_gradients`] before it),
+//! mirror warm-up ([`mirror_steps`]) and alignment metrics
 //! ([`weight_alignment`], [`error_alignment`]).
 
 mod conv2d;
@@ -20,7 +21,7 @@ pub use conv2d::{FeedbackConv2d, FeedbackConv2dConfig};
 pub use linear::{FeedbackLinear, FeedbackLinearConfig};
 pub use step::{
     LayerAlignment, ParameterCount, add_feedback_gradients, error_alignment,
-    feedback_parameter_count, mirror_steps, parameter_count, weight_alignment,
+    feedback_parameter_count, mirror_steps, mirror_update, parameter_count, weight_alignment,
 };
 pub use wt_core::{self, Rule};
 

@@ -2,8 +2,8 @@
 //!
 //! Burn's derived `Module::visit` / `Module::map` walk every submodule of a user's model. The
 //! feedback layers implement `Module` by hand, and before walking their own parameters they
-//! look at the *current pass* of this thread: a step pass (weight-mirror gradients), a mirror
-//! pass (plain mirror updates) or a report pass (alignment metrics). A pass is installed only
+//! look at the *current pass* of this thread: a step pass (weight-mirror pseudo-gradients), a
+//! mirror pass (plain mirror updates) or a report pass (alignment metrics). A pass is installed only
 //! for the duration of one walk by the functions in [`crate::step`], so ordinary visitors,
 //! mappers, optimizers and record loading are unaffected.
 
@@ -45,8 +45,10 @@ pub(crate) enum Pass {
         learning_rate: f64,
         grads: GradientsParams,
     },
-    /// Apply `steps` plain mirror updates to every weight-mirror layer.
-    Mirror { steps: usize },
+    /// Plain mirror updates: `Some(k)` applies `k` to every weight-mirror layer (warm-up);
+    /// `None` applies each [`MirrorUpdate::Direct`](wt_core::MirrorUpdate::Direct) layer's own
+    /// `mirror_steps` (the per-training-step update).
+    Mirror { steps: Option<usize> },
     /// Collect a snapshot of every feedback layer.
     Report {
         path: Vec<String>,

@@ -7,8 +7,9 @@
 //! ```text
 //! let loss = model.forward_loss(batch);
 //! let mut grads = GradientsParams::from_grads(loss.backward(), &model);
-//! wt_nn::add_feedback_gradients(&model, &mut grads, lr / (1.0 - momentum));
+//! wt_nn::add_feedback_gradients(&model, &mut grads, lr / (1.0 - momentum)); // WM, Gradient
 //! model = optim.step(lr, model, grads);
+//! model = wt_nn::mirror_update(model); // WM, Direct (the default)
 //! ```
 
 use burn::module::Module;
@@ -19,10 +20,12 @@ use wt_core::{WeightAlignment, angle_degrees};
 use crate::pass::{self, IdentityMapper, LayerSnapshot, Pass, PathVisitor};
 
 /// Adds the gradients of `B` that do not come out of backward: the weight mirror's
-/// pseudo-gradient `−(η_B/η)·ξᵀ(ξW)/n + (λ_B/η)·B` for every weight-mirror layer, so the
-/// optimizer's step of size `learning_rate` (η) applies the mirror update. With momentum β,
-/// pass `lr / (1 − β)`, the step size momentum converges to. Other rules need nothing here:
-/// KP's `B` gets W's gradient in backward, brSF redraws in forward.
+/// pseudo-gradient `−(η_B/η)·ξᵀ(ξW)/n + (λ_B/η)·B` for every weight-mirror layer whose
+/// update is [`MirrorUpdate::Gradient`](wt_core::MirrorUpdate::Gradient), so the optimizer's
+/// step of size `learning_rate` (η) applies the mirror update. With momentum β, pass
+/// `lr / (1 − β)`, the step size momentum converges to. Other rules need nothing here: KP's
+/// `B` gets W's gradient in backward, brSF redraws in forward, and
+/// [`Direct`](wt_core::MirrorUpdate::Direct) mirrors update in [`mirror_update`].
 pub fn add_feedback_gradients<M: Module>(
     model: &M,
     grads: &mut GradientsParams,
@@ -45,7 +48,21 @@ pub fn add_feedback_gradients<M: Module>(
 /// weight-mirror layer (a warm-up before training, or mirror mode on its own). Other layers
 /// are returned unchanged.
 pub fn mirror_steps<M: Module>(model: M, steps: usize) -> M {
-    pass::with_pass(Pass::Mirror { steps }, || model.map(&mut IdentityMapper)).0
+    pass::with_pass(Pass::Mirror { steps: Some(steps) }, || {
+        model.map(&mut IdentityMapper)
+    })
+    .0
+}
+
+/// The weight mirror's per-step update: every weight-mirror layer whose update is
+/// [`MirrorUpdate::Direct`](wt_core::MirrorUpdate::Direct) (the default) runs its own
+/// `mirror_steps` plain updates on the current `W`. Call it after each optimizer step; other
+/// layers, and mirrors fed through [`add_feedback_gradients`], are returned unchanged.
+pub fn mirror_update<M: Module>(model: M) -> M {
+    pass::with_pass(Pass::Mirror { steps: None }, || {
+        model.map(&mut IdentityMapper)
+    })
+    .0
 }
 
 /// Runs a report pass: one snapshot of every feedback layer, in visiting order.

@@ -7,7 +7,7 @@ use burn::optim::momentum::MomentumConfig;
 use burn::optim::{GradientsParams, SgdConfig, decay::WeightDecayConfig};
 use burn::tensor::{Device, Distribution, Tensor, Tolerance};
 use wt_core::device::test_devices;
-use wt_core::{Rule, WeightMirror};
+use wt_core::{MirrorUpdate, Rule, WeightMirror};
 
 use crate::*;
 
@@ -280,6 +280,7 @@ fn train_two_layers(mut model: TwoLayer, device: &Device, steps: usize) -> (f32,
         let mut grads = GradientsParams::from_grads(loss.backward(), &model);
         add_feedback_gradients(&model, &mut grads, lr / (1.0 - 0.9));
         model = optim.step(lr, model, grads);
+        model = mirror_update(model);
     }
     (first, last, model)
 }
@@ -360,7 +361,53 @@ fn mirror_rule(mirror_lr: f64, mirror_batch: usize) -> Rule {
         mirror_decay: None,
         mirror_batch,
         mirror_steps: 1,
+        update: MirrorUpdate::Direct,
     })
+}
+
+/// A `Direct` mirror changes `B` only in `mirror_update`, by exactly one plain mirror step
+/// on the current `W`; a `Gradient` mirror only through the pseudo-gradient.
+#[test]
+fn mirror_update_and_pseudo_gradient_each_serve_their_own_mode() {
+    for (name, device) in test_devices() {
+        let ad = device.clone().autodiff();
+        for update in [MirrorUpdate::Direct, MirrorUpdate::Gradient] {
+            let Rule::WeightMirror(wm) = mirror_rule(0.3, 64) else {
+                unreachable!()
+            };
+            let wm = WeightMirror { update, ..wm };
+            let layer = FeedbackLinearConfig::new(12, 7)
+                .with_rule(Rule::WeightMirror(wm))
+                .init(&ad);
+            let b_id = layer.feedback.as_ref().unwrap().id;
+            let b0 = layer.feedback.as_ref().unwrap().val().inner();
+            let w = layer.weight.val().inner();
+
+            let out = layer.forward(rand([5, 12], &ad)).sum();
+            let mut grads = GradientsParams::from_grads(out.backward(), &layer);
+            add_feedback_gradients(&layer, &mut grads, 0.1);
+            let pseudo = grads.get::<2>(b_id);
+            assert_eq!(
+                pseudo.is_some(),
+                update == MirrorUpdate::Gradient,
+                "{name} {update:?}: pseudo-gradient registered?"
+            );
+
+            device.seed(11);
+            let b1 = mirror_update(layer).feedback.unwrap().val().inner();
+            if update == MirrorUpdate::Direct {
+                device.seed(11);
+                let corr = wt_core::mirror::linear_correlation(w, wm.sigma, wm.mirror_batch);
+                close(
+                    &format!("{name} direct update"),
+                    b1,
+                    wm.apply(b0, vec![corr]),
+                );
+            } else {
+                close(&format!("{name} gradient mode, no direct update"), b1, b0);
+            }
+        }
+    }
 }
 
 #[test]

@@ -6,6 +6,7 @@
 
 use std::path::PathBuf;
 
+use wt_models::wt_nn::wt_core::MirrorUpdate;
 use wt_models::{Architecture, InitScheme, ModelConfig, Rule, Shortcut};
 
 use crate::config::{
@@ -130,6 +131,9 @@ Model:
   --hidden W,W,..        MLP hidden widths (default 1000,1000)
   --shortcut a|b         CIFAR ResNet shortcut (default a)
   --mirror-warmup N      weight-mirror steps before epoch 1 (default 500 with wm)
+  --mirror-lr X  --mirror-decay X  --mirror-sigma X  --mirror-batch N  --mirror-steps N
+  --mirror-update direct|gradient
+                         weight-mirror settings (defaults 0.5, η_B·σ², 1, 128, 1, direct)
 Data:
   --data DIR             data folder or archive
   --dataset NAME         mnist, fashion_mnist, cifar10, cifar100, image_folder
@@ -214,9 +218,60 @@ fn list(flag: &str, v: &str) -> Result<Vec<usize>, TrainError> {
     v.split(',').map(|x| number(flag, x.trim())).collect()
 }
 
+/// Applies the weight-mirror flags to `c`'s rule (after `--rule`, wherever they stood).
+fn apply_mirror(
+    c: &mut TrainConfig,
+    flags: &[&(String, Option<String>)],
+) -> Result<(), TrainError> {
+    let Some(first) = flags.first() else {
+        return Ok(());
+    };
+    let Rule::WeightMirror(wm) = &mut c.model.rule else {
+        return Err(TrainError::Config(format!(
+            "{} needs --rule wm (the rule is {})",
+            first.0,
+            c.model.rule.name()
+        )));
+    };
+    for (flag, value) in flags {
+        let (f, v) = (flag.as_str(), value.as_deref().unwrap_or(""));
+        match f {
+            "--mirror-lr" => wm.mirror_lr = number(f, v)?,
+            "--mirror-decay" => wm.mirror_decay = Some(number(f, v)?),
+            "--mirror-sigma" => wm.sigma = number(f, v)?,
+            "--mirror-batch" => wm.mirror_batch = number(f, v)?,
+            "--mirror-steps" => wm.mirror_steps = number(f, v)?,
+            _ => {
+                wm.update = match v {
+                    "direct" => MirrorUpdate::Direct,
+                    "gradient" => MirrorUpdate::Gradient,
+                    _ => {
+                        return Err(TrainError::Config(format!(
+                            "--mirror-update: `{v}` is not direct or gradient"
+                        )));
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+const MIRROR_FLAGS: [&str; 6] = [
+    "--mirror-lr",
+    "--mirror-decay",
+    "--mirror-sigma",
+    "--mirror-batch",
+    "--mirror-steps",
+    "--mirror-update",
+];
+
 /// Applies `flags` to `c`.
 fn apply(c: &mut TrainConfig, flags: &[(String, Option<String>)]) -> Result<(), TrainError> {
     let cfg = |m: String| TrainError::Config(m);
+    let (mirror, flags): (Vec<_>, Vec<_>) = flags
+        .iter()
+        .partition(|(f, _)| MIRROR_FLAGS.contains(&f.as_str()));
     for (flag, value) in flags {
         let v = value.as_deref().unwrap_or("");
         let f = flag.as_str();
@@ -301,7 +356,7 @@ fn apply(c: &mut TrainConfig, flags: &[(String, Option<String>)]) -> Result<(), 
             _ => return Err(cfg(format!("unknown option {f} (try --help)"))),
         }
     }
-    Ok(())
+    apply_mirror(c, &mirror)
 }
 
 /// The preset's config for a rule, before the data is known (`num_classes` etc. are filled in

@@ -316,14 +316,16 @@ fn a_user_model_trains_through_the_same_loop() {
 }
 
 /// What data-parallel training needs from the rules: replicas that compute gradients on their
-/// own shards (WM with its own noise, brSF with its own draws) and step with the averaged
-/// gradients end with identical `W` and `B`; without the average they drift apart.
+/// own shards (a gradient-mode WM with its own noise, brSF with its own draws), step with the
+/// averaged gradients and then run the direct mirror update with the step's shared seed (as
+/// `fit` does) end with identical `W` and `B`; without the average they drift apart.
 #[test]
 fn replicas_stepping_with_averaged_gradients_keep_identical_weights_and_feedback() {
     use burn::nn::loss::CrossEntropyLossConfig;
     use burn::optim::GradientsParams;
     use burn::tensor::{Distribution, Int, TensorData};
-    use wt_models::wt_nn::add_feedback_gradients;
+    use wt_models::wt_nn::wt_core::{MirrorUpdate, Rule, WeightMirror};
+    use wt_models::wt_nn::{add_feedback_gradients, mirror_update};
 
     /// A replica's own copy of `grads` (same parameter ids).
     fn copy(model: &impl Module, grads: &GradientsParams) -> GradientsParams {
@@ -343,10 +345,16 @@ fn replicas_stepping_with_averaged_gradients_keep_identical_weights_and_feedback
     let _serial = serial();
     let device = Device::flex().autodiff();
     let sgd = mnist_config("kp", 1, 1).optimizer;
-    for rule in ["kp", "wm", "brsf", "fa"] {
+    for name in ["kp", "wm", "wm-gradient", "brsf", "fa"] {
+        let rule = match name {
+            "wm-gradient" => Rule::WeightMirror(WeightMirror {
+                update: MirrorUpdate::Gradient,
+                ..WeightMirror::default()
+            }),
+            _ => name.parse().unwrap(),
+        };
         device.seed(5);
-        let model =
-            ModelConfig::new(Architecture::Lenet, 10, 1, 28, rule.parse().unwrap()).init(&device);
+        let model = ModelConfig::new(Architecture::Lenet, 10, 1, 28, rule).init(&device);
         let initial = values(&model);
         let x = Tensor::<4>::random([64, 1, 28, 28], Distribution::Normal(0.0, 1.0), &device);
         let labels: Vec<i64> = (0..64).map(|i| (i * 7) % 10).collect();
@@ -379,16 +387,18 @@ fn replicas_stepping_with_averaged_gradients_keep_identical_weights_and_feedback
                 };
                 for ((m, o), g) in replicas.iter_mut().zip(optims.iter_mut()).zip(per_replica) {
                     *m = o.step(0.05, m.clone(), g);
+                    device.seed(1000 + step); // the step's seed, shared by the replicas
+                    *m = mirror_update(m.clone());
                 }
             }
             let (a, b) = (values(&replicas[0]), values(&replicas[1]));
             if all_reduce {
-                assert!(a == b, "{rule}: replicas differ after all-reduced steps");
-                assert!(a != initial, "{rule}: nothing was trained");
+                assert!(a == b, "{name}: replicas differ after all-reduced steps");
+                assert!(a != initial, "{name}: nothing was trained");
             } else {
                 assert!(
                     a != b,
-                    "{rule}: replicas on different shards should drift apart"
+                    "{name}: replicas on different shards should drift apart"
                 );
             }
         }

@@ -1,7 +1,8 @@
 //! [`fit`]: the training loop every example uses, for any [`ImageClassifier`] and any rule.
 //!
 //! Each step: forward, cross-entropy, backward, `B` gradients of the rules
-//! ([`add_feedback_gradients`]), optimizer step at the scheduled rate. Each epoch: evaluation
+//! ([`add_feedback_gradients`]), optimizer step at the scheduled rate, weight-mirror update
+//! ([`mirror_update`]). Each epoch: evaluation
 //! (validation, test: loss, top-1, top-5), per-layer B–W angle and ‖B‖/‖W‖, error angle vs
 //! backprop on one batch, then an atomic checkpoint and the metrics files. Everything random
 //! (initialisation, shuffling, augmentation, the rules' draws) is a function of the seed, the
@@ -19,7 +20,8 @@ use burn::tensor::{Bytes, Device, Int, Tensor};
 use wt_models::ImageClassifier;
 use wt_models::wt_nn::wt_core::device::parse_device;
 use wt_models::wt_nn::{
-    add_feedback_gradients, error_alignment, mirror_steps, parameter_count, weight_alignment,
+    add_feedback_gradients, error_alignment, mirror_steps, mirror_update, parameter_count,
+    weight_alignment,
 };
 
 use crate::checkpoint::{self, Progress};
@@ -299,6 +301,7 @@ pub fn fit<M: ImageClassifier>(
             let mut grads = GradientsParams::from_grads(loss.backward(), &model);
             add_feedback_gradients(&model, &mut grads, effective_lr(&config.optimizer, lr));
             model = optim.step(lr, model, grads);
+            model = mirror_update(model);
             progress.global_step += 1;
             loss_sum += loss_value * n as f64;
             seen += n;
@@ -482,10 +485,13 @@ pub fn final_json<M>(config: &TrainConfig, trained: &Trained<M>) -> String {
 }
 
 /// Averages the gradients of replicas of one model (the all-reduce of data-parallel
-/// training), on the device of the first replica's gradients. Every rule's update of `B` is a
-/// gradient (KP: `W`'s; WM: the mirror pseudo-gradient added by
-/// [`add_feedback_gradients`]), so replicas that step with the averaged gradients keep
-/// identical `W` *and* `B`. `model` is any replica (it names the parameters).
+/// training), on the device of the first replica's gradients. KP's update of `B` is `W`'s
+/// gradient and a [`Gradient`](wt_models::wt_nn::wt_core::MirrorUpdate::Gradient) mirror's is
+/// the pseudo-gradient added by [`add_feedback_gradients`], so replicas that step with the
+/// averaged gradients keep identical `W` *and* `B`; a
+/// [`Direct`](wt_models::wt_nn::wt_core::MirrorUpdate::Direct) mirror (the default) stays
+/// identical when the replicas then run [`mirror_update`] with the same seed (as [`fit`] seeds
+/// every step). `model` is any replica (it names the parameters).
 pub fn average_gradients<M: burn::module::Module>(
     model: &M,
     replicas: Vec<GradientsParams>,
