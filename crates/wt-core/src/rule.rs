@@ -143,6 +143,12 @@ fn magnitude_distribution(scale: f64) -> Distribution {
     Distribution::Uniform(-bound, bound)
 }
 
+/// Distribution of `|R|` itself, `U(0, √3·s)`: brSF draws it directly at every step, which
+/// saves a pass over `B` (an `abs`) against drawing `R` and taking its magnitude.
+fn absolute_magnitude_distribution(scale: f64) -> Distribution {
+    Distribution::Uniform(0.0, 3f64.sqrt() * scale)
+}
+
 /// The learning rule of one feedback layer.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "rule", rename_all = "snake_case")]
@@ -278,7 +284,7 @@ impl Rule {
             Rule::UniformSignSymmetry(_) => weight.clone().detach().sign().mul_scalar(scale),
             Rule::BatchRandomSignSymmetry(_) => {
                 let signs = weight.clone().detach().sign();
-                signs.random_like(magnitude_distribution(scale)).abs() * signs
+                signs.random_like(absolute_magnitude_distribution(scale)) * signs
             }
             Rule::FixedRandomSignSymmetry(_) => stored().detach() * weight.clone().detach().sign(),
         }
@@ -330,6 +336,32 @@ mod tests {
         stepped.into_data().assert_approx_eq::<f32>(
             &wm.apply(b, corrs).into_data(),
             Tolerance::rel_abs(1e-5, 1e-6),
+        );
+    }
+
+    /// brSF's `B`: W's signs, magnitudes `|R| ~ U(0, √3·s)` (mean `√3·s/2`, std `s/2`), redrawn
+    /// at every call.
+    #[test]
+    fn batch_random_sign_symmetry_draws_fresh_uniform_magnitudes_with_ws_signs() {
+        let device = test_devices()[0].1.clone();
+        let w = Tensor::<2>::random([200, 300], Distribution::Normal(0.0, 1.0), &device);
+        let rule = Rule::BatchRandomSignSymmetry(BatchRandomSignSymmetry);
+        let s = 0.2;
+        let b = rule.feedback_matrix(&w, None, s);
+        let same_sign = (b.clone() * w.clone()).greater_elem(0.0).int().sum();
+        assert_eq!(same_sign.into_scalar::<i64>(), 200 * 300);
+        let m = b.clone().abs();
+        let max = m.clone().max().into_scalar::<f64>();
+        let mean = m.clone().mean().into_scalar::<f64>();
+        let std = (m - mean).powi_scalar(2).mean().into_scalar::<f64>().sqrt();
+        let bound = 3f64.sqrt() * s;
+        assert!(max <= bound * (1.0 + 1e-6), "max |B| {max} > {bound}");
+        assert!((mean - bound / 2.0).abs() < 0.01 * bound, "mean |B| {mean}");
+        assert!((std - s / 2.0).abs() < 0.02 * s, "std |B| {std}");
+        let again = rule.feedback_matrix(&w, None, s);
+        assert!(
+            (again - b).abs().max().into_scalar::<f64>() > 0.1 * s,
+            "brSF must redraw its magnitudes"
         );
     }
 
