@@ -128,6 +128,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         eval_batch_size: 500,
         seed: 1,
         device,
+        devices: Vec::new(),
         workers: 2,
         mirror_warmup: 200,
         label_smoothing: None,

@@ -148,6 +148,7 @@ Optimisation:
   --warmup EPOCHS        --label-smoothing X  --seed N
 Running:
   --device NAME          flex, ndarray, wgpu, cuda[:N] (what this build has)
+  --devices A,B,..       data-parallel on several devices, e.g. cuda:0,cuda:1 (batch split)
   --workers N            batch-preparing threads (default 2)
   --no-error-alignment   skip the per-epoch error-angle measurement
   --quiet                print only the final JSON line";
@@ -351,6 +352,10 @@ fn apply(c: &mut TrainConfig, flags: &[(String, Option<String>)]) -> Result<(), 
             "--label-smoothing" => c.label_smoothing = Some(number(f, v)?),
             "--seed" => c.seed = number(f, v)?,
             "--device" => c.device = v.into(),
+            "--devices" => {
+                c.devices = v.split(',').map(|d| d.trim().to_string()).collect();
+                c.device = c.devices[0].clone();
+            }
             "--workers" => c.workers = number(f, v)?,
             "--no-error-alignment" => c.error_alignment = false,
             _ => return Err(cfg(format!("unknown option {f} (try --help)"))),
@@ -389,6 +394,7 @@ fn preset_config(p: &Preset) -> TrainConfig {
         eval_batch_size: 500,
         seed: 1,
         device: "flex".into(),
+        devices: Vec::new(),
         workers: 2,
         mirror_warmup: 500,
         label_smoothing: None,

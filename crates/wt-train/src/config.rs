@@ -141,6 +141,11 @@ pub struct TrainConfig {
     pub seed: u64,
     /// Device: `flex`, `ndarray`, `wgpu`, `cuda[:N]` (what the build has).
     pub device: String,
+    /// Data-parallel training on these devices (two or more): each step's batch is split
+    /// between them, the first holds the model and the optimizer and receives the summed
+    /// gradients. Empty: `device` alone. When given, the first must be `device`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub devices: Vec<String>,
     /// Threads preparing batches ahead of the training step (0: prepared inline).
     #[serde(default = "workers")]
     pub workers: usize,
@@ -210,6 +215,27 @@ impl TrainConfig {
         if self.schedule.warmup_epochs < 0.0 {
             return bad("schedule.warmup_epochs must be ≥ 0".into());
         }
+        if let Some(first) = self.devices.first() {
+            if self.devices.len() < 2 {
+                return bad(format!(
+                    "devices lists {} device; data-parallel training needs two or more",
+                    self.devices.len()
+                ));
+            }
+            if *first != self.device {
+                return bad(format!(
+                    "devices starts with `{first}` but device is `{}`: the first of devices holds the model",
+                    self.device
+                ));
+            }
+            if self.batch_size < self.devices.len() {
+                return bad(format!(
+                    "batch size {} cannot be split between {} devices",
+                    self.batch_size,
+                    self.devices.len()
+                ));
+            }
+        }
         Ok(())
     }
 }
@@ -253,6 +279,7 @@ mod tests {
             eval_batch_size: 500,
             seed: 7,
             device: "flex".into(),
+            devices: Vec::new(),
             workers: 2,
             mirror_warmup: 100,
             label_smoothing: None,

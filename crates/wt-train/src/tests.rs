@@ -55,6 +55,7 @@ fn mnist_config(rule: &str, epochs: usize, subset: usize) -> TrainConfig {
         eval_batch_size: 250,
         seed: 11,
         device: "flex".into(),
+        devices: Vec::new(),
         workers: 2,
         mirror_warmup: 20,
         label_smoothing: None,
@@ -403,4 +404,65 @@ fn replicas_stepping_with_averaged_gradients_keep_identical_weights_and_feedback
             }
         }
     }
+}
+
+/// Data-parallel training (`devices`) computes the whole batch's gradient: two devices (here
+/// two handles of the CPU device, with unequal shards of 16 and 17 images) end where one
+/// device ends, up to float summation order; the weight mirror's `B` too (the first device
+/// draws the mirror noise a single-device run draws).
+#[test]
+fn two_devices_train_like_one() {
+    let _serial = serial();
+    for rule in ["bp", "kp", "wm"] {
+        let mut config = mnist_config(rule, 1, 264);
+        config.batch_size = 33;
+        config.error_alignment = false;
+        let data = RunData::open(&config.data, config.seed).unwrap();
+        let train = |config: &TrainConfig, tag: &str| {
+            let dir = temp_run(&format!("ddp-{rule}-{tag}"));
+            let run = RunDir::open(&dir, RunMode::New).unwrap();
+            let trained = fit(config, &data, &run, quiet(), |d| config.model.init(d)).unwrap();
+            std::fs::remove_dir_all(&dir).unwrap();
+            (values(&trained.model), trained.history[0].train_loss)
+        };
+        let (one, loss_one) = train(&config, "one");
+        let two_config = TrainConfig {
+            devices: vec!["flex".into(), "flex".into()],
+            ..config.clone()
+        };
+        let (two, loss_two) = train(&two_config, "two");
+        let initial = values(&config.model.init(&Device::flex()));
+        let mut worst: f32 = 0.0;
+        let mut moved: f32 = 0.0;
+        for ((a, b), w0) in one.iter().zip(&two).zip(&initial) {
+            for ((x, y), x0) in a.iter().zip(b).zip(w0) {
+                worst = worst.max((x - y).abs());
+                moved = moved.max((x - x0).abs());
+            }
+        }
+        assert!(moved > 1e-3, "{rule}: training moved no weight");
+        assert!(
+            worst < 1e-4,
+            "{rule}: two devices differ from one by {worst} (training moved weights by {moved})"
+        );
+        assert!(
+            (loss_one - loss_two).abs() < 1e-4 * loss_one,
+            "{rule}: train loss {loss_one} on one device, {loss_two} on two"
+        );
+    }
+}
+
+#[test]
+fn devices_are_checked() {
+    let mut config = mnist_config("bp", 1, 64);
+    config.devices = vec!["flex".into()];
+    let err = config.validate().unwrap_err().to_string();
+    assert!(err.contains("two or more"), "{err}");
+    config.devices = vec!["ndarray".into(), "flex".into()];
+    let err = config.validate().unwrap_err().to_string();
+    assert!(err.contains("first of devices"), "{err}");
+    config.devices = vec!["flex".into(), "flex".into()];
+    config.batch_size = 1;
+    let err = config.validate().unwrap_err().to_string();
+    assert!(err.contains("cannot be split"), "{err}");
 }

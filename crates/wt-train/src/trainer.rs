@@ -201,6 +201,14 @@ pub fn fit<M: ImageClassifier>(
     let device = parse_device(&config.device).map_err(TrainError::Config)?;
     device.seed(config.seed);
     let ad = device.clone().autodiff();
+    // Data-parallel: the devices after the first, each with a copy of the model every step.
+    let replicas: Vec<Device> = config
+        .devices
+        .iter()
+        .skip(1)
+        .map(|d| parse_device(d).map(|d| d.autodiff()))
+        .collect::<Result<_, _>>()
+        .map_err(TrainError::Config)?;
     let mut model = build(&ad);
     let mut optim = optimizer(&config.optimizer);
     let count = parameter_count(&model);
@@ -259,7 +267,7 @@ pub fn fit<M: ImageClassifier>(
         if let Some(s) = config.label_smoothing {
             c = c.with_smoothing(Some(s));
         }
-        c.init(&ad)
+        c
     };
     let steps = data.train.len().div_ceil(config.batch_size);
     let terminal = std::io::stdout().is_terminal();
@@ -286,11 +294,12 @@ pub fn fit<M: ImageClassifier>(
             lr = config
                 .schedule
                 .lr(config.optimizer.lr, epoch, step, steps, config.epochs);
-            device.seed(step_seed(config.seed, progress.global_step));
+            let seed = step_seed(config.seed, progress.global_step);
             let n = batch.targets.dims()[0];
-            let logits = model.forward(batch.images);
-            let loss = criterion.forward(logits.clone(), batch.targets.clone());
-            let loss_value = loss.clone().into_scalar::<f64>();
+            let mut shards = shard_gradients(&model, &ad, &replicas, &criterion, batch, seed);
+            let (loss_value, correct_now) = shards
+                .iter()
+                .fold((0.0, 0), |(l, c), s| (l + s.loss * s.weight, c + s.correct));
             if !loss_value.is_finite() {
                 return Err(TrainError::Diverged {
                     epoch: epoch + 1,
@@ -298,14 +307,20 @@ pub fn fit<M: ImageClassifier>(
                     loss: loss_value,
                 });
             }
-            let mut grads = GradientsParams::from_grads(loss.backward(), &model);
+            let mut grads = if shards.len() == 1 {
+                shards.pop().expect("one shard").grads
+            } else {
+                average_gradients(&model, shards.into_iter().map(|s| s.grads).collect())
+            };
+            // The mirror's noise comes from its own per-step stream, whatever the shards drew.
+            device.seed(seed.rotate_left(32) ^ 0x5851_F42D_4C95_7F2D);
             add_feedback_gradients(&model, &mut grads, effective_lr(&config.optimizer, lr));
             model = optim.step(lr, model, grads);
             model = mirror_update(model);
             progress.global_step += 1;
             loss_sum += loss_value * n as f64;
             seen += n;
-            right += correct(logits.detach(), batch.targets, 1).0;
+            right += correct_now;
             let done = step + 1;
             if verbosity == Verbosity::Normal
                 && (done == steps
@@ -482,6 +497,94 @@ pub fn final_json<M>(config: &TrainConfig, trained: &Trained<M>) -> String {
         layers.join(","),
         angles.join(",")
     )
+}
+
+/// One shard's part of a training step.
+struct Shard {
+    /// Mean loss over the shard.
+    loss: f64,
+    /// The shard's share of the batch.
+    weight: f64,
+    /// Correct top-1 predictions in the shard.
+    correct: i64,
+    /// Gradients of the shard's loss scaled by `weight × shards`, so that averaging the shards'
+    /// gradients gives the gradient of the whole batch's mean loss.
+    grads: GradientsParams,
+}
+
+/// Forward and backward of one training batch: on `device` alone when `replicas` is empty,
+/// else split between `device` (with `model` itself) and the replica devices (each with a copy
+/// of `model`, `Module::fork`), one thread each, shard sizes differing by at most one. Every
+/// device's RNG is seeded from `seed` (the first with `seed` itself, so a single-device run
+/// draws what it always drew).
+fn shard_gradients<M: ImageClassifier>(
+    model: &M,
+    device: &Device,
+    replicas: &[Device],
+    criterion: &CrossEntropyLossConfig,
+    batch: wt_data::ImageBatch,
+    seed: u64,
+) -> Vec<Shard> {
+    let run = |model: &M, device: &Device, images: Tensor<4>, targets: Tensor<1, Int>, weight| {
+        let logits = model.forward(images);
+        let loss = criterion
+            .init(device)
+            .forward(logits.clone(), targets.clone());
+        let value = loss.clone().into_scalar::<f64>();
+        let shards = (replicas.len() + 1) as f64;
+        let grads = GradientsParams::from_grads(loss.mul_scalar(weight * shards).backward(), model);
+        Shard {
+            loss: value,
+            weight,
+            correct: correct(logits.detach(), targets, 1).0,
+            grads,
+        }
+    };
+    device.seed(seed);
+    if replicas.is_empty() {
+        let weight = 1.0;
+        return vec![run(model, device, batch.images, batch.targets, weight)];
+    }
+    let n = batch.targets.dims()[0];
+    let k = replicas.len() + 1;
+    let bounds: Vec<usize> = (0..=k).map(|i| i * n / k).collect();
+    let part = |i: usize| bounds[i]..bounds[i + 1];
+    std::thread::scope(|s| {
+        let handles: Vec<_> = replicas
+            .iter()
+            .enumerate()
+            .map(|(r, dev)| {
+                let range = part(r + 1);
+                let weight = range.len() as f64 / n as f64;
+                let images = batch.images.clone().slice(range.clone()).to_device(dev);
+                let targets = batch.targets.clone().slice(range).to_device(dev);
+                let copy = model.clone().fork(dev);
+                let run = &run;
+                s.spawn(move || {
+                    dev.seed(seed ^ (r as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+                    let mut shard = run(&copy, dev, images, targets, weight);
+                    shard.grads = shard.grads.to_device(device, &copy);
+                    shard
+                })
+            })
+            .collect();
+        let range = part(0);
+        let weight = range.len() as f64 / n as f64;
+        let first = run(
+            model,
+            device,
+            batch.images.clone().slice(range.clone()),
+            batch.targets.clone().slice(range),
+            weight,
+        );
+        std::iter::once(first)
+            .chain(
+                handles
+                    .into_iter()
+                    .map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e))),
+            )
+            .collect()
+    })
 }
 
 /// Averages the gradients of replicas of one model (the all-reduce of data-parallel
