@@ -6,9 +6,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/wt-target-gpu}"
-cargo build --release --features wgpu,cuda --example bench_models --example bench_rules
+cargo build --release --features wgpu,cuda --example bench_models --example bench_rules --example mnist
 mkdir -p benches/gpu/out
-for b in bench_models bench_rules; do
+for b in bench_models bench_rules mnist; do
   cp "$CARGO_TARGET_DIR/release/examples/$b" benches/gpu/out/
   strip benches/gpu/out/$b
 done
