@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Reruns one row of docs/results.md: scripts/reproduce.sh ROW [extra flags...]
+#
+# ROW is <table>-<rule>, with <rule> one of bp fa usf brsf frsf kp wm and <table> one of
+#   mnist-mlp       MNIST, 784-1000-1000-10 MLP, 10 epochs            (mnist example defaults)
+#   fmnist-lenet    Fashion-MNIST, LeNet 6-16-120, 5 epochs
+#   cifar-lenet     CIFAR-10 (approximate copy), LeNet 32-64-128, 5 epochs, lr 0.01
+#   cifar-resnet20  CIFAR-10 (approximate copy), ResNet-20, BioTorch recipe shortened to 10 epochs
+# e.g. scripts/reproduce.sh cifar-lenet-kp
+#
+# The run folder is runs/<ROW>. If it already holds a checkpoint the run continues from it
+# (--resume), so a long row can be built up over several sittings; delete the folder to start
+# again. Extra flags go to the example (e.g. --device wgpu, --data DIR). Seed 1 throughout.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+row=${1:?usage: scripts/reproduce.sh ROW [flags]   (see the top of this script)}
+shift
+rule=${row##*-}
+table=${row%-*}
+case "$rule" in bp | fa | usf | brsf | frsf | kp | wm) ;; *)
+  echo "unknown rule '$rule' in '$row': expected bp fa usf brsf frsf kp wm" >&2
+  exit 2
+  ;;
+esac
+case "$table" in
+mnist-mlp) args=(--example mnist -- --rule "$rule" --epochs 10) ;;
+fmnist-lenet) args=(--example mnist -- --dataset fashion_mnist --data ../shared/data/fashion-mnist
+  --model lenet --rule "$rule" --epochs 5) ;;
+cifar-lenet) args=(--example cifar10 -- --model lenet --rule "$rule" --lr 0.01 --epochs 5) ;;
+cifar-resnet20) args=(--example cifar10 -- --model resnet20 --rule "$rule" --epochs 10) ;;
+*)
+  echo "unknown table '$table' in '$row': expected mnist-mlp fmnist-lenet cifar-lenet cifar-resnet20" >&2
+  exit 2
+  ;;
+esac
+# The MLP's table row for WM is the slow mirror (docs/results.md says why).
+if [ "$row" = mnist-mlp-wm ]; then args+=(--mirror-lr 0.005); fi
+out=runs/$row
+if [ -f "$out/checkpoint.wtck" ]; then
+  echo "continuing $out from its checkpoint"
+  args=("${args[0]}" "${args[1]}" -- --out "$out" --resume "$@")
+else
+  args+=(--out "$out" --overwrite "$@")
+fi
+exec cargo run --release "${args[@]}"
