@@ -18,8 +18,10 @@ pub fn linear_correlation(weight: Tensor<2>, sigma: f64, batch: usize) -> Tensor
         Distribution::Normal(0.0, sigma),
         &weight.device(),
     );
-    let response = noise.clone().matmul(weight);
-    noise.transpose().matmul(response).div_scalar(batch as f64)
+    // Dividing the response `[batch, d_output]` rather than the result `[d_input, d_output]`
+    // by `n` is the same math on fewer values.
+    let response = noise.clone().matmul(weight).div_scalar(batch as f64);
+    noise.transpose().matmul(response)
 }
 
 /// `Σ_{batch, positions} ξ ⋆ conv2d(ξ, W)` divided by `batch·positions`, for a conv layer.
@@ -54,4 +56,27 @@ pub fn conv2d_mirror_correlation(
         burn::tensor::module::conv2d(noise.clone(), weight.clone(), None, options.clone());
     let positions = batch * output_side * output_side;
     conv2d_correlation(noise, weight, response, options).div_scalar(positions as f64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::device::test_devices;
+    use burn::tensor::Tolerance;
+
+    /// The dense correlation is `ξᵀ(ξ·W)/n` for the noise the device's RNG draws.
+    #[test]
+    fn linear_correlation_is_the_explicit_product() {
+        for (name, device) in test_devices() {
+            let w = Tensor::<2>::random([6, 4], Distribution::Normal(0.0, 1.0), &device);
+            device.seed(21);
+            let got = linear_correlation(w.clone(), 0.7, 50);
+            device.seed(21);
+            let xi = Tensor::<2>::random([50, 6], Distribution::Normal(0.0, 0.7), &device);
+            let want = xi.clone().transpose().matmul(xi.matmul(w)).div_scalar(50.0);
+            got.into_data()
+                .assert_approx_eq::<f32>(&want.into_data(), Tolerance::rel_abs(1e-4, 1e-5));
+            eprintln!("{name}: ok");
+        }
+    }
 }
