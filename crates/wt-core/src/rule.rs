@@ -1,9 +1,10 @@
 //! The learning rules: what the feedback weights `B` are at each step and how they learn.
 //!
 //! Every rule is its own type, independent of the layer that uses it; [`Rule`] selects one per
-//! layer. Whatever a rule needs to learn `B` is delivered as a *gradient of B* in the same step
-//! as W's gradients, so Burn's optimizers (momentum, Adam, weight decay), gradient accumulation
-//! and data-parallel all-reduce apply it unchanged. See `docs/rules.md` for the math.
+//! layer. Kolen-Pollack's `B` learns from a *gradient of B* (W's), so Burn's optimizers,
+//! gradient accumulation and data-parallel all-reduce apply it unchanged; the weight mirror
+//! updates `B` itself after the optimizer's step by default ([`MirrorUpdate`]), or through a
+//! pseudo-gradient. See `docs/rules.md` for the math.
 
 use burn::tensor::{Distribution, Tensor};
 use serde::{Deserialize, Serialize};
