@@ -9,23 +9,15 @@
 //! `examples/bench_rules.rs` prints the full table (every rule, interleaved rounds, ratios)
 //! in one run; this is the statistics-heavy view of the same steps.
 
-use burn::module::Module;
 use burn::nn::conv::Conv2dConfig;
 use burn::nn::{LinearConfig, PaddingConfig2d};
-use burn::optim::GradientsParams;
 use burn::tensor::{Device, Distribution, Tensor};
 use criterion::{Criterion, criterion_group, criterion_main};
 use wt::{FeedbackConv2dConfig, FeedbackLinearConfig, Rule};
 
-fn step<M: Module, const D: usize>(model: &M, forward: &impl Fn(&M) -> Tensor<D>, device: &Device) {
-    let loss = forward(model).powi_scalar(2).mean();
-    let mut grads = GradientsParams::from_grads(loss.backward(), model);
-    wt::add_feedback_gradients(model, &mut grads, 0.1);
-    drop(grads);
-    // The weight mirror's per-step update (a no-op for other rules), on a clone of the handles.
-    drop(wt::mirror_update(model.clone()));
-    device.sync().expect("device sync");
-}
+#[path = "common/layer_step.rs"]
+mod layer_step;
+use layer_step::step;
 
 fn layers(c: &mut Criterion) {
     let device = Device::flex();

@@ -12,25 +12,15 @@
 
 use std::time::{Duration, Instant};
 
-use burn::module::Module;
 use burn::nn::conv::Conv2dConfig;
 use burn::nn::{LinearConfig, PaddingConfig2d};
-use burn::optim::GradientsParams;
 use burn::tensor::{Device, Distribution, Tensor};
 use wt::wt_core::device::parse_device;
 use wt::{FeedbackConv2dConfig, FeedbackLinearConfig, Rule};
 
-/// One step of a layer's gradient work: forward, a squared-output loss, backward, gradients
-/// collected per parameter (and, for the weight mirror, its mirror step), device sync.
-fn step<M: Module, const D: usize>(model: &M, forward: &impl Fn(&M) -> Tensor<D>, device: &Device) {
-    let loss = forward(model).powi_scalar(2).mean();
-    let mut grads = GradientsParams::from_grads(loss.backward(), model);
-    wt::add_feedback_gradients(model, &mut grads, 0.1);
-    drop(grads);
-    // The weight mirror's per-step update (a no-op for other rules), on a clone of the handles.
-    drop(wt::mirror_update(model.clone()));
-    device.sync().expect("device sync");
-}
+#[path = "../benches/common/layer_step.rs"]
+mod layer_step;
+use layer_step::step;
 
 /// Runs every case once per round, `warmup + reps` rounds; returns each case's median.
 fn interleaved(cases: &mut [Box<dyn FnMut() + '_>], warmup: usize, reps: usize) -> Vec<Duration> {
