@@ -490,6 +490,7 @@ pub fn main(preset: Preset) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use wt_models::wt_nn::wt_core::WeightMirror;
 
     fn args(s: &str) -> Vec<String> {
         s.split_whitespace().map(String::from).collect()
@@ -527,6 +528,41 @@ mod tests {
                 })
                 .unwrap_err()
                 .to_string();
+            assert!(err.contains(expect), "{bad}: {err}");
+        }
+    }
+
+    /// Mirror flags apply to the WM rule wherever they stand on the line, and need it.
+    #[test]
+    fn mirror_flags_set_the_weight_mirror_and_need_rule_wm() {
+        let cli = parse(&args(
+            "--mirror-lr 0.2 --mirror-batch 64 --rule wm --mirror-decay 0.1 --mirror-sigma 0.5 --mirror-steps 2 --mirror-update gradient --devices flex,flex",
+        ))
+        .unwrap();
+        let mut c = preset_config(&Preset::mnist());
+        apply(&mut c, &cli.flags).unwrap();
+        let wm = *c.model.rule.weight_mirror().expect("rule wm");
+        assert_eq!(
+            wm,
+            WeightMirror {
+                sigma: 0.5,
+                mirror_lr: 0.2,
+                mirror_decay: Some(0.1),
+                mirror_batch: 64,
+                mirror_steps: 2,
+                update: MirrorUpdate::Gradient,
+            }
+        );
+        assert_eq!(c.devices, vec!["flex".to_string(), "flex".into()]);
+        assert_eq!(c.device, "flex");
+        for (bad, expect) in [
+            ("--rule kp --mirror-lr 0.1", "--mirror-lr needs --rule wm"),
+            ("--rule wm --mirror-update later", "not direct or gradient"),
+            ("--rule wm --mirror-batch many", "--mirror-batch"),
+        ] {
+            let cli = parse(&args(bad)).unwrap();
+            let mut c = preset_config(&Preset::mnist());
+            let err = apply(&mut c, &cli.flags).unwrap_err().to_string();
             assert!(err.contains(expect), "{bad}: {err}");
         }
     }
