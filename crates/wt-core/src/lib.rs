@@ -16,7 +16,10 @@ pub mod ops;
 pub mod rule;
 
 pub use metrics::{WeightAlignment, angle_degrees, norm_ratio};
-pub use ops::{FeedbackBackend, conv2d_correlation, feedback_conv2d, feedback_linear};
+pub use ops::{
+    Feedback, FeedbackBackend, conv2d_correlation, feedback_conv2d, feedback_conv2d_with,
+    feedback_linear, feedback_linear_with,
+};
 pub use rule::{
     Backprop, BatchRandomSignSymmetry, FeedbackAlignment, FeedbackStorage, FixedRandomSignSymmetry,
     KolenPollack, MirrorUpdate, Rule, UniformSignSymmetry, UnknownRule, WeightMirror,

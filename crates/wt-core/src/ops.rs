@@ -15,7 +15,6 @@
 // NdArray is deprecated in Burn 0.22 but still a supported CPU backend here.
 #![allow(deprecated)]
 
-use burn::backend::Backend;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
@@ -23,6 +22,7 @@ use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::autodiff::{Autodiff, NodeId};
 use burn::backend::backend_extension;
 use burn::backend::tensor::FloatTensor;
+use burn::backend::{Backend, Scalar, TensorMetadata};
 use burn::tensor::Tensor;
 use burn::tensor::ops::ConvOptions;
 
@@ -38,12 +38,15 @@ use burn::tensor::ops::ConvOptions;
 )]
 pub trait FeedbackBackend: Backend {
     /// Forward of a linear layer without bias; `feedback` is only used by the backward pass.
+    /// With `sign_scale: Some(s)` the backward pass uses `B = s·sign(feedback)` (see
+    /// [`Feedback::ScaledSign`]).
     fn feedback_linear(
         x: FloatTensor<Self>,
         weight: FloatTensor<Self>,
         feedback: FloatTensor<Self>,
+        sign_scale: Option<f64>,
     ) -> FloatTensor<Self> {
-        let _ = feedback;
+        let _ = (feedback, sign_scale);
         Self::linear(x, weight, None)
     }
 
@@ -52,9 +55,10 @@ pub trait FeedbackBackend: Backend {
         x: FloatTensor<Self>,
         weight: FloatTensor<Self>,
         feedback: FloatTensor<Self>,
+        sign_scale: Option<f64>,
         bias: FloatTensor<Self>,
     ) -> FloatTensor<Self> {
-        let _ = feedback;
+        let _ = (feedback, sign_scale);
         Self::linear(x, weight, Some(bias))
     }
 
@@ -63,9 +67,10 @@ pub trait FeedbackBackend: Backend {
         x: FloatTensor<Self>,
         weight: FloatTensor<Self>,
         feedback: FloatTensor<Self>,
+        sign_scale: Option<f64>,
         options: ConvOptions<2>,
     ) -> FloatTensor<Self> {
-        let _ = feedback;
+        let _ = (feedback, sign_scale);
         Self::conv2d(x, weight, None, options)
     }
 
@@ -74,10 +79,11 @@ pub trait FeedbackBackend: Backend {
         x: FloatTensor<Self>,
         weight: FloatTensor<Self>,
         feedback: FloatTensor<Self>,
+        sign_scale: Option<f64>,
         bias: FloatTensor<Self>,
         options: ConvOptions<2>,
     ) -> FloatTensor<Self> {
-        let _ = feedback;
+        let _ = (feedback, sign_scale);
         Self::conv2d(x, weight, Some(bias), options)
     }
 
@@ -122,15 +128,31 @@ fn register_weight_gradient<B: Backend>(
     }
 }
 
+/// The `B` the backward pass uses: the kept feedback tensor, or `s·sign(·)` of it. The same
+/// backend ops as `Tensor::sign().mul_scalar(s)`, so both forms give bit-identical gradients.
+fn feedback_matrix<B: Backend>(
+    feedback: <B as burn::backend::BackendTypes>::FloatTensorPrimitive,
+    sign_scale: Option<f64>,
+) -> <B as burn::backend::BackendTypes>::FloatTensorPrimitive {
+    match sign_scale {
+        None => feedback,
+        Some(s) => {
+            let dtype = feedback.dtype();
+            B::float_mul_scalar(B::float_sign(feedback), Scalar::new(s, &dtype))
+        }
+    }
+}
+
 /// Backward of [`FeedbackBackend::feedback_linear`] (parents: x, W, B, and b when present).
 #[derive(Debug)]
 struct FeedbackLinearBackward;
 
-/// State kept from the forward: the checkpointed input (when W or B needs a gradient) and the
-/// feedback matrix (when x needs a gradient).
+/// State kept from the forward: the checkpointed input (when W or B needs a gradient), the
+/// feedback tensor (when x needs a gradient) and its sign scale.
 type LinearState<B> = (
     Option<NodeId>,
     Option<<B as burn::backend::BackendTypes>::FloatTensorPrimitive>,
+    Option<f64>,
 );
 
 impl<B: Backend, const N: usize> Backward<B, N> for FeedbackLinearBackward {
@@ -143,12 +165,13 @@ impl<B: Backend, const N: usize> Backward<B, N> for FeedbackLinearBackward {
         checkpointer: &mut Checkpointer,
     ) {
         let grad = grads.consume::<B>(&ops.node);
-        let (x_state, feedback) = ops.state;
+        let (x_state, feedback, sign_scale) = ops.state;
         let x = x_state.map(|id| checkpointer.retrieve_node_output::<B::FloatTensorPrimitive>(id));
         let parents = ops.parents;
 
         if let Some(node) = &parents[0] {
             let feedback = feedback.expect("feedback kept when x is tracked");
+            let feedback = feedback_matrix::<B>(feedback, sign_scale);
             grads.register::<B>(node.id, B::linear_x_backward(feedback, grad.clone()));
         }
         register_weight_gradient::<B>(
@@ -169,9 +192,12 @@ impl<B: Backend, const N: usize> Backward<B, N> for FeedbackLinearBackward {
 #[derive(Debug)]
 struct FeedbackConv2dBackward;
 
+/// State kept from the forward: the checkpointed input, the feedback tensor and its sign scale,
+/// the bias (when present) and the convolution's options.
 type ConvState<B> = (
     NodeId,
     <B as burn::backend::BackendTypes>::FloatTensorPrimitive,
+    Option<f64>,
     Option<<B as burn::backend::BackendTypes>::FloatTensorPrimitive>,
     ConvOptions<2>,
 );
@@ -186,7 +212,7 @@ impl<B: Backend, const N: usize> Backward<B, N> for FeedbackConv2dBackward {
         checkpointer: &mut Checkpointer,
     ) {
         let grad = grads.consume::<B>(&ops.node);
-        let (x_state, feedback, bias, options) = ops.state;
+        let (x_state, feedback, sign_scale, bias, options) = ops.state;
         let x = checkpointer.retrieve_node_output::<B::FloatTensorPrimitive>(x_state);
         let parents = ops.parents;
 
@@ -214,6 +240,7 @@ impl<B: Backend, const N: usize> Backward<B, N> for FeedbackConv2dBackward {
             );
         }
         if let Some(node) = &parents[0] {
+            let feedback = feedback_matrix::<B>(feedback, sign_scale);
             grads.register::<B>(node.id, B::conv2d_x_backward(x, feedback, grad, options));
         }
     }
@@ -224,6 +251,7 @@ fn autodiff_linear<B: Backend, C: CheckpointStrategy>(
     x: FloatTensor<Autodiff<B, C>>,
     weight: FloatTensor<Autodiff<B, C>>,
     feedback: FloatTensor<Autodiff<B, C>>,
+    sign_scale: Option<f64>,
     bias: Option<FloatTensor<Autodiff<B, C>>>,
 ) -> FloatTensor<Autodiff<B, C>> {
     let x_tracked = x.is_tracked();
@@ -235,7 +263,7 @@ fn autodiff_linear<B: Backend, C: CheckpointStrategy>(
                     let x_state = needs_x.then(|| prep.checkpoint(&x));
                     let fb_state = x_tracked.then(|| feedback.primitive().clone());
                     prep.finish(
-                        (x_state, fb_state),
+                        (x_state, fb_state, sign_scale),
                         B::linear(x.into_primitive(), weight.into_primitive(), $bias),
                     )
                 }
@@ -270,6 +298,7 @@ fn autodiff_conv2d<B: Backend, C: CheckpointStrategy>(
     x: FloatTensor<Autodiff<B, C>>,
     weight: FloatTensor<Autodiff<B, C>>,
     feedback: FloatTensor<Autodiff<B, C>>,
+    sign_scale: Option<f64>,
     bias: Option<FloatTensor<Autodiff<B, C>>>,
     options: ConvOptions<2>,
 ) -> FloatTensor<Autodiff<B, C>> {
@@ -283,6 +312,7 @@ fn autodiff_conv2d<B: Backend, C: CheckpointStrategy>(
                         (
                             x_state,
                             feedback.into_primitive(),
+                            sign_scale,
                             bias_state,
                             options.clone(),
                         ),
@@ -323,36 +353,40 @@ impl<B: Backend + FeedbackBackend, C: CheckpointStrategy> FeedbackBackend for Au
         x: FloatTensor<Self>,
         weight: FloatTensor<Self>,
         feedback: FloatTensor<Self>,
+        sign_scale: Option<f64>,
     ) -> FloatTensor<Self> {
-        autodiff_linear::<B, C>(x, weight, feedback, None)
+        autodiff_linear::<B, C>(x, weight, feedback, sign_scale, None)
     }
 
     fn feedback_linear_bias(
         x: FloatTensor<Self>,
         weight: FloatTensor<Self>,
         feedback: FloatTensor<Self>,
+        sign_scale: Option<f64>,
         bias: FloatTensor<Self>,
     ) -> FloatTensor<Self> {
-        autodiff_linear::<B, C>(x, weight, feedback, Some(bias))
+        autodiff_linear::<B, C>(x, weight, feedback, sign_scale, Some(bias))
     }
 
     fn feedback_conv2d(
         x: FloatTensor<Self>,
         weight: FloatTensor<Self>,
         feedback: FloatTensor<Self>,
+        sign_scale: Option<f64>,
         options: ConvOptions<2>,
     ) -> FloatTensor<Self> {
-        autodiff_conv2d::<B, C>(x, weight, feedback, None, options)
+        autodiff_conv2d::<B, C>(x, weight, feedback, sign_scale, None, options)
     }
 
     fn feedback_conv2d_bias(
         x: FloatTensor<Self>,
         weight: FloatTensor<Self>,
         feedback: FloatTensor<Self>,
+        sign_scale: Option<f64>,
         bias: FloatTensor<Self>,
         options: ConvOptions<2>,
     ) -> FloatTensor<Self> {
-        autodiff_conv2d::<B, C>(x, weight, feedback, Some(bias), options)
+        autodiff_conv2d::<B, C>(x, weight, feedback, sign_scale, Some(bias), options)
     }
 
     fn conv2d_correlation(
@@ -362,6 +396,42 @@ impl<B: Backend + FeedbackBackend, C: CheckpointStrategy> FeedbackBackend for Au
         _options: ConvOptions<2>,
     ) -> FloatTensor<Self> {
         unreachable!("wt calls conv2d_correlation on tensors outside autodiff only")
+    }
+}
+
+/// What a feedback op sends the error through.
+// A short-lived value, moved once a forward pass: boxing the tensor would cost an allocation.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone)]
+pub enum Feedback<const D: usize> {
+    /// `B` itself, shaped like `W`. When it is tracked by autodiff it receives W's gradient
+    /// (Kolen-Pollack).
+    Matrix(Tensor<D>),
+    /// `B = scale·sign(W)` (uniform sign-symmetry), formed from the op's own `W` in the backward
+    /// pass, and only when the input needs a gradient: nothing is computed in the forward pass,
+    /// for a first layer or in evaluation. Gives the gradients `Matrix(W.sign() * scale)` gives,
+    /// bit for bit.
+    ScaledSign {
+        /// The magnitude `s` of every element of `B`.
+        scale: f64,
+    },
+}
+
+impl<const D: usize> Feedback<D> {
+    /// The `B` this feedback stands for, given the layer's `weight`.
+    pub fn matrix(self, weight: &Tensor<D>) -> Tensor<D> {
+        match self {
+            Feedback::Matrix(b) => b,
+            Feedback::ScaledSign { scale } => weight.clone().detach().sign().mul_scalar(scale),
+        }
+    }
+
+    /// The tensor the op keeps for its backward pass and the sign scale, if any.
+    fn into_parts(self, weight: &Tensor<D>) -> (Tensor<D>, Option<f64>) {
+        match self {
+            Feedback::Matrix(b) => (b, None),
+            Feedback::ScaledSign { scale } => (weight.clone().detach(), Some(scale)),
+        }
     }
 }
 
@@ -381,6 +451,21 @@ pub fn feedback_linear<const D: usize>(
     feedback: Tensor<2>,
     bias: Option<Tensor<1>>,
 ) -> Tensor<D> {
+    feedback_linear_with(x, weight, Feedback::Matrix(feedback), bias)
+}
+
+/// [`feedback_linear`] with any [`Feedback`] (e.g. a sign of `W` formed only in the backward).
+pub fn feedback_linear_with<const D: usize>(
+    x: Tensor<D>,
+    weight: Tensor<2>,
+    feedback: Feedback<2>,
+    bias: Option<Tensor<1>>,
+) -> Tensor<D> {
+    if D == 1 {
+        let out = feedback_linear_with::<2>(x.unsqueeze::<2>(), weight, feedback, bias);
+        return out.squeeze_dim(0);
+    }
+    let (feedback, sign_scale) = feedback.into_parts(&weight);
     assert_eq!(
         weight.dims(),
         feedback.dims(),
@@ -392,10 +477,6 @@ pub fn feedback_linear<const D: usize>(
         d_input,
         "feedback_linear: last input dimension must be d_input = {d_input}"
     );
-    if D == 1 {
-        let out = feedback_linear::<2>(x.unsqueeze::<2>(), weight, feedback, bias);
-        return out.squeeze_dim(0);
-    }
     type Ext = burn::backend::Dispatch;
     let (x, weight, feedback) = (
         x.into_dispatch(),
@@ -403,10 +484,14 @@ pub fn feedback_linear<const D: usize>(
         feedback.into_dispatch(),
     );
     let out = match bias {
-        Some(b) => {
-            <Ext as FeedbackBackend>::feedback_linear_bias(x, weight, feedback, b.into_dispatch())
-        }
-        None => <Ext as FeedbackBackend>::feedback_linear(x, weight, feedback),
+        Some(b) => <Ext as FeedbackBackend>::feedback_linear_bias(
+            x,
+            weight,
+            feedback,
+            sign_scale,
+            b.into_dispatch(),
+        ),
+        None => <Ext as FeedbackBackend>::feedback_linear(x, weight, feedback, sign_scale),
     };
     Tensor::from_dispatch(out)
 }
@@ -428,6 +513,18 @@ pub fn feedback_conv2d(
     bias: Option<Tensor<1>>,
     options: ConvOptions<2>,
 ) -> Tensor<4> {
+    feedback_conv2d_with(x, weight, Feedback::Matrix(feedback), bias, options)
+}
+
+/// [`feedback_conv2d`] with any [`Feedback`] (e.g. a sign of `W` formed only in the backward).
+pub fn feedback_conv2d_with(
+    x: Tensor<4>,
+    weight: Tensor<4>,
+    feedback: Feedback<4>,
+    bias: Option<Tensor<1>>,
+    options: ConvOptions<2>,
+) -> Tensor<4> {
+    let (feedback, sign_scale) = feedback.into_parts(&weight);
     assert_eq!(
         weight.dims(),
         feedback.dims(),
@@ -444,10 +541,11 @@ pub fn feedback_conv2d(
             x,
             weight,
             feedback,
+            sign_scale,
             b.into_dispatch(),
             options,
         ),
-        None => <Ext as FeedbackBackend>::feedback_conv2d(x, weight, feedback, options),
+        None => <Ext as FeedbackBackend>::feedback_conv2d(x, weight, feedback, sign_scale, options),
     };
     Tensor::from_dispatch(out)
 }
@@ -545,6 +643,72 @@ mod tests {
             let y = feedback_linear(x, w.clone(), fb.clone(), None);
             let g = y.powi_scalar(2).sum().backward();
             close("dB = dW", fb.grad(&g).unwrap(), w.grad(&g).unwrap());
+        }
+    }
+
+    /// `Feedback::ScaledSign` (B formed in the backward pass) gives the gradients that the
+    /// materialised `s·sign(W)` gives, bit for bit, for linear and conv, with and without an
+    /// input gradient.
+    #[test]
+    fn scaled_sign_feedback_equals_its_matrix_bit_for_bit() {
+        let scale = 0.0371;
+        let bits = |t: Tensor<2>| t.into_data().to_vec::<f32>().unwrap();
+        let bits4 = |t: Tensor<4>| t.into_data().to_vec::<f32>().unwrap();
+        for (name, device) in test_devices() {
+            let ad = device.clone().autodiff();
+            let x = rand([9, 6], &device);
+            let w = rand([6, 4], &device);
+            let up = Tensor::<2>::from_data(rand([9, 4], &device).to_data(), &ad);
+            for x_tracked in [true, false] {
+                let run = |lazy: bool| {
+                    let xt = Tensor::<2>::from_data(x.to_data(), &ad);
+                    let xt = if x_tracked { xt.require_grad() } else { xt };
+                    let wt = Tensor::<2>::from_data(w.to_data(), &ad).require_grad();
+                    let fb = if lazy {
+                        Feedback::ScaledSign { scale }
+                    } else {
+                        Feedback::Matrix(wt.clone().detach().sign().mul_scalar(scale))
+                    };
+                    let y = feedback_linear_with(xt.clone(), wt.clone(), fb, None);
+                    let g = (y * up.clone()).sum().backward();
+                    (xt.grad(&g).map(bits), bits(wt.grad(&g).unwrap()))
+                };
+                let (lazy, eager) = (run(true), run(false));
+                assert_eq!(lazy, eager, "linear on {name}, x tracked: {x_tracked}");
+                assert_eq!(lazy.0.is_some(), x_tracked);
+            }
+            // The lazy dx is g·(s·sign(W))ᵀ, not g·Wᵀ.
+            let xt = Tensor::<2>::from_data(x.to_data(), &ad).require_grad();
+            let wt = Tensor::<2>::from_data(w.to_data(), &ad);
+            let y = feedback_linear_with(xt.clone(), wt, Feedback::ScaledSign { scale }, None);
+            let g = (y * up.clone()).sum().backward();
+            let expected = up
+                .inner()
+                .matmul(w.clone().sign().mul_scalar(scale).transpose());
+            close("scaled-sign dx", xt.grad(&g).unwrap(), expected);
+
+            let x = rand([2, 3, 7, 7], &device);
+            let w = rand([4, 3, 3, 3], &device);
+            let options = ConvOptions::new([2, 2], [1, 1], [1, 1], 1);
+            let up = Tensor::<4>::from_data(rand([2, 4, 4, 4], &device).to_data(), &ad);
+            for x_tracked in [true, false] {
+                let run = |lazy: bool| {
+                    let xt = Tensor::<4>::from_data(x.to_data(), &ad);
+                    let xt = if x_tracked { xt.require_grad() } else { xt };
+                    let wt = Tensor::<4>::from_data(w.to_data(), &ad).require_grad();
+                    let fb = if lazy {
+                        Feedback::ScaledSign { scale }
+                    } else {
+                        Feedback::Matrix(wt.clone().detach().sign().mul_scalar(scale))
+                    };
+                    let y = feedback_conv2d_with(xt.clone(), wt.clone(), fb, None, options.clone());
+                    let g = (y * up.clone()).sum().backward();
+                    (xt.grad(&g).map(bits4), bits4(wt.grad(&g).unwrap()))
+                };
+                let (lazy, eager) = (run(true), run(false));
+                assert_eq!(lazy, eager, "conv on {name}, x tracked: {x_tracked}");
+                assert_eq!(lazy.0.is_some(), x_tracked);
+            }
         }
     }
 

@@ -7,6 +7,8 @@
 //! pseudo-gradient. See `docs/rules.md` for the math.
 
 use burn::tensor::{Distribution, Tensor};
+
+use crate::ops::Feedback;
 use serde::{Deserialize, Serialize};
 
 /// Backpropagation, the control: `B` is `W`. Gradients equal Burn's own layers exactly.
@@ -263,6 +265,21 @@ impl Rule {
         }
     }
 
+    /// What the feedback op sends the error through: [`Feedback::ScaledSign`] for uSF (its `B`
+    /// is formed in the backward pass, only where an input gradient is needed), otherwise the
+    /// matrix of [`feedback_matrix`](Self::feedback_matrix). Arguments as there.
+    pub fn feedback<const D: usize>(
+        &self,
+        weight: &Tensor<D>,
+        stored: Option<Tensor<D>>,
+        scale: f64,
+    ) -> Feedback<D> {
+        match self {
+            Rule::UniformSignSymmetry(_) => Feedback::ScaledSign { scale },
+            _ => Feedback::Matrix(self.feedback_matrix(weight, stored, scale)),
+        }
+    }
+
     /// The feedback matrix `B` the backward pass uses.
     ///
     /// - `weight`: `W` (any rank; the result has its shape).
@@ -282,7 +299,7 @@ impl Rule {
             Rule::Backprop(_) => weight.clone().detach(),
             Rule::FeedbackAlignment(_) | Rule::WeightMirror(_) => stored().detach(),
             Rule::KolenPollack(_) => stored(),
-            Rule::UniformSignSymmetry(_) => weight.clone().detach().sign().mul_scalar(scale),
+            Rule::UniformSignSymmetry(_) => Feedback::ScaledSign { scale }.matrix(weight),
             Rule::BatchRandomSignSymmetry(_) => {
                 let signs = weight.clone().detach().sign();
                 signs.random_like(absolute_magnitude_distribution(scale)) * signs

@@ -6,7 +6,7 @@ use burn::nn::conv::Conv2d;
 use burn::nn::{Initializer, PaddingConfig2d};
 use burn::tensor::ops::ConvOptions;
 use burn::tensor::{Device, Tensor};
-use wt_core::{Rule, WeightMirror, feedback_conv2d, mirror::conv2d_mirror_correlation};
+use wt_core::{Rule, WeightMirror, feedback_conv2d_with, mirror::conv2d_mirror_correlation};
 
 use crate::feedback::{self, init_rule_state};
 use crate::module_impl::feedback_module;
@@ -195,12 +195,12 @@ impl FeedbackConv2d {
         let weight = self.weight.val();
         let input = pass::probe_input(input, self.weight.id);
         let rule = feedback::effective_rule(&self.rule);
-        let fb = rule.feedback_matrix(
+        let fb = rule.feedback(
             &weight,
             self.feedback.as_ref().map(|p| p.val()),
             self.sign_scale,
         );
-        feedback_conv2d(
+        feedback_conv2d_with(
             input,
             weight,
             fb,

@@ -4,7 +4,7 @@ use burn::config::Config;
 use burn::module::Param;
 use burn::nn::{Initializer, Linear};
 use burn::tensor::{Device, Tensor};
-use wt_core::{Rule, WeightMirror, feedback_linear, mirror::linear_correlation};
+use wt_core::{Rule, WeightMirror, feedback_linear_with, mirror::linear_correlation};
 
 use crate::feedback::{self, init_rule_state};
 use crate::module_impl::feedback_module;
@@ -115,12 +115,12 @@ impl FeedbackLinear {
         let weight = self.weight.val();
         let input = pass::probe_input(input, self.weight.id);
         let rule = feedback::effective_rule(&self.rule);
-        let fb = rule.feedback_matrix(
+        let fb = rule.feedback(
             &weight,
             self.feedback.as_ref().map(|p| p.val()),
             self.sign_scale,
         );
-        feedback_linear(input, weight, fb, self.bias.as_ref().map(|b| b.val()))
+        feedback_linear_with(input, weight, fb, self.bias.as_ref().map(|b| b.val()))
     }
 
     /// The `B` the backward pass uses now, `[d_input, d_output]` (a fresh draw for brSF).
