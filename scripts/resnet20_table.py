@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parent.parent
 RULES = ["bp", "kp", "wm", "usf", "frsf", "brsf", "fa"]
 HEADER = (
     "| rule | epochs | test | validation | top-5 | B–W angle: conv range (median) / fc (°) "
-    "| error angles (°) | test after each epoch | s / epoch |\n"
+    "| error angles: range (mean) (°) | test after each epoch | s / epoch |\n"
     "|---|---|---|---|---|---|---|---|---|"
 )
 
@@ -47,7 +47,7 @@ def row(rule, epochs):
     return (
         f"| {rule} | {len(rows)}/{epochs} | {test} | {val} | {pct(last['test_top5'])}% "
         f"| {min(conv):.1f}–{max(conv):.1f} (median {statistics.median(conv):.1f}) / {fc[0]:.1f} "
-        f"| {min(err):.1f}–{max(err):.1f} "
+        f"| {min(err):.1f}–{max(err):.1f} ({statistics.mean(err):.1f}) "
         f"| {' / '.join(pct(r['test_accuracy']) for r in rows)} "
         f"| {' / '.join(secs(r) for r in rows)} |"
     )
