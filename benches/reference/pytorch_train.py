@@ -188,16 +188,14 @@ def normalise(x):
     return (x.float() / 255.0 - MEAN) / STD
 
 
-def evaluate(model, x, y):
+def accuracy(model, x, y):
     model.eval()
-    correct, loss = 0, 0.0
+    correct = 0
     with torch.no_grad():
         for i in range(0, len(x), 500):
-            out = model(normalise(x[i:i + 500]))
-            loss += F.cross_entropy(out, y[i:i + 500], reduction="sum").item()
-            correct += (out.argmax(1) == y[i:i + 500]).sum().item()
+            correct += (model(normalise(x[i:i + 500])).argmax(1) == y[i:i + 500]).sum().item()
     model.train()
-    return loss / len(x), correct / len(x)
+    return correct / len(x)
 
 
 def main():
@@ -214,6 +212,8 @@ def main():
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--threads", type=int, default=1)
     a = p.parse_args()
+    if a.epochs < 1:
+        p.error("--epochs must be at least 1")
     torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
     parts = [read_cifar(os.path.join(a.data, f"data_batch_{i}.bin")) for i in range(1, 6)]
@@ -238,16 +238,16 @@ def main():
             xb, yb = normalise(augment(train_x[idx], gen)), train_y[idx]
             out = model(xb)
             loss = F.cross_entropy(out, yb)
-            if not math.isfinite(loss.item()):
+            value = loss.item()
+            if not math.isfinite(value):
                 raise SystemExit(f"non-finite loss at epoch {epoch}, step {i // a.batch + 1}")
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             seen += len(idx)
-            total_loss += loss.item() * len(idx)
+            total_loss += value * len(idx)
             correct += (out.argmax(1) == yb).sum().item()
-        _, val_acc = evaluate(model, val_x, val_y)
-        test_loss, test_acc = evaluate(model, test_x, test_y)
+        val_acc, test_acc = accuracy(model, val_x, val_y), accuracy(model, test_x, test_y)
         print(f"epoch {epoch}/{a.epochs} lr {lr:.4g}: train loss {total_loss / seen:.4f}, "
               f"train {100 * correct / seen:.2f}%, validation {100 * val_acc:.2f}%, "
               f"test {100 * test_acc:.2f}% ({time.time() - start:.0f} s)", flush=True)
