@@ -4,12 +4,18 @@
     cargo build --release --example bench_models
     /tmp/torch/bin/python benches/reference/compare.py            # flex, BP and FA
 
-Run it on an idle machine: PyTorch's thread pool slows badly when another process takes a
-core. Options: --bench PATH (the bench_models binary), --device NAME, --models, --steps.
+Model by model, the two programs take turns (wt, PyTorch, wt, PyTorch, ... --sittings times),
+each measuring the model's rules interleaved for --steps steps (the MLP: --mlp-steps, its
+10-20 ms steps need more). Each cell is the median over the sittings of that program's median
+step, so a slow stretch of a noisy machine hits both sides alike; the spread (lowest and
+highest sitting) is printed beside it. Run it on an idle machine: PyTorch's thread pool slows
+badly when another process takes a core. Options: --bench PATH (the bench_models binary),
+--device NAME, --models, --rules (of bp, fa, usf), --steps, --mlp-steps, --sittings.
 """
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 
@@ -18,7 +24,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 def rows(cmd):
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
-    return {(r["model"], r["rule"]): r for r in
+    return {(r["model"], r["rule"]): r["step_ms"] for r in
             (json.loads(l) for l in out.splitlines() if l.startswith("{"))}
 
 
@@ -28,19 +34,40 @@ def main():
     p.add_argument("--bench", default=os.path.join(target, "release", "examples", "bench_models"))
     p.add_argument("--device", default="flex")
     p.add_argument("--models", default="mlp,resnet20,resnet18")
-    p.add_argument("--steps", default="5")
+    p.add_argument("--rules", default="bp,fa", help="of bp, fa, usf (PyTorch's three)")
+    p.add_argument("--steps", type=int, default=5)
+    p.add_argument("--mlp-steps", type=int, default=41)
+    p.add_argument("--sittings", type=int, default=3)
     a = p.parse_args()
-    wt = rows([a.bench, "--device", a.device, "--models", a.models, "--rules", "bp,fa",
-               "--steps", a.steps])
-    torch = rows([sys.executable, os.path.join(HERE, "pytorch_models.py"), "--models", a.models,
-                  "--steps", a.steps])
-    print(f"{'model':<10}{'rule':<6}{'wt ms':>9}{'torch ms':>10}{'wt/torch':>10}")
-    for key in sorted(wt):
+    if a.sittings < 1 or a.steps < 1 or a.mlp_steps < 1:
+        p.error("--sittings, --steps and --mlp-steps must be at least 1")
+    if not os.path.isfile(a.bench):
+        p.error(f"--bench: no bench_models binary at {a.bench} (cargo build --release "
+                "--example bench_models, or pass its path)")
+    wt, torch = {}, {}
+    for model in a.models.split(","):
+        steps = str(a.mlp_steps if model == "mlp" else a.steps)
+        for _ in range(a.sittings):
+            for into, cmd in (
+                    (wt, [a.bench, "--device", a.device]),
+                    (torch, [sys.executable, os.path.join(HERE, "pytorch_models.py")])):
+                for key, ms in rows(cmd + ["--models", model, "--rules", a.rules,
+                                           "--steps", steps]).items():
+                    into.setdefault(key, []).append(ms)
+    print(f"{'model':<10}{'rule':<6}{'wt ms':>9}{'(range)':>17}{'torch ms':>10}{'(range)':>17}"
+          f"{'wt/torch':>10}")
+    span = lambda v: f"({min(v):.1f}-{max(v):.1f})"
+    for key in wt:
         if key in torch:
-            w, t = wt[key]["step_ms"], torch[key]["step_ms"]
-            print(f"{key[0]:<10}{key[1]:<6}{w:>9.1f}{t:>10.1f}{w / t:>10.2f}")
+            w, t = statistics.median(wt[key]), statistics.median(torch[key])
+            print(f"{key[0]:<10}{key[1]:<6}{w:>9.1f}{span(wt[key]):>17}{t:>10.1f}"
+                  f"{span(torch[key]):>17}{w / t:>10.2f}")
+    for key in wt:
+        if key in torch:
+            w, t = statistics.median(wt[key]), statistics.median(torch[key])
             print(json.dumps({"model": key[0], "rule": key[1], "backend": a.device,
-                              "wt_step_ms": w, "pytorch_step_ms": t, "ratio": round(w / t, 3)}))
+                              "wt_step_ms": w, "pytorch_step_ms": t, "ratio": round(w / t, 3),
+                              "sittings": a.sittings}))
 
 
 if __name__ == "__main__":
