@@ -46,6 +46,7 @@ struct Case {
 }
 
 fn main() {
+    wt::wt_core::allocator::keep_freed_memory();
     if let Err(e) = run() {
         eprintln!("error: {e}");
         std::process::exit(2);

@@ -71,6 +71,7 @@ impl ImageClassifier for SmallConvNet {
 }
 
 fn main() {
+    wt::wt_core::allocator::keep_freed_memory();
     if let Err(e) = run() {
         eprintln!("error: {e}");
         std::process::exit(2);

@@ -98,6 +98,7 @@ where
 }
 
 fn main() {
+    wt::wt_core::allocator::keep_freed_memory();
     if let Err(e) = run() {
         eprintln!("error: {e}");
         std::process::exit(2);

@@ -5,10 +5,13 @@
 //!   through feedback weights `B` (`dx = g·Bᵀ`, `dx = conv_transpose2d(g, B)`),
 //! - [`rule`]: the learning rules (BP, FA, uSF, brSF, frSF, KP, WM), each a type of its own,
 //! - [`mirror`]: the weight-mirror correlations `ξᵀ(ξW)/n` for dense and conv layers,
-//! - [`metrics`]: angles and norm ratios between `B` and `W`, or between two error signals.
+//! - [`metrics`]: angles and norm ratios between `B` and `W`, or between two error signals,
+//! - [`device`]: backend and device names, [`allocator`]: glibc's allocator kept from unmapping
+//!   the temporaries every CPU training step frees.
 //!
 //! The modules that use them live in `wt-nn`.
 
+pub mod allocator;
 pub mod device;
 pub mod metrics;
 pub mod mirror;

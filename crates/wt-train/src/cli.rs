@@ -480,6 +480,8 @@ pub fn run(preset: Preset, args: &[String]) -> Result<(), TrainError> {
 
 /// `main` of an example: runs and exits with status 2 and the message on error.
 pub fn main(preset: Preset) {
+    // CPU steps free and reallocate the same large temporaries: keep them (see the module).
+    wt_models::wt_nn::wt_core::allocator::keep_freed_memory();
     let args: Vec<String> = std::env::args().skip(1).collect();
     if let Err(e) = run(preset, &args) {
         eprintln!("error: {e}");
