@@ -1,5 +1,6 @@
-//! What a rule costs over Burn's own layer: forward + backward (+ the rule's per-step work:
-//! brSF's redraw, WM's mirror step) of one dense and two conv layers, each rule against
+//! What a rule costs over Burn's own layer: forward + backward (the input's gradient, where the
+//! rule's `B` acts, and the parameters') + the rule's per-step work (brSF's redraw, WM's mirror
+//! step) of one dense and two conv layers, each rule against
 //! `burn::nn::Linear` / `Conv2d`. Burn's layer and the rules are measured in rounds, one step
 //! each per round, so that drift of a noisy machine hits all alike; medians.
 //!
@@ -22,15 +23,19 @@ use wt::{FeedbackConv2dConfig, FeedbackLinearConfig, Rule};
 mod layer_step;
 use layer_step::step;
 
-/// Runs every case once per round, `warmup + reps` rounds; returns each case's median.
+/// Runs every case once per round, `warmup + reps` rounds; returns each case's median. Each
+/// round starts one case later than the last (round `r` runs case `r mod n` first), so that no
+/// case always follows the same neighbour (what a case leaves in the allocator and caches
+/// changes the next one's time).
 fn interleaved(cases: &mut [Box<dyn FnMut() + '_>], warmup: usize, reps: usize) -> Vec<Duration> {
-    let mut times = vec![Vec::new(); cases.len()];
+    let n = cases.len();
+    let mut times = vec![Vec::new(); n];
     for round in 0..warmup + reps {
-        for (case, t) in cases.iter_mut().zip(times.iter_mut()) {
+        for i in (0..n).map(|k| (round + k) % n) {
             let start = Instant::now();
-            case();
+            cases[i]();
             if round >= warmup {
-                t.push(start.elapsed());
+                times[i].push(start.elapsed());
             }
         }
     }
@@ -44,6 +49,7 @@ fn interleaved(cases: &mut [Box<dyn FnMut() + '_>], warmup: usize, reps: usize) 
 }
 
 fn main() {
+    wt::wt_core::allocator::keep_freed_memory();
     let (mut device_name, mut reps, mut warmup) = ("flex".to_string(), 15usize, 3usize);
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
@@ -81,7 +87,10 @@ fn main() {
 
     // Dense: batch 128, 1024 -> 1024.
     {
-        let x = Tensor::<2>::random([128, 1024], Distribution::Normal(0.0, 1.0), &ad);
+        // A tracked input, as for any layer but a network's first: the backward pass computes
+        // the input gradient, which is where a rule's feedback weights act.
+        let x =
+            Tensor::<2>::random([128, 1024], Distribution::Normal(0.0, 1.0), &ad).require_grad();
         let fwd = |m: &burn::nn::Linear| m.forward(x.clone());
         let ffwd = |m: &wt::FeedbackLinear| m.forward(x.clone());
         let burn_layer = LinearConfig::new(1024, 1024).init(&ad);
@@ -105,7 +114,8 @@ fn main() {
     }
 
     // Conv: batch 32, 64 -> 64 channels, 32x32, 3x3, padding 1; and a stride-2 case.
-    let x = Tensor::<4>::random([32, 64, 32, 32], Distribution::Normal(0.0, 1.0), &ad);
+    let x =
+        Tensor::<4>::random([32, 64, 32, 32], Distribution::Normal(0.0, 1.0), &ad).require_grad();
     for (label, stride) in [("conv", 1), ("conv_s2", 2)] {
         let fwd = |m: &burn::nn::conv::Conv2d| m.forward(x.clone());
         let ffwd = |m: &wt::FeedbackConv2d| m.forward(x.clone());

@@ -1,5 +1,6 @@
 //! One layer's training-step work as both layer benchmarks time it (`benches/feedback_layers.rs`
-//! and `examples/bench_rules.rs` include this file): forward, a squared-output loss, backward,
+//! and `examples/bench_rules.rs` include this file): forward, a squared-output loss, backward
+//! (both feed a tracked input, so it includes the input gradient, `g·B` for a feedback layer),
 //! gradients collected per parameter, the rules' per-step work (a gradient-mode mirror's
 //! pseudo-gradient, the default mirror's direct update), device sync.
 
