@@ -1,8 +1,8 @@
 //! Training-step throughput of the zoo models for every rule on one device: forward,
 //! cross-entropy, backward, the rules' `B` gradients, SGD-momentum step, device sync. Random
 //! inputs (data loading is measured by `data_throughput`), median of `--steps` steps after
-//! `--warmup` steps, rules interleaved round by round so that drift of a noisy machine hits
-//! every rule alike.
+//! `--warmup` steps, rules interleaved round by round (each round starting one rule later) so
+//! that drift of a noisy machine hits every rule alike.
 //!
 //! ```text
 //! cargo run --release --example bench_models                                   # flex, all
@@ -11,7 +11,7 @@
 //! ```
 //! Options: `--device NAME` (flex), `--models mlp,resnet20,resnet18` (all three; ResNet-18 with
 //! the CIFAR stem at batch 32, the others at batch 128), `--rules bp,fa,...` (all),
-//! `--steps N` (5), `--warmup N` (2). Prints a table and one JSON line per row:
+//! `--steps N` (41 for the MLP, whose steps take 10-20 ms, 5 for the others), `--warmup N` (2). Prints a table and one JSON line per row:
 //! `{"model":"resnet20","rule":"fa","backend":"flex","batch":128,"step_ms":..,"images_per_s":..,"ratio_to_bp":..}`.
 
 use std::time::{Duration, Instant};
@@ -59,7 +59,7 @@ fn run() -> Result<(), String> {
         "mlp,resnet20,resnet18".to_string(),
         Rule::NAMES.join(","),
     );
-    let (mut steps, mut warmup) = (5usize, 2usize);
+    let (mut steps, mut warmup) = (None::<usize>, 2usize);
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
         let value = args.next().ok_or(format!("{flag} needs a value"))?;
@@ -71,7 +71,7 @@ fn run() -> Result<(), String> {
             "--device" => device_name = value,
             "--models" => models = value,
             "--rules" => rules = value,
-            "--steps" => steps = int(&value)?.max(1),
+            "--steps" => steps = Some(int(&value)?.max(1)),
             "--warmup" => warmup = int(&value)?,
             _ => return Err(format!("unknown option {flag}")),
         }
@@ -115,8 +115,13 @@ fn run() -> Result<(), String> {
                 }
             })
             .collect();
+        let n = cases.len();
+        let steps = steps.unwrap_or(if arch == Architecture::Mlp { 41 } else { 5 });
         for round in 0..warmup + steps {
-            for case in cases.iter_mut() {
+            // Each round starts one rule later, so that no rule always runs first or after the
+            // same neighbour.
+            for i in (0..n).map(|k| (round + k) % n) {
+                let case = &mut cases[i];
                 let model = case.model.take().expect("model present between steps");
                 let start = Instant::now();
                 let loss = criterion.forward(model.forward(x.clone()), y.clone());
