@@ -81,20 +81,29 @@ pub fn parse_device(name: &str) -> Result<Device, String> {
     }
 }
 
-/// Whether a wgpu adapter can run a small kernel here. Errors inside wgpu/CubeCL surface as
-/// panics, so this runs the probe under `catch_unwind` with the panic message silenced.
+/// Whether a wgpu adapter can run a small kernel here, probed once per process. Errors inside
+/// wgpu/CubeCL surface as panics, so the probe runs under `catch_unwind`; where it fails, the
+/// panic's message is printed once. (It does not swap the panic hook: tests run in parallel
+/// threads, and a hook swapped by one would silence, or keep silencing, the others' failures.)
 #[cfg(feature = "wgpu")]
 pub fn wgpu_works() -> bool {
-    let hook = std::panic::take_hook();
-    std::panic::set_hook(Box::new(|_| {}));
-    let ok = std::panic::catch_unwind(|| {
-        let d = Device::wgpu(burn::tensor::DeviceKind::DefaultDevice);
-        let t = burn::tensor::Tensor::<1>::from_floats([1.0, 2.0], &d);
-        t.sum().into_scalar::<f32>() == 3.0
+    static WORKS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *WORKS.get_or_init(|| {
+        std::panic::catch_unwind(|| {
+            let d = Device::wgpu(burn::tensor::DeviceKind::DefaultDevice);
+            let t = burn::tensor::Tensor::<1>::from_floats([1.0, 2.0], &d);
+            t.sum().into_scalar::<f32>() == 3.0
+        })
+        .unwrap_or(false)
     })
-    .unwrap_or(false);
-    std::panic::set_hook(hook);
-    ok
+}
+
+/// Serialises the tests of one process that draw from the devices' random streams: Burn seeds
+/// one global stream per backend, so a test that seeds and then compares two draws fails when
+/// another test draws in between. Every such test holds this guard for its whole body.
+pub fn device_test_lock() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Devices that tests run on: every CPU backend built, plus wgpu when built and an adapter

@@ -67,6 +67,7 @@ mod tests {
     /// The dense correlation is `ξᵀ(ξ·W)/n` for the noise the device's RNG draws.
     #[test]
     fn linear_correlation_is_the_explicit_product() {
+        let _serial = crate::device::device_test_lock();
         for (name, device) in test_devices() {
             let w = Tensor::<2>::random([6, 4], Distribution::Normal(0.0, 1.0), &device);
             device.seed(21);

@@ -625,6 +625,7 @@ mod tests {
 
     #[test]
     fn linear_gradients_match_explicit_math_on_every_device() {
+        let _serial = crate::device::device_test_lock();
         for (name, device) in test_devices() {
             eprintln!("linear on {name}");
             check_linear(&device, [6, 7], true);
@@ -635,6 +636,7 @@ mod tests {
 
     #[test]
     fn tracked_feedback_receives_the_weight_gradient() {
+        let _serial = crate::device::device_test_lock();
         for (_, device) in test_devices() {
             let ad = device.clone().autodiff();
             let x = rand([8, 6], &ad);
@@ -651,6 +653,7 @@ mod tests {
     /// input gradient.
     #[test]
     fn scaled_sign_feedback_equals_its_matrix_bit_for_bit() {
+        let _serial = crate::device::device_test_lock();
         let scale = 0.0371;
         let bits = |t: Tensor<2>| t.into_data().to_vec::<f32>().unwrap();
         let bits4 = |t: Tensor<4>| t.into_data().to_vec::<f32>().unwrap();
@@ -771,6 +774,7 @@ mod tests {
 
     #[test]
     fn conv_gradients_match_explicit_math_on_every_device() {
+        let _serial = crate::device::device_test_lock();
         let cases = [
             ConvCase {
                 channels: [3, 4],

@@ -338,6 +338,7 @@ mod tests {
 
     #[test]
     fn mirror_pseudo_gradient_is_the_plain_update_over_the_learning_rate() {
+        let _serial = crate::device::device_test_lock();
         let device = test_devices()[0].1.clone();
         let wm = WeightMirror {
             mirror_steps: 3,
@@ -361,6 +362,7 @@ mod tests {
     /// at every call.
     #[test]
     fn batch_random_sign_symmetry_draws_fresh_uniform_magnitudes_with_ws_signs() {
+        let _serial = crate::device::device_test_lock();
         let device = test_devices()[0].1.clone();
         let w = Tensor::<2>::random([200, 300], Distribution::Normal(0.0, 1.0), &device);
         let rule = Rule::BatchRandomSignSymmetry(BatchRandomSignSymmetry);
@@ -385,6 +387,7 @@ mod tests {
 
     #[test]
     fn rule_names_round_trip_and_unknown_names_are_errors() {
+        let _serial = crate::device::device_test_lock();
         for name in Rule::NAMES {
             assert_eq!(name.parse::<Rule>().unwrap().name(), name);
         }

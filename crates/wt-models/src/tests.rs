@@ -15,8 +15,7 @@ fn forward_parameters(model: &impl Module) -> usize {
 /// The backends' random generator is per process: tests that draw from it (model init,
 /// random inputs) take turns, so a test's seed fixes what it draws.
 fn serial() -> std::sync::MutexGuard<'static, ()> {
-    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+    wt_nn::wt_core::device::device_test_lock()
 }
 
 fn config(arch: Architecture, classes: usize, channels: usize, side: usize) -> ModelConfig {

@@ -27,6 +27,7 @@ fn all_rules() -> Vec<Rule> {
 
 #[test]
 fn backprop_layers_match_burn_layers_exactly() {
+    let _serial = wt_core::device::device_test_lock();
     for (name, device) in test_devices() {
         let ad = device.autodiff();
         // Linear.
@@ -98,6 +99,7 @@ fn expected_feedback<const D: usize>(
 
 #[test]
 fn every_rule_sends_the_error_through_its_feedback_matrix() {
+    let _serial = wt_core::device::device_test_lock();
     use burn::tensor::module::{conv_transpose2d, conv2d, linear};
     use burn::tensor::ops::ConvTransposeOptions;
     for (name, device) in test_devices() {
@@ -213,6 +215,7 @@ fn kp_run(device: &Device, sgd: SgdConfig, lr: f64, steps: usize) -> Vec<f64> {
 
 #[test]
 fn kolen_pollack_closes_the_gap_at_the_weight_decay_rate() {
+    let _serial = wt_core::device::device_test_lock();
     for (name, device) in test_devices() {
         let (lr, decay, k) = (0.05, 0.1, 20);
         let gaps = kp_run(
@@ -293,6 +296,7 @@ struct TwoLayer {
 
 #[test]
 fn a_two_layer_model_learns_with_every_rule() {
+    let _serial = wt_core::device::device_test_lock();
     for (name, device) in test_devices() {
         for rule in all_rules() {
             let (first, last, _) = train_two_layers(two_layers(rule, &device), &device, 30);
@@ -307,6 +311,7 @@ fn a_two_layer_model_learns_with_every_rule() {
 
 #[test]
 fn fa_keeps_b_fixed_and_usf_tracks_the_sign_of_w() {
+    let _serial = wt_core::device::device_test_lock();
     for (name, device) in test_devices() {
         let before = two_layers("fa".parse().unwrap(), &device);
         let b0 = before.b.feedback.as_ref().unwrap().val().inner();
@@ -369,6 +374,7 @@ fn mirror_rule(mirror_lr: f64, mirror_batch: usize) -> Rule {
 /// on the current `W`; a `Gradient` mirror only through the pseudo-gradient.
 #[test]
 fn mirror_update_and_pseudo_gradient_each_serve_their_own_mode() {
+    let _serial = wt_core::device::device_test_lock();
     for (name, device) in test_devices() {
         let ad = device.clone().autodiff();
         for update in [MirrorUpdate::Direct, MirrorUpdate::Gradient] {
@@ -412,6 +418,7 @@ fn mirror_update_and_pseudo_gradient_each_serve_their_own_mode() {
 
 #[test]
 fn mirror_steps_alone_align_b_with_w_linear() {
+    let _serial = wt_core::device::device_test_lock();
     for (name, device) in test_devices() {
         let t = std::time::Instant::now();
         let layer = FeedbackLinearConfig::new(256, 256)
@@ -435,6 +442,7 @@ fn mirror_steps_alone_align_b_with_w_linear() {
 
 #[test]
 fn mirror_steps_alone_align_b_with_w_conv() {
+    let _serial = wt_core::device::device_test_lock();
     for (name, device) in test_devices() {
         // W as a matrix is [256, 32·3·3]; 64 noise samples of 4x4 positions a step.
         let t = std::time::Instant::now();
@@ -460,6 +468,7 @@ fn mirror_steps_alone_align_b_with_w_conv() {
 
 #[test]
 fn records_carry_feedback_weights() {
+    let _serial = wt_core::device::device_test_lock();
     let device = test_devices()[0].1.clone();
     let dir = std::env::temp_dir().join(format!("wt-nn-record-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -490,6 +499,7 @@ fn records_carry_feedback_weights() {
 
 #[test]
 fn alignment_helpers_reach_nested_layers() {
+    let _serial = wt_core::device::device_test_lock();
     #[derive(Module, Debug)]
     struct Block {
         conv: FeedbackConv2d,

@@ -67,8 +67,7 @@ fn mnist_config(rule: &str, epochs: usize, subset: usize) -> TrainConfig {
 /// one test's draws do not interleave with another's (a run is deterministic given its seed
 /// only when it is the one drawing).
 fn serial() -> std::sync::MutexGuard<'static, ()> {
-    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+    wt_models::wt_nn::wt_core::device::device_test_lock()
 }
 
 fn quiet() -> FitOptions {
