@@ -14,8 +14,6 @@
 //! `--steps N` (41 for the MLP, whose steps take 10-20 ms, 5 for the others), `--warmup N` (2). Prints a table and one JSON line per row:
 //! `{"model":"resnet20","rule":"fa","backend":"flex","batch":128,"step_ms":..,"images_per_s":..,"ratio_to_bp":..}`.
 
-use std::time::{Duration, Instant};
-
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::momentum::MomentumConfig;
 use burn::optim::{GradientsParams, ModuleOptimizer, SgdConfig};
@@ -37,13 +35,9 @@ fn shape(name: &str) -> Result<(Architecture, usize, usize, usize), String> {
     }
 }
 
-/// One benchmarked configuration: its model, optimizer and a fixed random batch.
-struct Case {
-    rule: &'static str,
-    model: Option<Model>,
-    optim: ModuleOptimizer,
-    times: Vec<Duration>,
-}
+#[path = "../benches/common/interleaved.rs"]
+mod interleaved;
+use interleaved::interleaved;
 
 fn main() {
     wt::wt_core::allocator::keep_freed_memory();
@@ -101,53 +95,40 @@ fn run() -> Result<(), String> {
         );
         let labels: Vec<i64> = (0..batch as i64).map(|i| i % 10).collect();
         let y = Tensor::<1, Int>::from_data(TensorData::new(labels, [batch]), &ad);
-        let mut cases: Vec<Case> = rule_names
+        // One case per rule: its model and optimizer, one training step on the fixed batch.
+        let mut cases: Vec<Box<dyn FnMut() -> Result<(), String> + '_>> = rule_names
             .iter()
             .map(|&rule| {
-                let rule_value: Rule = rule.parse().expect("a rule of Rule::NAMES");
-                Case {
-                    rule,
-                    model: Some(ModelConfig::new(arch, 10, channels, side, rule_value).init(&ad)),
-                    optim: SgdConfig::new()
-                        .with_momentum(Some(MomentumConfig::new().with_dampening(0.0)))
-                        .init(),
-                    times: Vec::new(),
-                }
+                let rule: Rule = rule.parse().expect("a rule of Rule::NAMES");
+                let mut model: Option<Model> =
+                    Some(ModelConfig::new(arch, 10, channels, side, rule).init(&ad));
+                let mut optim: ModuleOptimizer = SgdConfig::new()
+                    .with_momentum(Some(MomentumConfig::new().with_dampening(0.0)))
+                    .init();
+                let (x, y, criterion, device) = (&x, &y, &criterion, &device);
+                Box::new(move || {
+                    let m = model.take().expect("model present between steps");
+                    let loss = criterion.forward(m.forward(x.clone()), y.clone());
+                    let mut grads = GradientsParams::from_grads(loss.backward(), &m);
+                    wt::add_feedback_gradients(&m, &mut grads, 0.01 / 0.1);
+                    model = Some(wt::mirror_update(optim.step(0.01, m, grads)));
+                    device.sync().map_err(|e| format!("device sync: {e:?}"))
+                }) as Box<dyn FnMut() -> Result<(), String>>
             })
             .collect();
-        let n = cases.len();
         let steps = steps.unwrap_or(if arch == Architecture::Mlp { 41 } else { 5 });
-        for round in 0..warmup + steps {
-            // Each round starts one rule later, so that no rule always runs first or after the
-            // same neighbour.
-            for i in (0..n).map(|k| (round + k) % n) {
-                let case = &mut cases[i];
-                let model = case.model.take().expect("model present between steps");
-                let start = Instant::now();
-                let loss = criterion.forward(model.forward(x.clone()), y.clone());
-                let mut grads = GradientsParams::from_grads(loss.backward(), &model);
-                wt::add_feedback_gradients(&model, &mut grads, 0.01 / 0.1);
-                let model = wt::mirror_update(case.optim.step(0.01, model, grads));
-                device.sync().map_err(|e| format!("device sync: {e:?}"))?;
-                if round >= warmup {
-                    case.times.push(start.elapsed());
-                }
-                case.model = Some(model);
-            }
-        }
-        let median = |c: &Case| {
-            let mut t = c.times.clone();
-            t.sort();
-            t[t.len() / 2].as_secs_f64()
-        };
-        let bp = cases.iter().find(|c| c.rule == "bp").map(median);
-        for case in &cases {
-            let s = median(case);
+        let medians = interleaved(&mut cases, warmup, steps)?;
+        let bp = rule_names
+            .iter()
+            .position(|r| *r == "bp")
+            .map(|i| medians[i].as_secs_f64());
+        for (rule, median) in rule_names.iter().zip(&medians) {
+            let s = median.as_secs_f64();
             let ratio = bp.map(|b| s / b);
             println!(
                 "{:<10}{:<6}{:>5}{:>9.1}{:>10.1}{:>12}",
                 name.trim(),
-                case.rule,
+                rule,
                 batch,
                 s * 1e3,
                 batch as f64 / s,
@@ -156,7 +137,7 @@ fn run() -> Result<(), String> {
             rows.push(format!(
                 "{{\"model\":\"{}\",\"rule\":\"{}\",\"backend\":\"{device_name}\",\"batch\":{batch},\"step_ms\":{:.2},\"images_per_s\":{:.1},\"ratio_to_bp\":{}}}",
                 name.trim(),
-                case.rule,
+                rule,
                 s * 1e3,
                 batch as f64 / s,
                 ratio.map_or("null".to_string(), |r| format!("{r:.3}"))

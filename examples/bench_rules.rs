@@ -11,8 +11,6 @@
 //! Options: `--device NAME` (flex), `--reps N` (15), `--warmup N` (3). Prints a table and one
 //! JSON line per row: `{"layer":"linear","rule":"fa","backend":"flex","ratio_to_burn":1.01}`.
 
-use std::time::{Duration, Instant};
-
 use burn::nn::conv::Conv2dConfig;
 use burn::nn::{LinearConfig, PaddingConfig2d};
 use burn::tensor::{Device, Distribution, Tensor};
@@ -22,30 +20,18 @@ use wt::{FeedbackConv2dConfig, FeedbackLinearConfig, Rule};
 #[path = "../benches/common/layer_step.rs"]
 mod layer_step;
 use layer_step::step;
+#[path = "../benches/common/interleaved.rs"]
+mod interleaved;
+use interleaved::interleaved;
 
-/// Runs every case once per round, `warmup + reps` rounds; returns each case's median. Each
-/// round starts one case later than the last (round `r` runs case `r mod n` first), so that no
-/// case always follows the same neighbour (what a case leaves in the allocator and caches
-/// changes the next one's time).
-fn interleaved(cases: &mut [Box<dyn FnMut() + '_>], warmup: usize, reps: usize) -> Vec<Duration> {
-    let n = cases.len();
-    let mut times = vec![Vec::new(); n];
-    for round in 0..warmup + reps {
-        for i in (0..n).map(|k| (round + k) % n) {
-            let start = Instant::now();
-            cases[i]();
-            if round >= warmup {
-                times[i].push(start.elapsed());
-            }
-        }
-    }
-    times
-        .into_iter()
-        .map(|mut t| {
-            t.sort();
-            t[t.len() / 2]
-        })
-        .collect()
+/// A case of the table: one layer's step, which cannot fail (`step` panics on a failed sync).
+type Case<'a> = Box<dyn FnMut() -> Result<(), std::convert::Infallible> + 'a>;
+
+fn case<'a>(mut step: impl FnMut() + 'a) -> Case<'a> {
+    Box::new(move || {
+        step();
+        Ok(())
+    })
 }
 
 fn main() {
@@ -102,12 +88,11 @@ fn main() {
                     .init(&ad)
             })
             .collect();
-        let mut cases: Vec<Box<dyn FnMut() + '_>> =
-            vec![Box::new(|| step(&burn_layer, &fwd, &device))];
+        let mut cases: Vec<Case> = vec![case(|| step(&burn_layer, &fwd, &device))];
         for layer in &layers {
-            cases.push(Box::new(|| step(layer, &ffwd, &device)));
+            cases.push(case(|| step(layer, &ffwd, &device)));
         }
-        let t = interleaved(&mut cases, warmup, reps);
+        let Ok(t) = interleaved(&mut cases, warmup, reps);
         for ((name, _), time) in rules.iter().zip(&t[1..]) {
             rows.push(("linear", *name, *time, t[0]));
         }
@@ -133,12 +118,11 @@ fn main() {
                     .init(&ad)
             })
             .collect();
-        let mut cases: Vec<Box<dyn FnMut() + '_>> =
-            vec![Box::new(|| step(&burn_conv, &fwd, &device))];
+        let mut cases: Vec<Case> = vec![case(|| step(&burn_conv, &fwd, &device))];
         for layer in &layers {
-            cases.push(Box::new(|| step(layer, &ffwd, &device)));
+            cases.push(case(|| step(layer, &ffwd, &device)));
         }
-        let t = interleaved(&mut cases, warmup, reps);
+        let Ok(t) = interleaved(&mut cases, warmup, reps);
         for ((name, _), time) in rules.iter().zip(&t[1..]) {
             rows.push((label, *name, *time, t[0]));
         }
