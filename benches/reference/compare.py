@@ -57,17 +57,15 @@ def main():
     print(f"{'model':<10}{'rule':<6}{'wt ms':>9}{'(range)':>17}{'torch ms':>10}{'(range)':>17}"
           f"{'wt/torch':>10}")
     span = lambda v: f"({min(v):.1f}-{max(v):.1f})"
-    for key in wt:
-        if key in torch:
-            w, t = statistics.median(wt[key]), statistics.median(torch[key])
-            print(f"{key[0]:<10}{key[1]:<6}{w:>9.1f}{span(wt[key]):>17}{t:>10.1f}"
-                  f"{span(torch[key]):>17}{w / t:>10.2f}")
-    for key in wt:
-        if key in torch:
-            w, t = statistics.median(wt[key]), statistics.median(torch[key])
-            print(json.dumps({"model": key[0], "rule": key[1], "backend": a.device,
-                              "wt_step_ms": w, "pytorch_step_ms": t, "ratio": round(w / t, 3),
-                              "sittings": a.sittings}))
+    both = [(key, statistics.median(wt[key]), statistics.median(torch[key]))
+            for key in wt if key in torch]
+    for key, w, t in both:
+        print(f"{key[0]:<10}{key[1]:<6}{w:>9.1f}{span(wt[key]):>17}{t:>10.1f}"
+              f"{span(torch[key]):>17}{w / t:>10.2f}")
+    for key, w, t in both:
+        print(json.dumps({"model": key[0], "rule": key[1], "backend": a.device,
+                          "wt_step_ms": w, "pytorch_step_ms": t, "ratio": round(w / t, 3),
+                          "sittings": a.sittings}))
 
 
 if __name__ == "__main__":
