@@ -11,8 +11,11 @@
 //! ```
 //! Options: `--device NAME` (flex), `--models mlp,resnet20,resnet18` (all three; ResNet-18 with
 //! the CIFAR stem at batch 32, the others at batch 128), `--rules bp,fa,...` (all),
-//! `--steps N` (41 for the MLP, whose steps take 10-20 ms, 5 for the others), `--warmup N` (2). Prints a table and one JSON line per row:
-//! `{"model":"resnet20","rule":"fa","backend":"flex","batch":128,"step_ms":..,"images_per_s":..,"ratio_to_bp":..}`.
+//! `--steps N` (41 for the MLP, whose steps take 10-20 ms, 5 for the others), `--warmup N` (2),
+//! `--conv-kernels wt|burn|both` (Flex's convolutions through wt's kernels, the default, through
+//! Burn's own ops, or both as separate cases of the same rounds). Prints a table and one JSON
+//! line per row: `{"model":"resnet20","rule":"fa","backend":"flex","conv":"wt","batch":128,
+//! "step_ms":..,"images_per_s":..,"ratio_to_bp":..}` (`ratio_to_bp`: to BP with the same kernels).
 
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::momentum::MomentumConfig;
@@ -54,6 +57,7 @@ fn run() -> Result<(), String> {
         Rule::NAMES.join(","),
     );
     let (mut steps, mut warmup) = (None::<usize>, 2usize);
+    let mut kernels = vec![("wt", true)];
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
         let value = args.next().ok_or(format!("{flag} needs a value"))?;
@@ -67,6 +71,14 @@ fn run() -> Result<(), String> {
             "--rules" => rules = value,
             "--steps" => steps = Some(int(&value)?.max(1)),
             "--warmup" => warmup = int(&value)?,
+            "--conv-kernels" => {
+                kernels = match value.as_str() {
+                    "wt" => vec![("wt", true)],
+                    "burn" => vec![("burn", false)],
+                    "both" => vec![("wt", true), ("burn", false)],
+                    _ => return Err(format!("--conv-kernels: `{value}` is not wt, burn or both")),
+                }
+            }
             _ => return Err(format!("unknown option {flag}")),
         }
     }
@@ -84,7 +96,12 @@ fn run() -> Result<(), String> {
         .collect::<Result<_, _>>()?;
     let criterion = CrossEntropyLossConfig::new().init(&ad);
     let mut rows = Vec::new();
-    println!("model     rule  batch  step_ms  images/s  ratio_to_bp   ({device_name})");
+    println!("model     rule  conv  batch  step_ms  images/s  ratio_to_bp   ({device_name})");
+    // Each case: (rule, kernels' name, whether wt's kernels are on).
+    let case_keys: Vec<(&str, &str, bool)> = rule_names
+        .iter()
+        .flat_map(|&r| kernels.iter().map(move |&(k, on)| (r, k, on)))
+        .collect();
     for name in models.split(',') {
         let (arch, batch, channels, side) = shape(name.trim())?;
         device.seed(1);
@@ -96,9 +113,9 @@ fn run() -> Result<(), String> {
         let labels: Vec<i64> = (0..batch as i64).map(|i| i % 10).collect();
         let y = Tensor::<1, Int>::from_data(TensorData::new(labels, [batch]), &ad);
         // One case per rule: its model and optimizer, one training step on the fixed batch.
-        let mut cases: Vec<Box<dyn FnMut() -> Result<(), String> + '_>> = rule_names
+        let mut cases: Vec<Box<dyn FnMut() -> Result<(), String> + '_>> = case_keys
             .iter()
-            .map(|&rule| {
+            .map(|&(rule, _, kernels_on)| {
                 let rule: Rule = rule.parse().expect("a rule of Rule::NAMES");
                 let mut model: Option<Model> =
                     Some(ModelConfig::new(arch, 10, channels, side, rule).init(&ad));
@@ -107,6 +124,7 @@ fn run() -> Result<(), String> {
                     .init();
                 let (x, y, criterion, device) = (&x, &y, &criterion, &device);
                 Box::new(move || {
+                    wt::wt_core::kernels::set_flex_kernels(kernels_on);
                     let m = model.take().expect("model present between steps");
                     let loss = criterion.forward(m.forward(x.clone()), y.clone());
                     let mut grads = GradientsParams::from_grads(loss.backward(), &m);
@@ -118,24 +136,26 @@ fn run() -> Result<(), String> {
             .collect();
         let steps = steps.unwrap_or(if arch == Architecture::Mlp { 41 } else { 5 });
         let medians = interleaved(&mut cases, warmup, steps)?;
-        let bp = rule_names
-            .iter()
-            .position(|r| *r == "bp")
-            .map(|i| medians[i].as_secs_f64());
-        for (rule, median) in rule_names.iter().zip(&medians) {
+        wt::wt_core::kernels::set_flex_kernels(true);
+        for (&(rule, conv, _), median) in case_keys.iter().zip(&medians) {
+            let bp = case_keys
+                .iter()
+                .position(|&(r, k, _)| r == "bp" && k == conv)
+                .map(|i| medians[i].as_secs_f64());
             let s = median.as_secs_f64();
             let ratio = bp.map(|b| s / b);
             println!(
-                "{:<10}{:<6}{:>5}{:>9.1}{:>10.1}{:>12}",
+                "{:<10}{:<6}{:<6}{:>5}{:>9.1}{:>10.1}{:>12}",
                 name.trim(),
                 rule,
+                conv,
                 batch,
                 s * 1e3,
                 batch as f64 / s,
                 ratio.map_or("-".to_string(), |r| format!("{r:.3}"))
             );
             rows.push(format!(
-                "{{\"model\":\"{}\",\"rule\":\"{}\",\"backend\":\"{device_name}\",\"batch\":{batch},\"step_ms\":{:.2},\"images_per_s\":{:.1},\"ratio_to_bp\":{}}}",
+                "{{\"model\":\"{}\",\"rule\":\"{}\",\"backend\":\"{device_name}\",\"conv\":\"{conv}\",\"batch\":{batch},\"step_ms\":{:.2},\"images_per_s\":{:.1},\"ratio_to_bp\":{}}}",
                 name.trim(),
                 rule,
                 s * 1e3,

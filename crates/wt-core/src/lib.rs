@@ -4,7 +4,9 @@
 //! - [`ops`]: the feedback operations, a Burn backend extension whose backward sends the error
 //!   through feedback weights `B` (`dx = g·Bᵀ`, `dx = conv_transpose2d(g, B)`),
 //! - [`rule`]: the learning rules (BP, FA, uSF, brSF, frSF, KP, WM), each a type of its own,
+//! - [`norm`]: training-mode batch norm as one op on those kernels,
 //! - [`mirror`]: the weight-mirror correlations `ξᵀ(ξW)/n` for dense and conv layers,
+//! - [`kernels`]: the convolutions of a training step ([`Kernels`]; wt's own on Flex),
 //! - [`metrics`]: angles and norm ratios between `B` and `W`, or between two error signals,
 //! - [`device`]: backend and device names, [`allocator`]: glibc's allocator kept from unmapping
 //!   the temporaries every CPU training step frees.
@@ -13,12 +15,16 @@
 
 pub mod allocator;
 pub mod device;
+pub mod kernels;
 pub mod metrics;
 pub mod mirror;
+pub mod norm;
 pub mod ops;
 pub mod rule;
 
+pub use kernels::Kernels;
 pub use metrics::{WeightAlignment, angle_degrees, norm_ratio};
+pub use norm::batch_norm_train;
 pub use ops::{
     Feedback, FeedbackBackend, conv2d_correlation, feedback_conv2d, feedback_conv2d_with,
     feedback_linear, feedback_linear_with,

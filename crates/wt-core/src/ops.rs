@@ -5,7 +5,9 @@
 //! | op | forward | input gradient | weight, bias gradients |
 //! |---|---|---|---|
 //! | [`feedback_linear`] | `y = x·W + b` | `dx = g·Bᵀ` | `dW = xᵀ·g`, `db = Σ g` |
-//! | [`feedback_conv2d`] | `y = conv2d(x, W) + b` | `dx = conv_transpose2d(g, B)` | Burn's own |
+//! | [`feedback_conv2d`] | `y = conv2d(x, W) + b` | `dx = conv_transpose2d(g, B)` | `dW = Σ x ⋆ g`, `db = Σ g` |
+//!
+//! The convolutions run through [`Kernels`]: wt's own kernels on Flex, Burn's ops elsewhere.
 //!
 //! `B` has exactly `W`'s layout (`[d_input, d_output]` for linear, `[c_out, c_in/groups, kh, kw]`
 //! for conv), so no transposes are needed anywhere. When `B` is tracked by autodiff (requires
@@ -25,6 +27,8 @@ use burn::backend::tensor::FloatTensor;
 use burn::backend::{Backend, Scalar, TensorMetadata};
 use burn::tensor::Tensor;
 use burn::tensor::ops::ConvOptions;
+
+use crate::kernels::Kernels;
 
 /// Backend extension with the two feedback operations. Implemented for every backend wt
 /// supports (Flex, NdArray, the CubeCL runtimes behind wgpu and CUDA) and for `Autodiff` over
@@ -100,8 +104,41 @@ pub trait FeedbackBackend: Backend {
     }
 }
 
+/// Flex runs its convolutions through wt's own kernels ([`crate::kernels`]).
 #[cfg(feature = "flex")]
-impl FeedbackBackend for burn::backend::Flex {}
+impl FeedbackBackend for burn::backend::Flex {
+    fn feedback_conv2d(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        feedback: FloatTensor<Self>,
+        sign_scale: Option<f64>,
+        options: ConvOptions<2>,
+    ) -> FloatTensor<Self> {
+        let _ = (feedback, sign_scale);
+        <Self as Kernels>::conv2d_forward(x, weight, None, options)
+    }
+
+    fn feedback_conv2d_bias(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        feedback: FloatTensor<Self>,
+        sign_scale: Option<f64>,
+        bias: FloatTensor<Self>,
+        options: ConvOptions<2>,
+    ) -> FloatTensor<Self> {
+        let _ = (feedback, sign_scale);
+        <Self as Kernels>::conv2d_forward(x, weight, Some(bias), options)
+    }
+
+    fn conv2d_correlation(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        output_grad: FloatTensor<Self>,
+        options: ConvOptions<2>,
+    ) -> FloatTensor<Self> {
+        <Self as Kernels>::conv2d_weight_gradient(x, weight, output_grad, options)
+    }
+}
 #[cfg(feature = "ndarray")]
 #[allow(deprecated)]
 impl FeedbackBackend for burn::backend::NdArray {}
@@ -202,7 +239,7 @@ type ConvState<B> = (
     ConvOptions<2>,
 );
 
-impl<B: Backend, const N: usize> Backward<B, N> for FeedbackConv2dBackward {
+impl<B: Kernels, const N: usize> Backward<B, N> for FeedbackConv2dBackward {
     type State = ConvState<B>;
 
     fn backward(
@@ -221,8 +258,8 @@ impl<B: Backend, const N: usize> Backward<B, N> for FeedbackConv2dBackward {
             parents[2].as_ref().map(|n| n.id),
             grads,
             || {
-                // conv2d_weight_backward only reads the weight's shape: the feedback has the same one.
-                B::conv2d_weight_backward(
+                // The weight gradient only reads the weight's shape: the feedback has the same one.
+                B::conv2d_weight_gradient(
                     x.clone(),
                     feedback.clone(),
                     grad.clone(),
@@ -241,7 +278,10 @@ impl<B: Backend, const N: usize> Backward<B, N> for FeedbackConv2dBackward {
         }
         if let Some(node) = &parents[0] {
             let feedback = feedback_matrix::<B>(feedback, sign_scale);
-            grads.register::<B>(node.id, B::conv2d_x_backward(x, feedback, grad, options));
+            grads.register::<B>(
+                node.id,
+                B::conv2d_input_gradient(x, feedback, grad, options),
+            );
         }
     }
 }
@@ -294,7 +334,7 @@ fn autodiff_linear<B: Backend, C: CheckpointStrategy>(
 }
 
 /// Records the feedback conv2d op on the autodiff graph (bias optional).
-fn autodiff_conv2d<B: Backend, C: CheckpointStrategy>(
+fn autodiff_conv2d<B: Kernels, C: CheckpointStrategy>(
     x: FloatTensor<Autodiff<B, C>>,
     weight: FloatTensor<Autodiff<B, C>>,
     feedback: FloatTensor<Autodiff<B, C>>,
@@ -316,10 +356,15 @@ fn autodiff_conv2d<B: Backend, C: CheckpointStrategy>(
                             bias_state,
                             options.clone(),
                         ),
-                        B::conv2d(x.into_primitive(), weight.into_primitive(), $bias, options),
+                        B::conv2d_forward(
+                            x.into_primitive(),
+                            weight.into_primitive(),
+                            $bias,
+                            options,
+                        ),
                     )
                 }
-                OpsKind::UnTracked(prep) => prep.finish(B::conv2d(
+                OpsKind::UnTracked(prep) => prep.finish(B::conv2d_forward(
                     x.into_primitive(),
                     weight.into_primitive(),
                     $bias,
@@ -348,7 +393,9 @@ fn autodiff_conv2d<B: Backend, C: CheckpointStrategy>(
     }
 }
 
-impl<B: Backend + FeedbackBackend, C: CheckpointStrategy> FeedbackBackend for Autodiff<B, C> {
+impl<B: Backend + FeedbackBackend + Kernels, C: CheckpointStrategy> FeedbackBackend
+    for Autodiff<B, C>
+{
     fn feedback_linear(
         x: FloatTensor<Self>,
         weight: FloatTensor<Self>,

@@ -3,11 +3,11 @@
 use burn::config::Config;
 use burn::module::Module;
 use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
-use burn::nn::{BatchNorm, BatchNormConfig, Initializer, PaddingConfig2d};
+use burn::nn::{Initializer, PaddingConfig2d};
 use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
-use wt_nn::{FeedbackConv2d, FeedbackLinear, Rule};
+use wt_nn::{BatchNorm, BatchNormConfig, FeedbackConv2d, FeedbackLinear, Rule};
 
 use crate::resnet_cifar::{BasicBlock, Projection, Shortcut, classifier, conv, conv3x3};
 use crate::{ImageClassifier, global_avg_pool};

@@ -2,12 +2,15 @@
 
 use burn::config::Config;
 use burn::module::Module;
-use burn::nn::{BatchNorm, BatchNormConfig, Initializer, PaddingConfig2d};
+use burn::nn::{Initializer, PaddingConfig2d};
 use burn::tensor::activation::relu;
 use burn::tensor::ops::PadMode;
 use burn::tensor::{Device, Tensor, s};
 use serde::{Deserialize, Serialize};
-use wt_nn::{FeedbackConv2d, FeedbackConv2dConfig, FeedbackLinear, FeedbackLinearConfig, Rule};
+use wt_nn::{
+    BatchNorm, BatchNormConfig, FeedbackConv2d, FeedbackConv2dConfig, FeedbackLinear,
+    FeedbackLinearConfig, Rule,
+};
 
 use crate::{ImageClassifier, global_avg_pool};
 

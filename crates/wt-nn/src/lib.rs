@@ -3,13 +3,15 @@
 //! [`FeedbackLinear`] and [`FeedbackConv2d`] drop in where a model would use Burn's `Linear`
 //! and `Conv2d`: the same config fields plus a [`Rule`](wt_core::Rule), the same forward, and a
 //! backward pass that sends the error through the layer's feedback weights `B`. `B` is part of
-//! the module record (saved, loaded, moved between devices).
+//! the module record (saved, loaded, moved between devices). [`BatchNorm`] is Burn's batch norm
+//! (same record) with one fused op each way in training.
 //!
 //! Model-wide helpers in [`step`] reach every feedback layer of any model: the rules' per-step
 //! work ([`mirror_update`] after each optimizer step, [`add_feedback_gradients`] before it),
 //! mirror warm-up ([`mirror_steps`]) and alignment metrics
 //! ([`weight_alignment`], [`error_alignment`]).
 
+mod batch_norm;
 mod conv2d;
 mod feedback;
 mod linear;
@@ -17,6 +19,7 @@ mod module_impl;
 mod pass;
 pub mod step;
 
+pub use batch_norm::{BatchNorm, BatchNormConfig};
 pub use conv2d::{FeedbackConv2d, FeedbackConv2dConfig};
 pub use linear::{FeedbackLinear, FeedbackLinearConfig};
 pub use step::{

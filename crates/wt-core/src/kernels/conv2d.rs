@@ -1,0 +1,551 @@
+//! The three convolutions of a training step on f32 NCHW buffers, as matrix products over
+//! unfolded inputs (im2col + the `gemm` crate's micro-kernels, runtime-dispatched to the CPU's
+//! AVX-512 / AVX2 / SSE or portable code), run on rayon's threads.
+//!
+//! | kernel | per task (images `i0..i1`, one group) |
+//! |---|---|
+//! | [`conv2d_forward`] | `Y[c_out_g, n·P] = W_g[c_out_g, K] · U[K, n·P]` |
+//! | [`conv2d_input_gradient`] | `dU[K, n·P] = B_gᵀ[K, c_out_g] · G[c_out_g, n·P]`, folded back onto `dx` |
+//! | [`conv2d_weight_gradient`] | `dW_g[c_out_g, K] += G[c_out_g, n·P] · U[K, n·P]ᵀ` |
+//!
+//! `U` is the unfolded input ([`super::im2col`]), `K = c_in/groups·kh·kw`, `P = h_out·w_out`,
+//! `n` images side by side ([`ConvGeometry::images_per_task`]). A 1×1 stride-1 unpadded
+//! convolution of one image skips the unfolding (`U` is the image).
+//!
+//! Determinism: tasks split the batch by a rule that depends on the shapes only; the forward
+//! and the input gradient write disjoint images; the weight gradient sums each fixed part of the
+//! batch in order on one thread, then adds the parts in order. So the bits are the same on every
+//! run and for any number of threads.
+
+use std::cell::RefCell;
+
+use rayon::prelude::*;
+
+use super::geometry::ConvGeometry;
+use super::im2col::{col2im_add, im2col};
+
+/// The most partial sums the weight gradient splits the batch into.
+const MAX_WEIGHT_PARTS: usize = 16;
+
+/// A matrix view's strides, in elements.
+#[derive(Debug, Clone, Copy)]
+struct Strides {
+    row: usize,
+    col: usize,
+}
+
+const fn row_major(row_len: usize) -> Strides {
+    Strides {
+        row: row_len,
+        col: 1,
+    }
+}
+
+fn extent(rows: usize, cols: usize, s: Strides) -> usize {
+    (rows - 1) * s.row + (cols - 1) * s.col + 1
+}
+
+/// `dst[m×n] = lhs[m×k]·rhs[k×n]`, or `dst += lhs·rhs` when `accumulate`, single-threaded.
+#[allow(clippy::too_many_arguments)]
+fn product(
+    (m, n, k): (usize, usize, usize),
+    dst: &mut [f32],
+    d: Strides,
+    accumulate: bool,
+    lhs: &[f32],
+    l: Strides,
+    rhs: &[f32],
+    r: Strides,
+) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    assert!(
+        extent(m, n, d) <= dst.len(),
+        "product: destination too small"
+    );
+    if k > 0 {
+        assert!(
+            extent(m, k, l) <= lhs.len(),
+            "product: left operand too small"
+        );
+        assert!(
+            extent(k, n, r) <= rhs.len(),
+            "product: right operand too small"
+        );
+    }
+    // SAFETY: the three views were checked to lie inside their slices, and `dst` is borrowed
+    // mutably, so it aliases neither operand.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            d.col as isize,
+            d.row as isize,
+            accumulate,
+            lhs.as_ptr(),
+            l.col as isize,
+            l.row as isize,
+            rhs.as_ptr(),
+            r.col as isize,
+            r.row as isize,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        );
+    }
+}
+
+thread_local! {
+    /// Per-thread buffers for the unfolded input and gathered gradients, kept between calls so
+    /// a training step does not allocate them again for every layer.
+    static SCRATCH: RefCell<(Vec<f32>, Vec<f32>)> = const { RefCell::new((Vec::new(), Vec::new())) };
+}
+
+/// Runs `f` on this thread's two scratch buffers, grown to `a` and `b` elements (their
+/// contents are left over from earlier calls: `f` must write before it reads).
+fn with_scratch<R>(a: usize, b: usize, f: impl FnOnce(&mut [f32], &mut [f32]) -> R) -> R {
+    SCRATCH.with(|cell| {
+        let mut bufs = cell.borrow_mut();
+        let (first, second) = &mut *bufs;
+        if first.len() < a {
+            first.resize(a, 0.0);
+        }
+        if second.len() < b {
+            second.resize(b, 0.0);
+        }
+        f(&mut first[..a], &mut second[..b])
+    })
+}
+
+/// Unfolds images `i0..i0 + n` of group `group` into `cols` (`[K, n·P]`).
+fn unfold_task(x: &[f32], g: &ConvGeometry, i0: usize, n: usize, group: usize, cols: &mut [f32]) {
+    let p = g.positions();
+    let group_len = g.c_in_group() * g.input[0] * g.input[1];
+    for i in 0..n {
+        let image = &x[(i0 + i) * g.image_len() + group * group_len..][..group_len];
+        im2col(image, g, cols, n * p, i * p);
+    }
+}
+
+/// Copies group `group`'s output-shaped rows of images `i0..i0 + n` side by side into `dst`
+/// (`[c_out_g, n·P]`).
+fn gather_outputs(
+    src: &[f32],
+    g: &ConvGeometry,
+    i0: usize,
+    n: usize,
+    group: usize,
+    dst: &mut [f32],
+) {
+    let p = g.positions();
+    let c = g.c_out_group();
+    for i in 0..n {
+        let image = &src[(i0 + i) * g.output_len() + group * c * p..][..c * p];
+        for (co, row) in image.chunks_exact(p).enumerate() {
+            dst[co * n * p + i * p..][..p].copy_from_slice(row);
+        }
+    }
+}
+
+/// `y = conv2d(x, weight) + bias`: `x` `[batch, c_in, h, w]`, `weight`
+/// `[c_out, c_in/groups, kh, kw]`, `bias` `[c_out]`; returns `[batch, c_out, h_out, w_out]`.
+pub fn conv2d_forward(
+    x: &[f32],
+    weight: &[f32],
+    bias: Option<&[f32]>,
+    g: &ConvGeometry,
+) -> Vec<f32> {
+    let (p, k) = (g.positions(), g.patch_len());
+    let c = g.c_out_group();
+    let per_task = g.images_per_task();
+    let mut y = vec![0.0f32; g.batch * g.output_len()];
+    if y.is_empty() {
+        return y;
+    }
+    y.par_chunks_mut(per_task * g.output_len())
+        .enumerate()
+        .for_each(|(t, y_task)| {
+            let (i0, n) = (t * per_task, y_task.len() / g.output_len());
+            let direct = g.is_pointwise() && n == 1;
+            let cols_len = if direct { 0 } else { k * n * p };
+            let tmp_len = if n == 1 { 0 } else { c * n * p };
+            with_scratch(cols_len, tmp_len, |cols, tmp| {
+                for group in 0..g.groups {
+                    let w_g = &weight[group * c * k..][..c * k];
+                    let rhs: &[f32] = if direct {
+                        &x[i0 * g.image_len() + group * k * p..][..k * p]
+                    } else {
+                        unfold_task(x, g, i0, n, group, cols);
+                        cols
+                    };
+                    if n == 1 {
+                        let dst = &mut y_task[group * c * p..][..c * p];
+                        if let Some(b) = bias {
+                            for (co, row) in dst.chunks_exact_mut(p).enumerate() {
+                                row.fill(b[group * c + co]);
+                            }
+                        }
+                        product(
+                            (c, p, k),
+                            dst,
+                            row_major(p),
+                            bias.is_some(),
+                            w_g,
+                            row_major(k),
+                            rhs,
+                            row_major(p),
+                        );
+                    } else {
+                        product(
+                            (c, n * p, k),
+                            tmp,
+                            row_major(n * p),
+                            false,
+                            w_g,
+                            row_major(k),
+                            rhs,
+                            row_major(n * p),
+                        );
+                        for i in 0..n {
+                            let out = &mut y_task[i * g.output_len() + group * c * p..][..c * p];
+                            for (co, row) in out.chunks_exact_mut(p).enumerate() {
+                                let src = &tmp[co * n * p + i * p..][..p];
+                                let b = bias.map_or(0.0, |b| b[group * c + co]);
+                                for (o, s) in row.iter_mut().zip(src) {
+                                    *o = s + b;
+                                }
+                            }
+                        }
+                    }
+                }
+            });
+        });
+    y
+}
+
+/// `dx = conv_transpose2d(output_grad, feedback)` with the convolution's stride, padding,
+/// dilation and groups, cropped to the input's size: the error a conv2d sends to its input
+/// through `feedback` (`[c_out, c_in/groups, kh, kw]`; `W` for backprop). `output_grad`
+/// `[batch, c_out, h_out, w_out]`; returns `[batch, c_in, h, w]`.
+pub fn conv2d_input_gradient(feedback: &[f32], output_grad: &[f32], g: &ConvGeometry) -> Vec<f32> {
+    let (p, k) = (g.positions(), g.patch_len());
+    let c = g.c_out_group();
+    let group_len = g.c_in_group() * g.input[0] * g.input[1];
+    let per_task = g.images_per_task();
+    let mut dx = vec![0.0f32; g.batch * g.image_len()];
+    if dx.is_empty() {
+        return dx;
+    }
+    dx.par_chunks_mut(per_task * g.image_len())
+        .enumerate()
+        .for_each(|(t, dx_task)| {
+            let (i0, n) = (t * per_task, dx_task.len() / g.image_len());
+            let direct = g.is_pointwise() && n == 1;
+            let cols_len = if direct { 0 } else { k * n * p };
+            let tmp_len = if n == 1 { 0 } else { c * n * p };
+            with_scratch(cols_len, tmp_len, |cols, tmp| {
+                for group in 0..g.groups {
+                    // Bᵀ as a [K, c_out_g] view of B's [c_out_g, K] rows.
+                    let b_t = &feedback[group * c * k..][..c * k];
+                    let b_t_strides = Strides { row: 1, col: k };
+                    let rhs: &[f32] = if n == 1 {
+                        &output_grad[i0 * g.output_len() + group * c * p..][..c * p]
+                    } else {
+                        gather_outputs(output_grad, g, i0, n, group, tmp);
+                        tmp
+                    };
+                    if direct {
+                        let dst = &mut dx_task[group * group_len..][..group_len];
+                        product(
+                            (k, p, c),
+                            dst,
+                            row_major(p),
+                            false,
+                            b_t,
+                            b_t_strides,
+                            rhs,
+                            row_major(p),
+                        );
+                    } else {
+                        product(
+                            (k, n * p, c),
+                            cols,
+                            row_major(n * p),
+                            false,
+                            b_t,
+                            b_t_strides,
+                            rhs,
+                            row_major(n * p),
+                        );
+                        for i in 0..n {
+                            let image =
+                                &mut dx_task[i * g.image_len() + group * group_len..][..group_len];
+                            col2im_add(cols, g, image, n * p, i * p);
+                        }
+                    }
+                }
+            });
+        });
+    dx
+}
+
+/// `dW = Σ_{batch, positions} x ⋆ output_grad`: the weight gradient of a conv2d (or, with the
+/// layer's response in place of the error, a weight mirror's correlation). `x`
+/// `[batch, c_in, h, w]`, `output_grad` `[batch, c_out, h_out, w_out]`; returns
+/// `[c_out, c_in/groups, kh, kw]`.
+pub fn conv2d_weight_gradient(x: &[f32], output_grad: &[f32], g: &ConvGeometry) -> Vec<f32> {
+    let (p, k) = (g.positions(), g.patch_len());
+    let c = g.c_out_group();
+    let w_len = g.c_out * k;
+    let per_task = g.images_per_task();
+    let tasks = g.batch.div_ceil(per_task);
+    if tasks == 0 || w_len == 0 {
+        return vec![0.0; w_len];
+    }
+    let tasks_per_part = tasks.div_ceil(tasks.min(MAX_WEIGHT_PARTS));
+    let parts = tasks.div_ceil(tasks_per_part);
+    let partials: Vec<Vec<f32>> = (0..parts)
+        .into_par_iter()
+        .map(|part| {
+            let mut dw = vec![0.0f32; w_len];
+            let first = part * tasks_per_part;
+            for t in first..((part + 1) * tasks_per_part).min(tasks) {
+                let i0 = t * per_task;
+                let n = per_task.min(g.batch - i0);
+                let direct = g.is_pointwise() && n == 1;
+                let cols_len = if direct { 0 } else { k * n * p };
+                let tmp_len = if n == 1 { 0 } else { c * n * p };
+                with_scratch(cols_len, tmp_len, |cols, tmp| {
+                    for group in 0..g.groups {
+                        let u: &[f32] = if direct {
+                            &x[i0 * g.image_len() + group * k * p..][..k * p]
+                        } else {
+                            unfold_task(x, g, i0, n, group, cols);
+                            cols
+                        };
+                        let lhs: &[f32] = if n == 1 {
+                            &output_grad[i0 * g.output_len() + group * c * p..][..c * p]
+                        } else {
+                            gather_outputs(output_grad, g, i0, n, group, tmp);
+                            tmp
+                        };
+                        let dst = &mut dw[group * c * k..][..c * k];
+                        // Uᵀ as an [n·P, K] view of U's [K, n·P] rows.
+                        let u_t = Strides { row: 1, col: n * p };
+                        product(
+                            (c, k, n * p),
+                            dst,
+                            row_major(k),
+                            t != first,
+                            lhs,
+                            row_major(n * p),
+                            u,
+                            u_t,
+                        );
+                    }
+                });
+            }
+            dw
+        })
+        .collect();
+    let mut parts_iter = partials.into_iter();
+    let mut dw = parts_iter.next().expect("at least one part");
+    let rest: Vec<Vec<f32>> = parts_iter.collect();
+    if !rest.is_empty() {
+        const CHUNK: usize = 4096;
+        dw.par_chunks_mut(CHUNK).enumerate().for_each(|(ci, out)| {
+            for part in &rest {
+                for (o, v) in out.iter_mut().zip(&part[ci * CHUNK..]) {
+                    *o += v;
+                }
+            }
+        });
+    }
+    dw
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::tensor::ops::ConvOptions;
+
+    fn values(n: usize, seed: u64) -> Vec<f32> {
+        let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        (0..n)
+            .map(|_| {
+                s ^= s << 13;
+                s ^= s >> 7;
+                s ^= s << 17;
+                (s >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
+            })
+            .collect()
+    }
+
+    /// The convolution written as its sum, in f64: `y[n, o, oh, ow] = b[o] + Σ w·x`.
+    fn direct_forward(x: &[f32], w: &[f32], b: &[f32], g: &ConvGeometry) -> Vec<f64> {
+        let [h, wd] = g.input;
+        let [kh, kw] = g.kernel;
+        let [oh_n, ow_n] = g.output;
+        let (cig, cog) = (g.c_in_group(), g.c_out_group());
+        let mut y = vec![0.0f64; g.batch * g.output_len()];
+        for n in 0..g.batch {
+            for o in 0..g.c_out {
+                let grp = o / cog;
+                for oh in 0..oh_n {
+                    for ow in 0..ow_n {
+                        let mut acc = b[o] as f64;
+                        for ci in 0..cig {
+                            for i in 0..kh {
+                                for j in 0..kw {
+                                    let ih = (oh * g.stride[0] + i * g.dilation[0]) as isize
+                                        - g.pad_begin[0] as isize;
+                                    let iw = (ow * g.stride[1] + j * g.dilation[1]) as isize
+                                        - g.pad_begin[1] as isize;
+                                    if ih < 0 || iw < 0 || ih as usize >= h || iw as usize >= wd {
+                                        continue;
+                                    }
+                                    let xi = ((n * g.c_in + grp * cig + ci) * h + ih as usize) * wd
+                                        + iw as usize;
+                                    let wi = ((o * cig + ci) * kh + i) * kw + j;
+                                    acc += x[xi] as f64 * w[wi] as f64;
+                                }
+                            }
+                        }
+                        y[((n * g.c_out + o) * oh_n + oh) * ow_n + ow] = acc;
+                    }
+                }
+            }
+        }
+        y
+    }
+
+    fn max_rel_error(got: &[f32], want: &[f64]) -> f64 {
+        assert_eq!(got.len(), want.len());
+        let scale = want.iter().fold(0.0f64, |m, v| m.max(v.abs())).max(1e-30);
+        got.iter()
+            .zip(want)
+            .fold(0.0f64, |m, (a, b)| m.max((*a as f64 - b).abs()))
+            / scale
+    }
+
+    fn dot(a: &[f32], b: &[f32]) -> f64 {
+        a.iter().zip(b).map(|(x, y)| *x as f64 * *y as f64).sum()
+    }
+
+    fn geometries() -> Vec<ConvGeometry> {
+        let cases: [([usize; 4], [usize; 4], ConvOptions<2>); 7] = [
+            (
+                [3, 4, 9, 7],
+                [6, 4, 3, 3],
+                ConvOptions::new([1, 1], [1, 1], [1, 1], 1),
+            ),
+            (
+                [5, 4, 10, 10],
+                [6, 4, 3, 3],
+                ConvOptions::new([2, 2], [1, 1], [1, 1], 1),
+            ),
+            (
+                [2, 6, 7, 6],
+                [4, 3, 3, 3],
+                ConvOptions::new([1, 2], [2, 1], [2, 1], 2),
+            ),
+            (
+                [4, 5, 6, 6],
+                [3, 5, 1, 1],
+                ConvOptions::new([1, 1], [0, 0], [1, 1], 1),
+            ),
+            (
+                [1, 5, 7, 7],
+                [3, 5, 1, 1],
+                ConvOptions::new([1, 1], [0, 0], [1, 1], 1),
+            ),
+            (
+                [3, 4, 8, 9],
+                [8, 4, 1, 1],
+                ConvOptions::new([2, 2], [0, 0], [1, 1], 1),
+            ),
+            (
+                [2, 3, 11, 12],
+                [4, 3, 7, 5],
+                ConvOptions::new_with_padding([2, 3], [(3, 1), (2, 2)], [1, 1], 1),
+            ),
+        ];
+        cases
+            .iter()
+            .map(|(x, w, o)| ConvGeometry::new(*x, *w, o).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn forward_matches_the_sum_it_stands_for() {
+        for (case, g) in geometries().iter().enumerate() {
+            let x = values(g.batch * g.image_len(), 1);
+            let w = values(g.c_out * g.patch_len(), 2);
+            let b = values(g.c_out, 3);
+            let want = direct_forward(&x, &w, &b, g);
+            let got = conv2d_forward(&x, &w, Some(&b), g);
+            let err = max_rel_error(&got, &want);
+            assert!(err < 1e-5, "case {case}: relative error {err}");
+        }
+    }
+
+    /// The input and weight gradients are the forward's adjoints:
+    /// `⟨G, conv(x, W)⟩ = ⟨dx(G, W), x⟩ = ⟨dW(x, G), W⟩`.
+    #[test]
+    fn gradients_are_the_adjoints_of_the_forward() {
+        for (case, g) in geometries().iter().enumerate() {
+            let x = values(g.batch * g.image_len(), 4);
+            let w = values(g.c_out * g.patch_len(), 5);
+            let out = values(g.batch * g.output_len(), 6);
+            let y = conv2d_forward(&x, &w, None, g);
+            let dx = conv2d_input_gradient(&w, &out, g);
+            let dw = conv2d_weight_gradient(&x, &out, g);
+            let (a, b, c) = (dot(&out, &y), dot(&dx, &x), dot(&dw, &w));
+            let scale = a.abs().max(1.0);
+            assert!(
+                (a - b).abs() < 1e-5 * scale,
+                "case {case}: dx adjoint {a} vs {b}"
+            );
+            assert!(
+                (a - c).abs() < 1e-5 * scale,
+                "case {case}: dW adjoint {a} vs {c}"
+            );
+        }
+    }
+
+    /// Same inputs, same bits: on repeated runs and on pools of 1, 2 and 3 threads.
+    #[test]
+    fn results_are_bit_identical_across_runs_and_thread_counts() {
+        let g = ConvGeometry::new(
+            [37, 8, 6, 6],
+            [16, 8, 3, 3],
+            &ConvOptions::new([1, 1], [1, 1], [1, 1], 1),
+        )
+        .unwrap();
+        let x = values(g.batch * g.image_len(), 7);
+        let w = values(g.c_out * g.patch_len(), 8);
+        let out = values(g.batch * g.output_len(), 9);
+        let run = || {
+            (
+                conv2d_forward(&x, &w, None, &g),
+                conv2d_input_gradient(&w, &out, &g),
+                conv2d_weight_gradient(&x, &out, &g),
+            )
+        };
+        let reference = run();
+        assert_eq!(run(), reference, "second run on the global pool");
+        for threads in [1, 2, 3] {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            assert_eq!(pool.install(run), reference, "{threads} threads");
+        }
+    }
+}

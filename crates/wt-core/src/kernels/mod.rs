@@ -1,0 +1,212 @@
+//! wt's own kernels for the three convolutions of a training step and for training-mode batch
+//! norm, behind [`Kernels`].
+//!
+//! The feedback ops call [`Kernels::conv2d_forward`], [`Kernels::conv2d_input_gradient`]
+//! and [`Kernels::conv2d_weight_gradient`] on the inner backend; their default bodies are
+//! Burn's own ops (`conv2d`, `conv2d_x_backward`, `conv2d_weight_backward`). Flex overrides them
+//! with [`conv2d`]'s kernels (unfolding + `gemm` micro-kernels on rayon's threads, deterministic
+//! for any thread count) for every f32 convolution, whatever its stride, padding, dilation and
+//! groups; other dtypes take Burn's op. `WT_CONV_KERNELS=burn` in the environment (or
+//! [`set_flex_kernels`]`(false)`) sends Flex's convolutions to Burn's ops instead, for
+//! benchmarks that compare the two.
+//!
+//! Layout and tiling: `docs/architecture.md`, "Convolution kernels".
+
+#[cfg(feature = "flex")]
+pub mod batch_norm;
+#[cfg(feature = "flex")]
+pub mod conv2d;
+#[cfg(feature = "flex")]
+mod flex;
+pub mod geometry;
+#[cfg(feature = "flex")]
+pub mod im2col;
+
+use std::sync::atomic::{AtomicU8, Ordering};
+
+use burn::backend::Backend;
+use burn::backend::tensor::FloatTensor;
+use burn::tensor::ops::ConvOptions;
+
+pub use geometry::ConvGeometry;
+
+// Burn's own convolutions, for what the kernels do not take.
+#[cfg(feature = "flex")]
+use burn::backend::ops::ModuleOps;
+
+/// The convolutions a feedback conv2d runs and the batch norm of the zoo's models, on a
+/// backend's primitives. Every method defaults to Burn's op; a backend with faster kernels
+/// overrides them.
+pub trait Kernels: Backend {
+    /// Training-mode batch norm over every axis but 1 of `x` `[batch, channels, ...]`:
+    /// `(output, mean, biased variance)`, the statistics `[channels]`.
+    fn batch_norm_forward(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        epsilon: f64,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        let r = Self::batch_norm_train(x, gamma, beta, epsilon);
+        (r.output, r.mean, r.variance)
+    }
+
+    /// Gradients `(dx, dgamma, dbeta)` of [`batch_norm_forward`](Self::batch_norm_forward) for
+    /// `output_grad`, given the statistics it returned.
+    fn batch_norm_gradients(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        mean: FloatTensor<Self>,
+        variance: FloatTensor<Self>,
+        epsilon: f64,
+        output_grad: FloatTensor<Self>,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        let r = Self::batch_norm_train_backward(x, gamma, mean, variance, epsilon, output_grad);
+        (r.x_grad, r.gamma_grad, r.beta_grad)
+    }
+
+    /// `conv2d(x, weight) + bias`. Shapes as Burn's `conv2d`.
+    fn conv2d_forward(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: Option<FloatTensor<Self>>,
+        options: ConvOptions<2>,
+    ) -> FloatTensor<Self> {
+        Self::conv2d(x, weight, bias, options)
+    }
+
+    /// The error a conv2d sends to its input through `feedback` (`W`'s shape):
+    /// `conv_transpose2d(output_grad, feedback)` cropped to `x`'s shape (only `x`'s shape is read).
+    fn conv2d_input_gradient(
+        x: FloatTensor<Self>,
+        feedback: FloatTensor<Self>,
+        output_grad: FloatTensor<Self>,
+        options: ConvOptions<2>,
+    ) -> FloatTensor<Self> {
+        Self::conv2d_x_backward(x, feedback, output_grad, options)
+    }
+
+    /// `Σ_{batch, positions} x ⋆ output_grad`, shaped like `weight` (only its shape is read).
+    fn conv2d_weight_gradient(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        output_grad: FloatTensor<Self>,
+        options: ConvOptions<2>,
+    ) -> FloatTensor<Self> {
+        Self::conv2d_weight_backward(x, weight, output_grad, options)
+    }
+}
+
+/// 0: not decided yet (read `WT_CONV_KERNELS` on first use), 1: wt's kernels, 2: Burn's ops.
+static FLEX_KERNELS: AtomicU8 = AtomicU8::new(0);
+
+/// Whether Flex's convolutions run wt's kernels: yes unless `WT_CONV_KERNELS=burn` was set
+/// when first asked, or [`set_flex_kernels`] said otherwise.
+pub fn flex_kernels_enabled() -> bool {
+    match FLEX_KERNELS.load(Ordering::Relaxed) {
+        1 => true,
+        2 => false,
+        _ => {
+            let enabled = std::env::var("WT_CONV_KERNELS").map_or(true, |v| v != "burn");
+            set_flex_kernels(enabled);
+            enabled
+        }
+    }
+}
+
+/// Sends Flex's convolutions to wt's kernels (`true`) or to Burn's ops (`false`) from now on,
+/// process-wide; for benchmarks that compare the two in one run. Other backends ignore it.
+pub fn set_flex_kernels(enabled: bool) {
+    FLEX_KERNELS.store(if enabled { 1 } else { 2 }, Ordering::Relaxed);
+}
+
+#[cfg(feature = "flex")]
+impl Kernels for burn::backend::Flex {
+    fn batch_norm_forward(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        epsilon: f64,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        if flex_kernels_enabled()
+            && let Some(out) = flex::batch_norm_forward(&x, &gamma, &beta, epsilon)
+        {
+            return out;
+        }
+        let r = Self::batch_norm_train(x, gamma, beta, epsilon);
+        (r.output, r.mean, r.variance)
+    }
+
+    fn batch_norm_gradients(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        mean: FloatTensor<Self>,
+        variance: FloatTensor<Self>,
+        epsilon: f64,
+        output_grad: FloatTensor<Self>,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        if flex_kernels_enabled()
+            && let Some(out) =
+                flex::batch_norm_gradients(&x, &gamma, &mean, &variance, epsilon, &output_grad)
+        {
+            return out;
+        }
+        let r = Self::batch_norm_train_backward(x, gamma, mean, variance, epsilon, output_grad);
+        (r.x_grad, r.gamma_grad, r.beta_grad)
+    }
+
+    fn conv2d_forward(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: Option<FloatTensor<Self>>,
+        options: ConvOptions<2>,
+    ) -> FloatTensor<Self> {
+        if flex_kernels_enabled()
+            && let Some(y) = flex::conv2d_forward(&x, &weight, bias.as_ref(), &options)
+        {
+            return y;
+        }
+        Self::conv2d(x, weight, bias, options)
+    }
+
+    fn conv2d_input_gradient(
+        x: FloatTensor<Self>,
+        feedback: FloatTensor<Self>,
+        output_grad: FloatTensor<Self>,
+        options: ConvOptions<2>,
+    ) -> FloatTensor<Self> {
+        use burn::backend::TensorMetadata;
+        let shape = x.shape();
+        if flex_kernels_enabled()
+            && shape.num_dims() == 4
+            && let Some(dx) =
+                flex::conv2d_input_gradient(shape.dims::<4>(), &feedback, &output_grad, &options)
+        {
+            return dx;
+        }
+        Self::conv2d_x_backward(x, feedback, output_grad, options)
+    }
+
+    fn conv2d_weight_gradient(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        output_grad: FloatTensor<Self>,
+        options: ConvOptions<2>,
+    ) -> FloatTensor<Self> {
+        use burn::backend::TensorMetadata;
+        let w_shape = weight.shape();
+        if flex_kernels_enabled()
+            && w_shape.num_dims() == 4
+            && let Some(dw) =
+                flex::conv2d_weight_gradient(&x, w_shape.dims::<4>(), &output_grad, &options)
+        {
+            return dw;
+        }
+        Self::conv2d_weight_backward(x, weight, output_grad, options)
+    }
+}
+
+#[cfg(feature = "ndarray")]
+#[allow(deprecated)]
+impl Kernels for burn::backend::NdArray {}
+#[cfg(any(feature = "wgpu", feature = "cuda"))]
+impl Kernels for burn::backend::Cube {}

@@ -1,0 +1,174 @@
+//! The three convolutions of a training step, layer by layer, for every conv shape of
+//! ResNet-20 (batch 128) and ResNet-18 with the CIFAR stem (batch 32): wt's kernels (forward
+//! `y = conv(x, W)`, input gradient `dx = conv_transpose(g, B)`, weight gradient
+//! `dW = corr(x, g)`) against Burn's own Flex ops on the same buffers. Rounds of one call per
+//! case, medians. `benches/reference/pytorch_conv.py` times PyTorch's
+//! `conv2d` / `conv2d_input` / `conv2d_weight` on the same shapes.
+//!
+//! ```text
+//! cargo run --release --example bench_conv                 # about 2 minutes on 2 cores
+//! ```
+//! Options: `--reps N` (9), `--warmup N` (2), `--layers resnet20,resnet18` (both). Prints a
+//! table and one JSON line per layer and op: `{"model":"resnet20","layer":"s1",
+//! "op":"forward","wt_ms":..,"burn_ms":..,"gflops":..}` (`gflops`: wt's, 2·MACs per second).
+
+use burn::backend::Flex;
+use burn::backend::flex::FlexTensor;
+use burn::tensor::TensorData;
+use burn::tensor::ops::ConvOptions;
+use wt::wt_core::Kernels;
+use wt::wt_core::kernels::{ConvGeometry, set_flex_kernels};
+
+#[path = "../benches/common/interleaved.rs"]
+mod interleaved;
+use interleaved::interleaved;
+
+/// (model, layer, batch, c_in, c_out, side, kernel, stride): every conv shape of the two ResNets.
+const LAYERS: &[(&str, &str, usize, usize, usize, usize, usize, usize)] = &[
+    ("resnet20", "stem 3-16 32²", 128, 3, 16, 32, 3, 1),
+    ("resnet20", "s1 16-16 32²", 128, 16, 16, 32, 3, 1),
+    ("resnet20", "s2 16-32 /2", 128, 16, 32, 32, 3, 2),
+    ("resnet20", "s2 32-32 16²", 128, 32, 32, 16, 3, 1),
+    ("resnet20", "s3 32-64 /2", 128, 32, 64, 16, 3, 2),
+    ("resnet20", "s3 64-64 8²", 128, 64, 64, 8, 3, 1),
+    ("resnet18", "stem 3-64 32²", 32, 3, 64, 32, 3, 1),
+    ("resnet18", "l1 64-64 32²", 32, 64, 64, 32, 3, 1),
+    ("resnet18", "l2 64-128 /2", 32, 64, 128, 32, 3, 2),
+    ("resnet18", "l2 128-128 16²", 32, 128, 128, 16, 3, 1),
+    ("resnet18", "l2 1x1 64-128 /2", 32, 64, 128, 32, 1, 2),
+    ("resnet18", "l3 128-256 /2", 32, 128, 256, 16, 3, 2),
+    ("resnet18", "l3 256-256 8²", 32, 256, 256, 8, 3, 1),
+    ("resnet18", "l3 1x1 128-256 /2", 32, 128, 256, 16, 1, 2),
+    ("resnet18", "l4 256-512 /2", 32, 256, 512, 8, 3, 2),
+    ("resnet18", "l4 512-512 4²", 32, 512, 512, 4, 3, 1),
+    ("resnet18", "l4 1x1 256-512 /2", 32, 256, 512, 8, 1, 2),
+];
+
+fn random(shape: [usize; 4], seed: u64) -> FlexTensor {
+    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let n: usize = shape.iter().product();
+    let data: Vec<f32> = (0..n)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            (s >> 40) as f32 / (1u64 << 24) as f32 - 0.5
+        })
+        .collect();
+    FlexTensor::from_data(TensorData::new(data, shape))
+}
+
+fn main() {
+    wt::wt_core::allocator::keep_freed_memory();
+    let (mut reps, mut warmup, mut models) = (9usize, 2usize, "resnet20,resnet18".to_string());
+    let mut args = std::env::args().skip(1);
+    while let Some(flag) = args.next() {
+        let Some(value) = args.next() else {
+            eprintln!("error: {flag} needs a value");
+            std::process::exit(2)
+        };
+        let count = || {
+            value.parse::<usize>().unwrap_or_else(|_| {
+                eprintln!("error: {flag}: `{value}` is not a count");
+                std::process::exit(2)
+            })
+        };
+        match flag.as_str() {
+            "--reps" => reps = count().max(1),
+            "--warmup" => warmup = count(),
+            "--layers" => models = value.clone(),
+            _ => {
+                eprintln!("error: unknown option {flag}");
+                std::process::exit(2)
+            }
+        }
+    }
+    println!("model     layer                op        wt_ms   burn_ms  burn/wt  wt_GFLOP/s");
+    let mut json = Vec::new();
+    for &(model, layer, batch, c_in, c_out, side, k, stride) in LAYERS {
+        if !models.split(',').any(|m| m.trim() == model) {
+            continue;
+        }
+        let pad = k / 2;
+        let options = ConvOptions::new([stride; 2], [pad; 2], [1, 1], 1);
+        let x = random([batch, c_in, side, side], 1);
+        let w = random([c_out, c_in, k, k], 2);
+        let g = ConvGeometry::new(
+            x.layout().shape().dims::<4>(),
+            [c_out, c_in, k, k],
+            &options,
+        )
+        .expect("a valid convolution");
+        let out = random([batch, c_out, g.output[0], g.output[1]], 3);
+        let macs = (g.batch * g.output_len() * g.patch_len()) as f64;
+        let ops: [(&str, Box<dyn Fn() + '_>); 3] = [
+            (
+                "forward",
+                Box::new(|| {
+                    drop(<Flex as Kernels>::conv2d_forward(
+                        x.clone(),
+                        w.clone(),
+                        None,
+                        options.clone(),
+                    ))
+                }),
+            ),
+            (
+                "input",
+                Box::new(|| {
+                    drop(<Flex as Kernels>::conv2d_input_gradient(
+                        x.clone(),
+                        w.clone(),
+                        out.clone(),
+                        options.clone(),
+                    ))
+                }),
+            ),
+            (
+                "weight",
+                Box::new(|| {
+                    drop(<Flex as Kernels>::conv2d_weight_gradient(
+                        x.clone(),
+                        w.clone(),
+                        out.clone(),
+                        options.clone(),
+                    ))
+                }),
+            ),
+        ];
+        for (op, run) in &ops {
+            // Case 0: wt's kernels; case 1: Burn's op (the same call with the kernels off).
+            let mut cases: Vec<Box<dyn FnMut() -> Result<(), std::convert::Infallible> + '_>> = vec![
+                Box::new(|| {
+                    set_flex_kernels(true);
+                    run();
+                    Ok(())
+                }),
+                Box::new(|| {
+                    set_flex_kernels(false);
+                    run();
+                    Ok(())
+                }),
+            ];
+            let Ok(t) = interleaved(&mut cases, warmup, reps);
+            set_flex_kernels(true);
+            let (wt_s, burn_s) = (t[0].as_secs_f64(), t[1].as_secs_f64());
+            let gflops = 2.0 * macs / wt_s / 1e9;
+            println!(
+                "{model:<10}{layer:<21}{op:<8}{:>8.2}{:>10.2}{:>9.2}{:>12.1}",
+                wt_s * 1e3,
+                burn_s * 1e3,
+                burn_s / wt_s,
+                gflops
+            );
+            json.push(format!(
+                "{{\"model\":\"{model}\",\"layer\":\"{layer}\",\"op\":\"{op}\",\"wt_ms\":{:.3},\"burn_ms\":{:.3},\"gflops\":{gflops:.1}}}",
+                wt_s * 1e3,
+                burn_s * 1e3
+            ));
+        }
+    }
+    for line in json {
+        println!("{line}");
+    }
+}
