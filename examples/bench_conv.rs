@@ -23,8 +23,23 @@ use wt::wt_core::kernels::{ConvGeometry, set_flex_kernels};
 mod interleaved;
 use interleaved::interleaved;
 
-/// (model, layer, batch, c_in, c_out, side, kernel, stride): every conv shape of the two ResNets.
-const LAYERS: &[(&str, &str, usize, usize, usize, usize, usize, usize)] = &[
+/// (model, layer, batch, c_in, c_out, side, kernel, stride) of one convolution.
+type Layer = (
+    &'static str,
+    &'static str,
+    usize,
+    usize,
+    usize,
+    usize,
+    usize,
+    usize,
+);
+
+/// One timed operation: its name and a call.
+type Op<'a> = (&'static str, Box<dyn Fn() + 'a>);
+
+/// Every conv shape of the two ResNets.
+const LAYERS: &[Layer] = &[
     ("resnet20", "stem 3-16 32²", 128, 3, 16, 32, 3, 1),
     ("resnet20", "s1 16-16 32²", 128, 16, 16, 32, 3, 1),
     ("resnet20", "s2 16-32 /2", 128, 16, 32, 32, 3, 2),
@@ -101,7 +116,7 @@ fn main() {
         .expect("a valid convolution");
         let out = random([batch, c_out, g.output[0], g.output[1]], 3);
         let macs = (g.batch * g.output_len() * g.patch_len()) as f64;
-        let ops: [(&str, Box<dyn Fn() + '_>); 3] = [
+        let ops: [Op; 3] = [
             (
                 "forward",
                 Box::new(|| {

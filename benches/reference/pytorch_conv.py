@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
 """PyTorch's side of examples/bench_conv.rs: for every conv shape of ResNet-20 (batch 128) and
 ResNet-18 with the CIFAR stem (batch 32), the forward `F.conv2d`, the input gradient
-`torch.nn.grad.conv2d_input` and the weight gradient `torch.nn.grad.conv2d_weight`, on the
-CPU with 2 threads (or --threads), medians of rounds of one call per op.
+`torch.nn.grad.conv2d_input`, the weight gradient `torch.nn.grad.conv2d_weight`, and both
+gradients as autograd computes them in training (`torch.autograd.grad` of a recorded conv2d:
+oneDNN's backward kernels, op "backward"; compare with wt's input + weight), on the CPU with
+2 threads (or --threads), medians of rounds of one call per op.
 
     /tmp/torch/bin/python benches/reference/pytorch_conv.py [--reps 9] [--warmup 2]
 
@@ -57,22 +59,28 @@ def main():
         y = F.conv2d(x, w, stride=stride, padding=pad)
         g = torch.randn_like(y)
         macs = y.numel() * cin * k * k
+        xr, wr = x.clone().requires_grad_(), w.clone().requires_grad_()
+        yr = F.conv2d(xr, wr, stride=stride, padding=pad)
         ops = {
             "forward": lambda: F.conv2d(x, w, stride=stride, padding=pad),
             "input": lambda: torch.nn.grad.conv2d_input(x.shape, w, g, stride=stride, padding=pad),
             "weight": lambda: torch.nn.grad.conv2d_weight(x, w.shape, g, stride=stride, padding=pad),
+            "backward": lambda: torch.autograd.grad(yr, [xr, wr], g, retain_graph=True),
         }
         times = {op: [] for op in ops}
-        with torch.no_grad():
-            for r in range(a.warmup + a.reps):
-                for op, run in ops.items():
-                    t = time.perf_counter()
+        for r in range(a.warmup + a.reps):
+            for op, run in ops.items():
+                t = time.perf_counter()
+                if op == "backward":
                     run()
-                    if r >= a.warmup:
-                        times[op].append(time.perf_counter() - t)
+                else:
+                    with torch.no_grad():
+                        run()
+                if r >= a.warmup:
+                    times[op].append(time.perf_counter() - t)
         for op in ops:
             s = statistics.median(times[op])
-            gflops = 2 * macs / s / 1e9
+            gflops = (4 if op == "backward" else 2) * macs / s / 1e9
             print(f"{model:<10}{layer:<21}{op:<8}{s * 1e3:>9.2f}{gflops:>9.1f}")
             rows.append({"model": model, "layer": layer, "op": op,
                          "torch_ms": round(s * 1e3, 3), "gflops": round(gflops, 1)})

@@ -4,9 +4,10 @@
 //! - [`ops`]: the feedback operations, a Burn backend extension whose backward sends the error
 //!   through feedback weights `B` (`dx = g·Bᵀ`, `dx = conv_transpose2d(g, B)`),
 //! - [`rule`]: the learning rules (BP, FA, uSF, brSF, frSF, KP, WM), each a type of its own,
-//! - [`norm`]: training-mode batch norm as one op on those kernels,
 //! - [`mirror`]: the weight-mirror correlations `ξᵀ(ξW)/n` for dense and conv layers,
-//! - [`kernels`]: the convolutions of a training step ([`Kernels`]; wt's own on Flex),
+//! - [`kernels`]: the convolutions of a training step and training-mode batch norm
+//!   ([`Kernels`]: wt's own kernels on Flex, Burn's ops elsewhere),
+//! - [`norm`]: training-mode batch norm as one autodiff op on those kernels,
 //! - [`metrics`]: angles and norm ratios between `B` and `W`, or between two error signals,
 //! - [`device`]: backend and device names, [`allocator`]: glibc's allocator kept from unmapping
 //!   the temporaries every CPU training step frees.

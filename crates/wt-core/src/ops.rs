@@ -17,6 +17,7 @@
 // NdArray is deprecated in Burn 0.22 but still a supported CPU backend here.
 #![allow(deprecated)]
 
+use burn::backend::Backend;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
@@ -24,7 +25,6 @@ use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::autodiff::{Autodiff, NodeId};
 use burn::backend::backend_extension;
 use burn::backend::tensor::FloatTensor;
-use burn::backend::{Backend, Scalar, TensorMetadata};
 use burn::tensor::Tensor;
 use burn::tensor::ops::ConvOptions;
 
@@ -165,18 +165,16 @@ fn register_weight_gradient<B: Backend>(
     }
 }
 
-/// The `B` the backward pass uses: the kept feedback tensor, or `s·sign(·)` of it. The same
-/// backend ops as `Tensor::sign().mul_scalar(s)`, so both forms give bit-identical gradients.
-fn feedback_matrix<B: Backend>(
+/// The `B` the backward pass uses: the kept feedback tensor, or `s·sign(·)` of it
+/// ([`Kernels::scaled_sign`]: the same values as `Tensor::sign().mul_scalar(s)`, so both forms
+/// give bit-identical gradients).
+fn feedback_matrix<B: Kernels>(
     feedback: <B as burn::backend::BackendTypes>::FloatTensorPrimitive,
     sign_scale: Option<f64>,
 ) -> <B as burn::backend::BackendTypes>::FloatTensorPrimitive {
     match sign_scale {
         None => feedback,
-        Some(s) => {
-            let dtype = feedback.dtype();
-            B::float_mul_scalar(B::float_sign(feedback), Scalar::new(s, &dtype))
-        }
+        Some(s) => B::scaled_sign(feedback, s),
     }
 }
 
@@ -192,7 +190,7 @@ type LinearState<B> = (
     Option<f64>,
 );
 
-impl<B: Backend, const N: usize> Backward<B, N> for FeedbackLinearBackward {
+impl<B: Kernels, const N: usize> Backward<B, N> for FeedbackLinearBackward {
     type State = LinearState<B>;
 
     fn backward(
@@ -287,7 +285,7 @@ impl<B: Kernels, const N: usize> Backward<B, N> for FeedbackConv2dBackward {
 }
 
 /// Records the feedback linear op on the autodiff graph (bias optional).
-fn autodiff_linear<B: Backend, C: CheckpointStrategy>(
+fn autodiff_linear<B: Kernels, C: CheckpointStrategy>(
     x: FloatTensor<Autodiff<B, C>>,
     weight: FloatTensor<Autodiff<B, C>>,
     feedback: FloatTensor<Autodiff<B, C>>,
