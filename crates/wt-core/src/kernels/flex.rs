@@ -101,33 +101,6 @@ pub fn conv2d_weight_gradient(
     Some(tensor(dw, w_shape))
 }
 
-/// `scale·sign(t)` in one pass on rayon's threads (f32; `None` otherwise): `±scale`, and `0`
-/// for zeros, as `sign` then `mul_scalar` give.
-pub fn scaled_sign(t: &FlexTensor, scale: f64) -> Option<FlexTensor> {
-    use rayon::prelude::*;
-    let src = f32_elements(t)?;
-    let s = scale as f32;
-    let mut out = vec![0.0f32; src.len()];
-    out.par_chunks_mut(1 << 14)
-        .zip(src.par_chunks(1 << 14))
-        .for_each(|(o, v)| {
-            for (o, v) in o.iter_mut().zip(v) {
-                *o = if *v > 0.0 {
-                    s
-                } else if *v < 0.0 {
-                    -s
-                } else {
-                    *v * s
-                };
-            }
-        });
-    Some(FlexTensor::new(
-        Bytes::from_elems(out),
-        Layout::contiguous(t.shape()),
-        DType::F32,
-    ))
-}
-
 /// The `[batch, channels, positions]` view of a batch-norm input of rank ≥ 2.
 fn norm_geometry(x: &FlexTensor) -> Option<NormGeometry> {
     let dims = x.shape().to_vec();

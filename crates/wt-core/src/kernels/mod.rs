@@ -32,7 +32,7 @@ pub use geometry::ConvGeometry;
 
 // Burn's own ops, for what the kernels do not take.
 #[cfg(feature = "flex")]
-use burn::backend::ops::{FloatTensorOps, ModuleOps};
+use burn::backend::ops::ModuleOps;
 
 /// The convolutions a feedback conv2d runs and the batch norm of the zoo's models, on a
 /// backend's primitives. Every method defaults to Burn's op; a backend with faster kernels
@@ -128,17 +128,6 @@ pub fn set_flex_kernels(enabled: bool) {
 
 #[cfg(feature = "flex")]
 impl Kernels for burn::backend::Flex {
-    fn scaled_sign(t: FloatTensor<Self>, scale: f64) -> FloatTensor<Self> {
-        if flex_kernels_enabled()
-            && let Some(b) = flex::scaled_sign(&t, scale)
-        {
-            return b;
-        }
-        use burn::backend::Scalar;
-        let dtype = t.dtype();
-        Self::float_mul_scalar(Self::float_sign(t), Scalar::new(scale, &dtype))
-    }
-
     fn batch_norm_forward(
         x: FloatTensor<Self>,
         gamma: FloatTensor<Self>,
