@@ -26,7 +26,7 @@ use crate::kernels::Kernels;
     NdArray: cfg(feature = "ndarray"),
     Cube: cfg(any(feature = "wgpu", feature = "cuda"))
 )]
-pub trait NormBackend: Backend {
+pub trait NormBackend: Backend + Kernels {
     /// `(output, mean, biased variance)` of training-mode batch norm over every axis but 1.
     fn batch_norm_training(
         x: FloatTensor<Self>,
@@ -34,22 +34,12 @@ pub trait NormBackend: Backend {
         beta: FloatTensor<Self>,
         epsilon: f64,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
-        let r = Self::batch_norm_train(x, gamma, beta, epsilon);
-        (r.output, r.mean, r.variance)
+        Self::batch_norm_forward(x, gamma, beta, epsilon)
     }
 }
 
 #[cfg(feature = "flex")]
-impl NormBackend for burn::backend::Flex {
-    fn batch_norm_training(
-        x: FloatTensor<Self>,
-        gamma: FloatTensor<Self>,
-        beta: FloatTensor<Self>,
-        epsilon: f64,
-    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
-        <Self as Kernels>::batch_norm_forward(x, gamma, beta, epsilon)
-    }
-}
+impl NormBackend for burn::backend::Flex {}
 #[cfg(feature = "ndarray")]
 impl NormBackend for burn::backend::NdArray {}
 #[cfg(any(feature = "wgpu", feature = "cuda"))]
@@ -95,7 +85,7 @@ impl<B: Kernels> Backward<B, 3> for BatchNormBackward {
     }
 }
 
-impl<B: Backend + NormBackend + Kernels, C: CheckpointStrategy> NormBackend for Autodiff<B, C> {
+impl<B: NormBackend, C: CheckpointStrategy> NormBackend for Autodiff<B, C> {
     fn batch_norm_training(
         x: FloatTensor<Self>,
         gamma: FloatTensor<Self>,
@@ -103,30 +93,28 @@ impl<B: Backend + NormBackend + Kernels, C: CheckpointStrategy> NormBackend for 
         epsilon: f64,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
         let untracked = |t| <Self as AutodiffBackend>::from_inner(t);
-        match BatchNormBackward
+        let prep = BatchNormBackward
             .prepare::<C>([x.node(), gamma.node(), beta.node()])
             .compute_bound()
-            .stateful()
-        {
+            .stateful();
+        let forward = |x: FloatTensor<Self>, gamma: FloatTensor<Self>| {
+            let (x, gamma, beta) = (
+                x.into_primitive(),
+                gamma.into_primitive(),
+                beta.into_primitive(),
+            );
+            B::batch_norm_forward(x, gamma, beta, epsilon)
+        };
+        match prep {
             OpsKind::Tracked(mut prep) => {
                 let x_state = prep.checkpoint(&x);
                 let gamma_state = prep.checkpoint(&gamma);
-                let (y, mean, var) = B::batch_norm_forward(
-                    x.into_primitive(),
-                    gamma.into_primitive(),
-                    beta.into_primitive(),
-                    epsilon,
-                );
+                let (y, mean, var) = forward(x, gamma);
                 let state = (x_state, gamma_state, mean.clone(), var.clone(), epsilon);
                 (prep.finish(state, y), untracked(mean), untracked(var))
             }
             OpsKind::UnTracked(prep) => {
-                let (y, mean, var) = B::batch_norm_forward(
-                    x.into_primitive(),
-                    gamma.into_primitive(),
-                    beta.into_primitive(),
-                    epsilon,
-                );
+                let (y, mean, var) = forward(x, gamma);
                 (prep.finish(y), untracked(mean), untracked(var))
             }
         }

@@ -17,7 +17,6 @@
 // NdArray is deprecated in Burn 0.22 but still a supported CPU backend here.
 #![allow(deprecated)]
 
-use burn::backend::Backend;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
@@ -25,6 +24,7 @@ use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::autodiff::{Autodiff, NodeId};
 use burn::backend::backend_extension;
 use burn::backend::tensor::FloatTensor;
+use burn::backend::{Backend, Scalar, TensorMetadata};
 use burn::tensor::Tensor;
 use burn::tensor::ops::ConvOptions;
 
@@ -32,7 +32,7 @@ use crate::kernels::Kernels;
 
 /// Backend extension with the two feedback operations. Implemented for every backend wt
 /// supports (Flex, NdArray, the CubeCL runtimes behind wgpu and CUDA) and for `Autodiff` over
-/// any of them, where the custom backward lives. Use the tensor-level functions
+/// any of them, where the custom backward lives. Its convolutions run through [`Kernels`]. Use the tensor-level functions
 /// [`feedback_linear`] and [`feedback_conv2d`] rather than calling this trait directly.
 #[backend_extension(
     Autodiff,
@@ -40,7 +40,7 @@ use crate::kernels::Kernels;
     NdArray: cfg(feature = "ndarray"),
     Cube: cfg(any(feature = "wgpu", feature = "cuda"))
 )]
-pub trait FeedbackBackend: Backend {
+pub trait FeedbackBackend: Backend + Kernels {
     /// Forward of a linear layer without bias; `feedback` is only used by the backward pass.
     /// With `sign_scale: Some(s)` the backward pass uses `B = s·sign(feedback)` (see
     /// [`Feedback::ScaledSign`]).
@@ -75,7 +75,7 @@ pub trait FeedbackBackend: Backend {
         options: ConvOptions<2>,
     ) -> FloatTensor<Self> {
         let _ = (feedback, sign_scale);
-        Self::conv2d(x, weight, None, options)
+        Self::conv2d_forward(x, weight, None, options)
     }
 
     /// Forward of a 2-D convolution with bias; `feedback` is only used by the backward pass.
@@ -88,7 +88,7 @@ pub trait FeedbackBackend: Backend {
         options: ConvOptions<2>,
     ) -> FloatTensor<Self> {
         let _ = (feedback, sign_scale);
-        Self::conv2d(x, weight, Some(bias), options)
+        Self::conv2d_forward(x, weight, Some(bias), options)
     }
 
     /// The correlation `Σ_{batch, positions} x ⋆ g` that a conv2d weight gradient computes, for
@@ -100,45 +100,12 @@ pub trait FeedbackBackend: Backend {
         output_grad: FloatTensor<Self>,
         options: ConvOptions<2>,
     ) -> FloatTensor<Self> {
-        Self::conv2d_weight_backward(x, weight, output_grad, options)
+        Self::conv2d_weight_gradient(x, weight, output_grad, options)
     }
 }
 
-/// Flex runs its convolutions through wt's own kernels ([`crate::kernels`]).
 #[cfg(feature = "flex")]
-impl FeedbackBackend for burn::backend::Flex {
-    fn feedback_conv2d(
-        x: FloatTensor<Self>,
-        weight: FloatTensor<Self>,
-        feedback: FloatTensor<Self>,
-        sign_scale: Option<f64>,
-        options: ConvOptions<2>,
-    ) -> FloatTensor<Self> {
-        let _ = (feedback, sign_scale);
-        <Self as Kernels>::conv2d_forward(x, weight, None, options)
-    }
-
-    fn feedback_conv2d_bias(
-        x: FloatTensor<Self>,
-        weight: FloatTensor<Self>,
-        feedback: FloatTensor<Self>,
-        sign_scale: Option<f64>,
-        bias: FloatTensor<Self>,
-        options: ConvOptions<2>,
-    ) -> FloatTensor<Self> {
-        let _ = (feedback, sign_scale);
-        <Self as Kernels>::conv2d_forward(x, weight, Some(bias), options)
-    }
-
-    fn conv2d_correlation(
-        x: FloatTensor<Self>,
-        weight: FloatTensor<Self>,
-        output_grad: FloatTensor<Self>,
-        options: ConvOptions<2>,
-    ) -> FloatTensor<Self> {
-        <Self as Kernels>::conv2d_weight_gradient(x, weight, output_grad, options)
-    }
-}
+impl FeedbackBackend for burn::backend::Flex {}
 #[cfg(feature = "ndarray")]
 #[allow(deprecated)]
 impl FeedbackBackend for burn::backend::NdArray {}
@@ -165,16 +132,18 @@ fn register_weight_gradient<B: Backend>(
     }
 }
 
-/// The `B` the backward pass uses: the kept feedback tensor, or `s·sign(·)` of it
-/// ([`Kernels::scaled_sign`]: the same values as `Tensor::sign().mul_scalar(s)`, so both forms
-/// give bit-identical gradients).
-fn feedback_matrix<B: Kernels>(
+/// The `B` the backward pass uses: the kept feedback tensor, or `s·sign(·)` of it. The same
+/// backend ops as `Tensor::sign().mul_scalar(s)`, so both forms give bit-identical gradients.
+fn feedback_matrix<B: Backend>(
     feedback: <B as burn::backend::BackendTypes>::FloatTensorPrimitive,
     sign_scale: Option<f64>,
 ) -> <B as burn::backend::BackendTypes>::FloatTensorPrimitive {
     match sign_scale {
         None => feedback,
-        Some(s) => B::scaled_sign(feedback, s),
+        Some(s) => {
+            let dtype = feedback.dtype();
+            B::float_mul_scalar(B::float_sign(feedback), Scalar::new(s, &dtype))
+        }
     }
 }
 
@@ -190,7 +159,7 @@ type LinearState<B> = (
     Option<f64>,
 );
 
-impl<B: Kernels, const N: usize> Backward<B, N> for FeedbackLinearBackward {
+impl<B: Backend, const N: usize> Backward<B, N> for FeedbackLinearBackward {
     type State = LinearState<B>;
 
     fn backward(
@@ -285,7 +254,7 @@ impl<B: Kernels, const N: usize> Backward<B, N> for FeedbackConv2dBackward {
 }
 
 /// Records the feedback linear op on the autodiff graph (bias optional).
-fn autodiff_linear<B: Kernels, C: CheckpointStrategy>(
+fn autodiff_linear<B: Backend, C: CheckpointStrategy>(
     x: FloatTensor<Autodiff<B, C>>,
     weight: FloatTensor<Autodiff<B, C>>,
     feedback: FloatTensor<Autodiff<B, C>>,
@@ -391,9 +360,7 @@ fn autodiff_conv2d<B: Kernels, C: CheckpointStrategy>(
     }
 }
 
-impl<B: Backend + FeedbackBackend + Kernels, C: CheckpointStrategy> FeedbackBackend
-    for Autodiff<B, C>
-{
+impl<B: FeedbackBackend, C: CheckpointStrategy> FeedbackBackend for Autodiff<B, C> {
     fn feedback_linear(
         x: FloatTensor<Self>,
         weight: FloatTensor<Self>,

@@ -123,34 +123,62 @@ fn with_scratch<R>(a: usize, b: usize, f: impl FnOnce(&mut [f32], &mut [f32]) ->
     })
 }
 
-/// Unfolds images `i0..i0 + n` of group `group` into `cols` (`[K, n·P]`).
-fn unfold_task(x: &[f32], g: &ConvGeometry, i0: usize, n: usize, group: usize, cols: &mut [f32]) {
+/// The scratch a task of `n` images needs: the unfolded input `[K, n·P]` (none when it is the
+/// image itself, a pointwise convolution of one image) and the output-shaped rows gathered
+/// side by side `[c_out_g, n·P]` (none for one image).
+fn scratch_lens(g: &ConvGeometry, n: usize) -> (usize, usize) {
+    let np = n * g.positions();
+    let cols = if g.is_pointwise() && n == 1 {
+        0
+    } else {
+        g.patch_len() * np
+    };
+    let rows = if n == 1 { 0 } else { g.c_out_group() * np };
+    (cols, rows)
+}
+
+/// `U[K, n·P]` of images `i0..i0 + n`, group `group`: the image itself for a pointwise
+/// convolution of one image, otherwise unfolded into `cols`.
+fn unfolded<'a>(
+    x: &'a [f32],
+    g: &ConvGeometry,
+    (i0, n): (usize, usize),
+    group: usize,
+    cols: &'a mut [f32],
+) -> &'a [f32] {
     let p = g.positions();
     let group_len = g.c_in_group() * g.input[0] * g.input[1];
+    if g.is_pointwise() && n == 1 {
+        return &x[i0 * g.image_len() + group * group_len..][..group_len];
+    }
     for i in 0..n {
         let image = &x[(i0 + i) * g.image_len() + group * group_len..][..group_len];
         im2col(image, g, cols, n * p, i * p);
     }
+    cols
 }
 
-/// Copies group `group`'s output-shaped rows of images `i0..i0 + n` side by side into `dst`
-/// (`[c_out_g, n·P]`).
-fn gather_outputs(
-    src: &[f32],
+/// Group `group`'s output-shaped rows of images `i0..i0 + n` as one `[c_out_g, n·P]` matrix:
+/// in place for one image, otherwise copied side by side into `rows`.
+fn output_rows<'a>(
+    src: &'a [f32],
     g: &ConvGeometry,
-    i0: usize,
-    n: usize,
+    (i0, n): (usize, usize),
     group: usize,
-    dst: &mut [f32],
-) {
+    rows: &'a mut [f32],
+) -> &'a [f32] {
     let p = g.positions();
     let c = g.c_out_group();
+    if n == 1 {
+        return &src[i0 * g.output_len() + group * c * p..][..c * p];
+    }
     for i in 0..n {
         let image = &src[(i0 + i) * g.output_len() + group * c * p..][..c * p];
         for (co, row) in image.chunks_exact(p).enumerate() {
-            dst[co * n * p + i * p..][..p].copy_from_slice(row);
+            rows[co * n * p + i * p..][..p].copy_from_slice(row);
         }
     }
+    rows
 }
 
 /// `y = conv2d(x, weight) + bias`: `x` `[batch, c_in, h, w]`, `weight`
@@ -172,18 +200,11 @@ pub fn conv2d_forward(
         .enumerate()
         .for_each(|(t, y_task)| {
             let (i0, n) = (t * per_task, y_task.len() / g.output_len());
-            let direct = g.is_pointwise() && n == 1;
-            let cols_len = if direct { 0 } else { k * n * p };
-            let tmp_len = if n == 1 { 0 } else { c * n * p };
+            let (cols_len, tmp_len) = scratch_lens(g, n);
             with_scratch(cols_len, tmp_len, |cols, tmp| {
                 for group in 0..g.groups {
                     let w_g = &weight[group * c * k..][..c * k];
-                    let rhs: &[f32] = if direct {
-                        &x[i0 * g.image_len() + group * k * p..][..k * p]
-                    } else {
-                        unfold_task(x, g, i0, n, group, cols);
-                        cols
-                    };
+                    let rhs = unfolded(x, g, (i0, n), group, cols);
                     if n == 1 {
                         let dst = &mut y_task[group * c * p..][..c * p];
                         if let Some(b) = bias {
@@ -246,21 +267,15 @@ pub fn conv2d_input_gradient(feedback: &[f32], output_grad: &[f32], g: &ConvGeom
         .enumerate()
         .for_each(|(t, dx_task)| {
             let (i0, n) = (t * per_task, dx_task.len() / g.image_len());
-            let direct = g.is_pointwise() && n == 1;
-            let cols_len = if direct { 0 } else { k * n * p };
-            let tmp_len = if n == 1 { 0 } else { c * n * p };
+            let (cols_len, tmp_len) = scratch_lens(g, n);
             with_scratch(cols_len, tmp_len, |cols, tmp| {
                 for group in 0..g.groups {
                     // Bᵀ as a [K, c_out_g] view of B's [c_out_g, K] rows.
                     let b_t = &feedback[group * c * k..][..c * k];
                     let b_t_strides = Strides { row: 1, col: k };
-                    let rhs: &[f32] = if n == 1 {
-                        &output_grad[i0 * g.output_len() + group * c * p..][..c * p]
-                    } else {
-                        gather_outputs(output_grad, g, i0, n, group, tmp);
-                        tmp
-                    };
-                    if direct {
+                    let rhs = output_rows(output_grad, g, (i0, n), group, tmp);
+                    // A pointwise convolution of one image has no unfolded form to fold back.
+                    if g.is_pointwise() && n == 1 {
                         let dst = &mut dx_task[group * group_len..][..group_len];
                         product(
                             (k, p, c),
@@ -318,23 +333,11 @@ pub fn conv2d_weight_gradient(x: &[f32], output_grad: &[f32], g: &ConvGeometry) 
             for t in first..((part + 1) * tasks_per_part).min(tasks) {
                 let i0 = t * per_task;
                 let n = per_task.min(g.batch - i0);
-                let direct = g.is_pointwise() && n == 1;
-                let cols_len = if direct { 0 } else { k * n * p };
-                let tmp_len = if n == 1 { 0 } else { c * n * p };
+                let (cols_len, tmp_len) = scratch_lens(g, n);
                 with_scratch(cols_len, tmp_len, |cols, tmp| {
                     for group in 0..g.groups {
-                        let u: &[f32] = if direct {
-                            &x[i0 * g.image_len() + group * k * p..][..k * p]
-                        } else {
-                            unfold_task(x, g, i0, n, group, cols);
-                            cols
-                        };
-                        let lhs: &[f32] = if n == 1 {
-                            &output_grad[i0 * g.output_len() + group * c * p..][..c * p]
-                        } else {
-                            gather_outputs(output_grad, g, i0, n, group, tmp);
-                            tmp
-                        };
+                        let u = unfolded(x, g, (i0, n), group, cols);
+                        let lhs = output_rows(output_grad, g, (i0, n), group, tmp);
                         let dst = &mut dw[group * c * k..][..c * k];
                         // Uᵀ as an [n·P, K] view of U's [K, n·P] rows.
                         let u_t = Strides { row: 1, col: n * p };
@@ -375,17 +378,7 @@ mod tests {
     use super::*;
     use burn::tensor::ops::ConvOptions;
 
-    fn values(n: usize, seed: u64) -> Vec<f32> {
-        let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-        (0..n)
-            .map(|_| {
-                s ^= s << 13;
-                s ^= s >> 7;
-                s ^= s << 17;
-                (s >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
-            })
-            .collect()
-    }
+    use crate::kernels::test_values as values;
 
     /// The convolution written as its sum, in f64: `y[n, o, oh, ow] = b[o] + Σ w·x`.
     fn direct_forward(x: &[f32], w: &[f32], b: &[f32], g: &ConvGeometry) -> Vec<f64> {

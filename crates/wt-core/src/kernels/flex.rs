@@ -195,19 +195,10 @@ mod tests {
 
     fn random(shape: [usize; 4], seed: u64) -> FlexTensor {
         let n: usize = shape.iter().product();
-        let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-        // Sums of uniforms: roughly normal, never all zeros.
-        let data: Vec<f32> = (0..n)
-            .map(|_| {
-                let mut acc = 0.0;
-                for _ in 0..4 {
-                    s ^= s << 13;
-                    s ^= s >> 7;
-                    s ^= s << 17;
-                    acc += (s >> 40) as f32 / (1u64 << 24) as f32 - 0.5;
-                }
-                acc
-            })
+        // Sums of four uniforms in [−0.5, 0.5): roughly normal, never all zeros.
+        let data: Vec<f32> = crate::kernels::test_values(4 * n, seed)
+            .chunks_exact(4)
+            .map(|c| c.iter().fold(0.0, |acc, v| acc + v * 0.5))
             .collect();
         FlexTensor::from_data(TensorData::new(data, shape))
     }

@@ -25,14 +25,22 @@ fn valid_columns(offset: isize, stride: usize, width: usize, out: usize) -> (usi
     (lo, hi)
 }
 
-/// Unfolds `image` (`[c_in_g, h, w]`, one group's channels of one image) into `cols`.
-pub fn im2col(
-    image: &[f32],
-    g: &ConvGeometry,
-    cols: &mut [f32],
-    row_len: usize,
-    col_offset: usize,
-) {
+/// One output row `oh` of one unfolded row `(c, i, j)`: where it sits in the unfolded matrix
+/// and which input elements it reads.
+struct Segment {
+    /// Row of the unfolded matrix, `(c·kh + i)·kw + j`.
+    row: usize,
+    /// Offset of this output row within the image's columns, `oh·w_out`.
+    out: usize,
+    /// Where the row reads the input: the flat index of `x[c, ih, lo·sw + j·dw − pw]`, and the
+    /// output columns `lo..hi` that fall inside the image (read every `sw`-th element from
+    /// there). `None` when the whole output row falls in the padding.
+    input: Option<(usize, usize, usize)>,
+}
+
+/// Visits every [`Segment`] of one group's unfolding, rows then output rows: the index
+/// arithmetic [`im2col`] and its adjoint [`col2im_add`] share.
+fn for_each_segment(g: &ConvGeometry, mut visit: impl FnMut(Segment)) {
     let [h, w] = g.input;
     let [kh, kw] = g.kernel;
     let [oh_n, ow_n] = g.output;
@@ -41,36 +49,54 @@ pub fn im2col(
     let [ph, pw] = g.pad_begin;
     let mut row = 0;
     for c in 0..g.c_in_group() {
-        let channel = &image[c * h * w..(c + 1) * h * w];
         for i in 0..kh {
             for j in 0..kw {
-                let dst = &mut cols[row * row_len + col_offset..][..oh_n * ow_n];
                 let col_off = (j * dw) as isize - pw as isize;
                 let (lo, hi) = valid_columns(col_off, sw, w, ow_n);
                 for oh in 0..oh_n {
-                    let out = &mut dst[oh * ow_n..(oh + 1) * ow_n];
                     let ih = (oh * sh + i * dh) as isize - ph as isize;
-                    if ih < 0 || ih >= h as isize || lo == hi {
-                        out.fill(0.0);
-                        continue;
-                    }
-                    let src = &channel[ih as usize * w..(ih as usize + 1) * w];
-                    out[..lo].fill(0.0);
-                    out[hi..].fill(0.0);
-                    let start = (lo * sw) as isize + col_off;
-                    if sw == 1 {
-                        out[lo..hi]
-                            .copy_from_slice(&src[start as usize..start as usize + (hi - lo)]);
-                    } else {
-                        for (k, o) in out[lo..hi].iter_mut().enumerate() {
-                            *o = src[start as usize + k * sw];
-                        }
-                    }
+                    let inside = ih >= 0 && ih < h as isize && lo < hi;
+                    let input = inside.then(|| {
+                        let start = ((lo * sw) as isize + col_off) as usize;
+                        ((c * h + ih as usize) * w + start, lo, hi)
+                    });
+                    visit(Segment {
+                        row,
+                        out: oh * ow_n,
+                        input,
+                    });
                 }
                 row += 1;
             }
         }
     }
+}
+
+/// Unfolds `image` (`[c_in_g, h, w]`, one group's channels of one image) into `cols`.
+pub fn im2col(
+    image: &[f32],
+    g: &ConvGeometry,
+    cols: &mut [f32],
+    row_len: usize,
+    col_offset: usize,
+) {
+    let (ow_n, sw) = (g.output[1], g.stride[1]);
+    for_each_segment(g, |seg| {
+        let out = &mut cols[seg.row * row_len + col_offset + seg.out..][..ow_n];
+        let Some((start, lo, hi)) = seg.input else {
+            out.fill(0.0);
+            return;
+        };
+        out[..lo].fill(0.0);
+        out[hi..].fill(0.0);
+        if sw == 1 {
+            out[lo..hi].copy_from_slice(&image[start..start + (hi - lo)]);
+        } else {
+            for (k, o) in out[lo..hi].iter_mut().enumerate() {
+                *o = image[start + k * sw];
+            }
+        }
+    });
 }
 
 /// Folds `cols` (the layout [`im2col`] writes) back onto `image`, adding every column entry
@@ -83,45 +109,22 @@ pub fn col2im_add(
     row_len: usize,
     col_offset: usize,
 ) {
-    let [h, w] = g.input;
-    let [kh, kw] = g.kernel;
-    let [oh_n, ow_n] = g.output;
-    let [sh, sw] = g.stride;
-    let [dh, dw] = g.dilation;
-    let [ph, pw] = g.pad_begin;
-    let mut row = 0;
-    for c in 0..g.c_in_group() {
-        let channel = &mut image[c * h * w..(c + 1) * h * w];
-        for i in 0..kh {
-            for j in 0..kw {
-                let src = &cols[row * row_len + col_offset..][..oh_n * ow_n];
-                let col_off = (j * dw) as isize - pw as isize;
-                let (lo, hi) = valid_columns(col_off, sw, w, ow_n);
-                row += 1;
-                if lo == hi {
-                    continue;
-                }
-                for oh in 0..oh_n {
-                    let ih = (oh * sh + i * dh) as isize - ph as isize;
-                    if ih < 0 || ih >= h as isize {
-                        continue;
-                    }
-                    let dst = &mut channel[ih as usize * w..(ih as usize + 1) * w];
-                    let from = &src[oh * ow_n + lo..oh * ow_n + hi];
-                    let start = ((lo * sw) as isize + col_off) as usize;
-                    if sw == 1 {
-                        for (d, s) in dst[start..start + (hi - lo)].iter_mut().zip(from) {
-                            *d += s;
-                        }
-                    } else {
-                        for (k, s) in from.iter().enumerate() {
-                            dst[start + k * sw] += s;
-                        }
-                    }
-                }
+    let sw = g.stride[1];
+    for_each_segment(g, |seg| {
+        let Some((start, lo, hi)) = seg.input else {
+            return;
+        };
+        let from = &cols[seg.row * row_len + col_offset + seg.out..][lo..hi];
+        if sw == 1 {
+            for (d, s) in image[start..start + (hi - lo)].iter_mut().zip(from) {
+                *d += s;
+            }
+        } else {
+            for (k, s) in from.iter().enumerate() {
+                image[start + k * sw] += s;
             }
         }
-    }
+    });
 }
 
 #[cfg(test)]
@@ -129,14 +132,7 @@ mod tests {
     use super::*;
     use burn::tensor::ops::ConvOptions;
 
-    fn values(n: usize, seed: u32) -> Vec<f32> {
-        (0..n)
-            .map(|i| {
-                ((i as u32).wrapping_mul(2654435761).wrapping_add(seed) >> 8) as f32 / 16_777_216.0
-                    - 0.5
-            })
-            .collect()
-    }
+    use crate::kernels::test_values as values;
 
     /// im2col against its definition, element by element, over strides, paddings and dilations.
     #[test]

@@ -38,13 +38,6 @@ use burn::backend::ops::ModuleOps;
 /// backend's primitives. Every method defaults to Burn's op; a backend with faster kernels
 /// overrides them.
 pub trait Kernels: Backend {
-    /// `scale·sign(t)`: uniform sign-symmetry's feedback matrix, formed in the backward pass.
-    fn scaled_sign(t: FloatTensor<Self>, scale: f64) -> FloatTensor<Self> {
-        use burn::backend::{Scalar, TensorMetadata};
-        let dtype = t.dtype();
-        Self::float_mul_scalar(Self::float_sign(t), Scalar::new(scale, &dtype))
-    }
-
     /// Training-mode batch norm over every axis but 1 of `x` `[batch, channels, ...]`:
     /// `(output, mean, biased variance)`, the statistics `[channels]`.
     fn batch_norm_forward(
@@ -53,8 +46,7 @@ pub trait Kernels: Backend {
         beta: FloatTensor<Self>,
         epsilon: f64,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
-        let r = Self::batch_norm_train(x, gamma, beta, epsilon);
-        (r.output, r.mean, r.variance)
+        burn_batch_norm_forward::<Self>(x, gamma, beta, epsilon)
     }
 
     /// Gradients `(dx, dgamma, dbeta)` of [`batch_norm_forward`](Self::batch_norm_forward) for
@@ -67,8 +59,7 @@ pub trait Kernels: Backend {
         epsilon: f64,
         output_grad: FloatTensor<Self>,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
-        let r = Self::batch_norm_train_backward(x, gamma, mean, variance, epsilon, output_grad);
-        (r.x_grad, r.gamma_grad, r.beta_grad)
+        burn_batch_norm_gradients::<Self>(x, gamma, mean, variance, epsilon, output_grad)
     }
 
     /// `conv2d(x, weight) + bias`. Shapes as Burn's `conv2d`.
@@ -101,6 +92,45 @@ pub trait Kernels: Backend {
     ) -> FloatTensor<Self> {
         Self::conv2d_weight_backward(x, weight, output_grad, options)
     }
+}
+
+/// `n` uniform values in `[−1, 1)` from a seeded xorshift stream: the kernels' tests' random
+/// inputs (never all zeros).
+#[cfg(test)]
+pub(crate) fn test_values(n: usize, seed: u64) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..n)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            (s >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
+        })
+        .collect()
+}
+
+/// Burn's training-mode batch norm, `(output, mean, variance)`.
+fn burn_batch_norm_forward<B: Backend>(
+    x: FloatTensor<B>,
+    gamma: FloatTensor<B>,
+    beta: FloatTensor<B>,
+    epsilon: f64,
+) -> (FloatTensor<B>, FloatTensor<B>, FloatTensor<B>) {
+    let r = B::batch_norm_train(x, gamma, beta, epsilon);
+    (r.output, r.mean, r.variance)
+}
+
+/// Burn's batch-norm gradients, `(dx, dgamma, dbeta)`.
+fn burn_batch_norm_gradients<B: Backend>(
+    x: FloatTensor<B>,
+    gamma: FloatTensor<B>,
+    mean: FloatTensor<B>,
+    variance: FloatTensor<B>,
+    epsilon: f64,
+    output_grad: FloatTensor<B>,
+) -> (FloatTensor<B>, FloatTensor<B>, FloatTensor<B>) {
+    let r = B::batch_norm_train_backward(x, gamma, mean, variance, epsilon, output_grad);
+    (r.x_grad, r.gamma_grad, r.beta_grad)
 }
 
 /// 0: not decided yet (read `WT_CONV_KERNELS` on first use), 1: wt's kernels, 2: Burn's ops.
@@ -139,8 +169,7 @@ impl Kernels for burn::backend::Flex {
         {
             return out;
         }
-        let r = Self::batch_norm_train(x, gamma, beta, epsilon);
-        (r.output, r.mean, r.variance)
+        burn_batch_norm_forward::<Self>(x, gamma, beta, epsilon)
     }
 
     fn batch_norm_gradients(
@@ -157,8 +186,7 @@ impl Kernels for burn::backend::Flex {
         {
             return out;
         }
-        let r = Self::batch_norm_train_backward(x, gamma, mean, variance, epsilon, output_grad);
-        (r.x_grad, r.gamma_grad, r.beta_grad)
+        burn_batch_norm_gradients::<Self>(x, gamma, mean, variance, epsilon, output_grad)
     }
 
     fn conv2d_forward(
@@ -215,5 +243,12 @@ impl Kernels for burn::backend::Flex {
 #[cfg(feature = "ndarray")]
 #[allow(deprecated)]
 impl Kernels for burn::backend::NdArray {}
+// The extensions built on `Kernels` (`FeedbackBackend`, `NormBackend`) are implemented for
+// these two as well; their ops route to the inner backend, so Burn's defaults here never run.
+impl<B: Backend, C: burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy> Kernels
+    for burn::backend::Autodiff<B, C>
+{
+}
+impl Kernels for burn::backend::Dispatch {}
 #[cfg(any(feature = "wgpu", feature = "cuda"))]
 impl Kernels for burn::backend::Cube {}
