@@ -8,14 +8,34 @@
 #   cifar-resnet20  CIFAR-10 (approximate copy), ResNet-20, BioTorch recipe shortened to 5 epochs
 #                   (lr 0.1, drops ×0.1 after epochs 2, 3, 4: the recipe's 100/150/200 of 250)
 # e.g. scripts/reproduce.sh cifar-lenet-kp
+#      scripts/reproduce.sh fmnist-lenet-bp --seeds 1,2,3
 #
-# The run folder is runs/<ROW>. If it already holds a checkpoint the run continues from it
-# (--resume), so a long row can be built up over several sittings; delete the folder to start
-# again. Extra flags go to the example (e.g. --device wgpu, --data DIR). Seed 1 throughout.
+# The run folder is runs/<ROW> (seed 1), or runs/<ROW>/seed-<N> for each seed of
+# `--seeds N,M,...` (one run after another; scripts/seed_table.py TABLE prints mean ± sd over
+# them). If a folder already holds a checkpoint the run continues from it (--resume), so a
+# long row can be built up over several sittings; delete the folder to start again. Extra
+# flags go to the example (e.g. --device wgpu, --data DIR).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-row=${1:?usage: scripts/reproduce.sh ROW [flags]   (see the top of this script)}
+row=${1:?usage: scripts/reproduce.sh ROW [--seeds N,M,...] [flags]   (see the top of this script)}
 shift
+if [ "${1:-}" = --seeds ]; then
+  seeds=${2:?--seeds needs a comma-separated list, e.g. 1,2,3}
+  shift 2
+  IFS=, read -r -a list <<<"$seeds"
+  for seed in "${list[@]}"; do
+    case "$seed" in '' | *[!0-9]*)
+      echo "--seeds: '$seed' is not a seed (a non-negative integer)" >&2
+      exit 2
+      ;;
+    esac
+  done
+  for seed in "${list[@]}"; do
+    echo "== $row, seed $seed"
+    WT_REPRODUCE_OUT="runs/$row/seed-$seed" "$0" "$row" "$@" --seed "$seed"
+  done
+  exit 0
+fi
 rule=${row##*-}
 table=${row%-*}
 case "$rule" in bp | fa | usf | brsf | frsf | kp | wm) ;; *)
@@ -36,7 +56,7 @@ cifar-resnet20) args=(--example cifar10 -- --model resnet20 --rule "$rule" --epo
 esac
 # The MLP's table row for WM is the slow mirror (docs/results.md says why).
 if [ "$row" = mnist-mlp-wm ]; then args+=(--mirror-lr 0.005); fi
-out=runs/$row
+out=${WT_REPRODUCE_OUT:-runs/$row}
 if [ -f "$out/checkpoint.wtck" ]; then
   echo "continuing $out from its checkpoint"
   args=("${args[0]}" "${args[1]}" -- --out "$out" --resume "$@")

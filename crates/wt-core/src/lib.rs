@@ -27,10 +27,11 @@ pub use kernels::Kernels;
 pub use metrics::{WeightAlignment, angle_degrees, norm_ratio};
 pub use norm::batch_norm_train;
 pub use ops::{
-    Feedback, FeedbackBackend, conv2d_correlation, feedback_conv2d, feedback_conv2d_with,
-    feedback_linear, feedback_linear_with,
+    Feedback, FeedbackBackend, FeedbackForm, conv2d_correlation, feedback_conv2d,
+    feedback_conv2d_with, feedback_linear, feedback_linear_with,
 };
 pub use rule::{
     Backprop, BatchRandomSignSymmetry, FeedbackAlignment, FeedbackStorage, FixedRandomSignSymmetry,
-    KolenPollack, MirrorUpdate, Rule, UniformSignSymmetry, UnknownRule, WeightMirror,
+    InvalidMirror, KolenPollack, MirrorUpdate, Rule, UniformSignSymmetry, UnknownRule,
+    WeightMirror,
 };

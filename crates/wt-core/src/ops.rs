@@ -24,7 +24,7 @@ use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::autodiff::{Autodiff, NodeId};
 use burn::backend::backend_extension;
 use burn::backend::tensor::FloatTensor;
-use burn::backend::{Backend, Scalar, TensorMetadata};
+use burn::backend::{AutodiffBackend, Backend};
 use burn::tensor::Tensor;
 use burn::tensor::ops::ConvOptions;
 
@@ -41,16 +41,15 @@ use crate::kernels::Kernels;
     Cube: cfg(any(feature = "wgpu", feature = "cuda"))
 )]
 pub trait FeedbackBackend: Backend + Kernels {
-    /// Forward of a linear layer without bias; `feedback` is only used by the backward pass.
-    /// With `sign_scale: Some(s)` the backward pass uses `B = s·sign(feedback)` (see
-    /// [`Feedback::ScaledSign`]).
+    /// Forward of a linear layer without bias; `feedback` is only used by the backward pass,
+    /// which forms `B` from it as `form` says.
     fn feedback_linear(
         x: FloatTensor<Self>,
         weight: FloatTensor<Self>,
         feedback: FloatTensor<Self>,
-        sign_scale: Option<f64>,
+        form: FeedbackForm,
     ) -> FloatTensor<Self> {
-        let _ = (feedback, sign_scale);
+        let _ = (feedback, form);
         Self::linear(x, weight, None)
     }
 
@@ -59,10 +58,10 @@ pub trait FeedbackBackend: Backend + Kernels {
         x: FloatTensor<Self>,
         weight: FloatTensor<Self>,
         feedback: FloatTensor<Self>,
-        sign_scale: Option<f64>,
+        form: FeedbackForm,
         bias: FloatTensor<Self>,
     ) -> FloatTensor<Self> {
-        let _ = (feedback, sign_scale);
+        let _ = (feedback, form);
         Self::linear(x, weight, Some(bias))
     }
 
@@ -71,10 +70,10 @@ pub trait FeedbackBackend: Backend + Kernels {
         x: FloatTensor<Self>,
         weight: FloatTensor<Self>,
         feedback: FloatTensor<Self>,
-        sign_scale: Option<f64>,
+        form: FeedbackForm,
         options: ConvOptions<2>,
     ) -> FloatTensor<Self> {
-        let _ = (feedback, sign_scale);
+        let _ = (feedback, form);
         Self::conv2d_forward(x, weight, None, options)
     }
 
@@ -83,11 +82,11 @@ pub trait FeedbackBackend: Backend + Kernels {
         x: FloatTensor<Self>,
         weight: FloatTensor<Self>,
         feedback: FloatTensor<Self>,
-        sign_scale: Option<f64>,
+        form: FeedbackForm,
         bias: FloatTensor<Self>,
         options: ConvOptions<2>,
     ) -> FloatTensor<Self> {
-        let _ = (feedback, sign_scale);
+        let _ = (feedback, form);
         Self::conv2d_forward(x, weight, Some(bias), options)
     }
 
@@ -102,6 +101,41 @@ pub trait FeedbackBackend: Backend + Kernels {
     ) -> FloatTensor<Self> {
         Self::conv2d_weight_gradient(x, weight, output_grad, options)
     }
+
+    /// uSF's `B = scale·sign(weight)` ([`Kernels::scaled_sign`]). Not differentiable.
+    fn feedback_scaled_sign(weight: FloatTensor<Self>, scale: f64) -> FloatTensor<Self> {
+        Self::scaled_sign(weight, scale)
+    }
+
+    /// frSF's `B = magnitudes·sign(weight)` ([`Kernels::signed_magnitudes`]). Not
+    /// differentiable.
+    fn feedback_signed_magnitudes(
+        weight: FloatTensor<Self>,
+        magnitudes: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        Self::signed_magnitudes(weight, magnitudes)
+    }
+
+    /// brSF's `B = |R|·sign(weight)`, `|R| ~ U(0, bound)` fresh ([`Kernels::signed_uniform`]).
+    /// Not differentiable.
+    fn feedback_signed_uniform(weight: FloatTensor<Self>, bound: f64) -> FloatTensor<Self> {
+        Self::signed_uniform(weight, bound)
+    }
+}
+
+/// How a feedback op's backward pass forms `B` from the `feedback` tensor it was given.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum FeedbackForm {
+    /// `feedback` is `B`.
+    Matrix,
+    /// `B = scale·sign(feedback)`, `feedback` being `W` (uSF).
+    ScaledSign(f64),
+    /// `B = |R|·sign(feedback)`, `|R| ~ U(0, bound)` drawn when the backward pass runs,
+    /// `feedback` being `W` (brSF).
+    SignedUniform(f64),
+    /// `B = feedback·sign(W)`, `feedback` holding the magnitudes `|R0|` (frSF); the op keeps
+    /// its own `W` for the sign.
+    SignedMagnitudes,
 }
 
 #[cfg(feature = "flex")]
@@ -132,18 +166,22 @@ fn register_weight_gradient<B: Backend>(
     }
 }
 
-/// The `B` the backward pass uses: the kept feedback tensor, or `s·sign(·)` of it. The same
-/// backend ops as `Tensor::sign().mul_scalar(s)`, so both forms give bit-identical gradients.
-fn feedback_matrix<B: Backend>(
+/// The `B` the backward pass uses, formed from the kept tensors as `form` says (`weight` is
+/// kept for [`FeedbackForm::SignedMagnitudes`] only). The same kernels as [`Feedback::matrix`],
+/// so a lazy and an eager `B` give bit-identical gradients.
+fn formed_feedback<B: Kernels>(
     feedback: <B as burn::backend::BackendTypes>::FloatTensorPrimitive,
-    sign_scale: Option<f64>,
+    form: FeedbackForm,
+    weight: Option<<B as burn::backend::BackendTypes>::FloatTensorPrimitive>,
 ) -> <B as burn::backend::BackendTypes>::FloatTensorPrimitive {
-    match sign_scale {
-        None => feedback,
-        Some(s) => {
-            let dtype = feedback.dtype();
-            B::float_mul_scalar(B::float_sign(feedback), Scalar::new(s, &dtype))
-        }
+    match form {
+        FeedbackForm::Matrix => feedback,
+        FeedbackForm::ScaledSign(s) => B::scaled_sign(feedback, s),
+        FeedbackForm::SignedUniform(bound) => B::signed_uniform(feedback, bound),
+        FeedbackForm::SignedMagnitudes => B::signed_magnitudes(
+            weight.expect("the op keeps W for a signed-magnitudes feedback"),
+            feedback,
+        ),
     }
 }
 
@@ -152,14 +190,15 @@ fn feedback_matrix<B: Backend>(
 struct FeedbackLinearBackward;
 
 /// State kept from the forward: the checkpointed input (when W or B needs a gradient), the
-/// feedback tensor (when x needs a gradient) and its sign scale.
+/// feedback tensor and W when `B` is formed from both (when x needs a gradient), the form.
 type LinearState<B> = (
     Option<NodeId>,
     Option<<B as burn::backend::BackendTypes>::FloatTensorPrimitive>,
-    Option<f64>,
+    FeedbackForm,
+    Option<<B as burn::backend::BackendTypes>::FloatTensorPrimitive>,
 );
 
-impl<B: Backend, const N: usize> Backward<B, N> for FeedbackLinearBackward {
+impl<B: Kernels, const N: usize> Backward<B, N> for FeedbackLinearBackward {
     type State = LinearState<B>;
 
     fn backward(
@@ -169,13 +208,13 @@ impl<B: Backend, const N: usize> Backward<B, N> for FeedbackLinearBackward {
         checkpointer: &mut Checkpointer,
     ) {
         let grad = grads.consume::<B>(&ops.node);
-        let (x_state, feedback, sign_scale) = ops.state;
+        let (x_state, feedback, form, weight) = ops.state;
         let x = x_state.map(|id| checkpointer.retrieve_node_output::<B::FloatTensorPrimitive>(id));
         let parents = ops.parents;
 
         if let Some(node) = &parents[0] {
             let feedback = feedback.expect("feedback kept when x is tracked");
-            let feedback = feedback_matrix::<B>(feedback, sign_scale);
+            let feedback = formed_feedback::<B>(feedback, form, weight);
             grads.register::<B>(node.id, B::linear_x_backward(feedback, grad.clone()));
         }
         register_weight_gradient::<B>(
@@ -196,12 +235,15 @@ impl<B: Backend, const N: usize> Backward<B, N> for FeedbackLinearBackward {
 #[derive(Debug)]
 struct FeedbackConv2dBackward;
 
-/// State kept from the forward: the checkpointed input, the feedback tensor and its sign scale,
-/// the bias (when present) and the convolution's options.
+/// State kept from the forward: the checkpointed input, the feedback tensor, its form and W
+/// when `B` is formed from both, the bias (when present) and the convolution's options.
 type ConvState<B> = (
     NodeId,
     <B as burn::backend::BackendTypes>::FloatTensorPrimitive,
-    Option<f64>,
+    (
+        FeedbackForm,
+        Option<<B as burn::backend::BackendTypes>::FloatTensorPrimitive>,
+    ),
     Option<<B as burn::backend::BackendTypes>::FloatTensorPrimitive>,
     ConvOptions<2>,
 );
@@ -216,7 +258,7 @@ impl<B: Kernels, const N: usize> Backward<B, N> for FeedbackConv2dBackward {
         checkpointer: &mut Checkpointer,
     ) {
         let grad = grads.consume::<B>(&ops.node);
-        let (x_state, feedback, sign_scale, bias, options) = ops.state;
+        let (x_state, feedback, (form, weight), bias, options) = ops.state;
         let x = checkpointer.retrieve_node_output::<B::FloatTensorPrimitive>(x_state);
         let parents = ops.parents;
 
@@ -244,7 +286,7 @@ impl<B: Kernels, const N: usize> Backward<B, N> for FeedbackConv2dBackward {
             );
         }
         if let Some(node) = &parents[0] {
-            let feedback = feedback_matrix::<B>(feedback, sign_scale);
+            let feedback = formed_feedback::<B>(feedback, form, weight);
             grads.register::<B>(
                 node.id,
                 B::conv2d_input_gradient(x, feedback, grad, options),
@@ -254,15 +296,17 @@ impl<B: Kernels, const N: usize> Backward<B, N> for FeedbackConv2dBackward {
 }
 
 /// Records the feedback linear op on the autodiff graph (bias optional).
-fn autodiff_linear<B: Backend, C: CheckpointStrategy>(
+fn autodiff_linear<B: Kernels, C: CheckpointStrategy>(
     x: FloatTensor<Autodiff<B, C>>,
     weight: FloatTensor<Autodiff<B, C>>,
     feedback: FloatTensor<Autodiff<B, C>>,
-    sign_scale: Option<f64>,
+    form: FeedbackForm,
     bias: Option<FloatTensor<Autodiff<B, C>>>,
 ) -> FloatTensor<Autodiff<B, C>> {
     let x_tracked = x.is_tracked();
     let needs_x = weight.is_tracked() || feedback.is_tracked();
+    let weight_state =
+        (x_tracked && form == FeedbackForm::SignedMagnitudes).then(|| weight.primitive().clone());
     macro_rules! run {
         ($prep:expr, $bias:expr) => {
             match $prep {
@@ -270,7 +314,7 @@ fn autodiff_linear<B: Backend, C: CheckpointStrategy>(
                     let x_state = needs_x.then(|| prep.checkpoint(&x));
                     let fb_state = x_tracked.then(|| feedback.primitive().clone());
                     prep.finish(
-                        (x_state, fb_state, sign_scale),
+                        (x_state, fb_state, form, weight_state),
                         B::linear(x.into_primitive(), weight.into_primitive(), $bias),
                     )
                 }
@@ -305,10 +349,12 @@ fn autodiff_conv2d<B: Kernels, C: CheckpointStrategy>(
     x: FloatTensor<Autodiff<B, C>>,
     weight: FloatTensor<Autodiff<B, C>>,
     feedback: FloatTensor<Autodiff<B, C>>,
-    sign_scale: Option<f64>,
+    form: FeedbackForm,
     bias: Option<FloatTensor<Autodiff<B, C>>>,
     options: ConvOptions<2>,
 ) -> FloatTensor<Autodiff<B, C>> {
+    let weight_state = (x.is_tracked() && form == FeedbackForm::SignedMagnitudes)
+        .then(|| weight.primitive().clone());
     macro_rules! run {
         ($prep:expr, $bias:expr) => {
             match $prep {
@@ -319,7 +365,7 @@ fn autodiff_conv2d<B: Kernels, C: CheckpointStrategy>(
                         (
                             x_state,
                             feedback.into_primitive(),
-                            sign_scale,
+                            (form, weight_state),
                             bias_state,
                             options.clone(),
                         ),
@@ -365,40 +411,40 @@ impl<B: FeedbackBackend, C: CheckpointStrategy> FeedbackBackend for Autodiff<B, 
         x: FloatTensor<Self>,
         weight: FloatTensor<Self>,
         feedback: FloatTensor<Self>,
-        sign_scale: Option<f64>,
+        form: FeedbackForm,
     ) -> FloatTensor<Self> {
-        autodiff_linear::<B, C>(x, weight, feedback, sign_scale, None)
+        autodiff_linear::<B, C>(x, weight, feedback, form, None)
     }
 
     fn feedback_linear_bias(
         x: FloatTensor<Self>,
         weight: FloatTensor<Self>,
         feedback: FloatTensor<Self>,
-        sign_scale: Option<f64>,
+        form: FeedbackForm,
         bias: FloatTensor<Self>,
     ) -> FloatTensor<Self> {
-        autodiff_linear::<B, C>(x, weight, feedback, sign_scale, Some(bias))
+        autodiff_linear::<B, C>(x, weight, feedback, form, Some(bias))
     }
 
     fn feedback_conv2d(
         x: FloatTensor<Self>,
         weight: FloatTensor<Self>,
         feedback: FloatTensor<Self>,
-        sign_scale: Option<f64>,
+        form: FeedbackForm,
         options: ConvOptions<2>,
     ) -> FloatTensor<Self> {
-        autodiff_conv2d::<B, C>(x, weight, feedback, sign_scale, None, options)
+        autodiff_conv2d::<B, C>(x, weight, feedback, form, None, options)
     }
 
     fn feedback_conv2d_bias(
         x: FloatTensor<Self>,
         weight: FloatTensor<Self>,
         feedback: FloatTensor<Self>,
-        sign_scale: Option<f64>,
+        form: FeedbackForm,
         bias: FloatTensor<Self>,
         options: ConvOptions<2>,
     ) -> FloatTensor<Self> {
-        autodiff_conv2d::<B, C>(x, weight, feedback, sign_scale, Some(bias), options)
+        autodiff_conv2d::<B, C>(x, weight, feedback, form, Some(bias), options)
     }
 
     fn conv2d_correlation(
@@ -408,6 +454,30 @@ impl<B: FeedbackBackend, C: CheckpointStrategy> FeedbackBackend for Autodiff<B, 
         _options: ConvOptions<2>,
     ) -> FloatTensor<Self> {
         unreachable!("wt calls conv2d_correlation on tensors outside autodiff only")
+    }
+
+    fn feedback_scaled_sign(weight: FloatTensor<Self>, scale: f64) -> FloatTensor<Self> {
+        <Self as AutodiffBackend>::from_inner(B::feedback_scaled_sign(
+            weight.into_primitive(),
+            scale,
+        ))
+    }
+
+    fn feedback_signed_magnitudes(
+        weight: FloatTensor<Self>,
+        magnitudes: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        <Self as AutodiffBackend>::from_inner(B::feedback_signed_magnitudes(
+            weight.into_primitive(),
+            magnitudes.into_primitive(),
+        ))
+    }
+
+    fn feedback_signed_uniform(weight: FloatTensor<Self>, bound: f64) -> FloatTensor<Self> {
+        <Self as AutodiffBackend>::from_inner(B::feedback_signed_uniform(
+            weight.into_primitive(),
+            bound,
+        ))
     }
 }
 
@@ -419,30 +489,60 @@ pub enum Feedback<const D: usize> {
     /// `B` itself, shaped like `W`. When it is tracked by autodiff it receives W's gradient
     /// (Kolen-Pollack).
     Matrix(Tensor<D>),
-    /// `B = scale·sign(W)` (uniform sign-symmetry), formed from the op's own `W` in the backward
-    /// pass, and only when the input needs a gradient: nothing is computed in the forward pass,
-    /// for a first layer or in evaluation. Gives the gradients `Matrix(W.sign() * scale)` gives,
-    /// bit for bit.
+    /// `B = scale·sign(W)` (uniform sign-symmetry).
     ScaledSign {
         /// The magnitude `s` of every element of `B`.
         scale: f64,
     },
+    /// `B = |R|·sign(W)`, `|R| ~ U(0, bound)` drawn afresh each time `B` is formed
+    /// (batchwise random-magnitude sign-symmetry).
+    SignedUniform {
+        /// The upper end of the magnitudes' range.
+        bound: f64,
+    },
+    /// `B = magnitudes·sign(W)` for stored `magnitudes ≥ 0` shaped like `W` (fixed
+    /// random-magnitude sign-symmetry).
+    SignedMagnitudes(Tensor<D>),
 }
 
+// The three sign forms are formed from the op's own `W` in the backward pass, and only when
+// the input needs a gradient: nothing is computed in the forward pass, for a first layer or
+// in evaluation. They give the gradients `Matrix(form.matrix(W))` gives, bit for bit (brSF:
+// for the same draw).
+
 impl<const D: usize> Feedback<D> {
-    /// The `B` this feedback stands for, given the layer's `weight`.
+    /// The `B` this feedback stands for, given the layer's `weight` (a fresh draw for
+    /// [`SignedUniform`](Feedback::SignedUniform)). Sign forms are not differentiable.
     pub fn matrix(self, weight: &Tensor<D>) -> Tensor<D> {
-        match self {
-            Feedback::Matrix(b) => b,
-            Feedback::ScaledSign { scale } => weight.clone().detach().sign().mul_scalar(scale),
-        }
+        type Ext = burn::backend::Dispatch;
+        let w = || weight.clone().detach().into_dispatch();
+        let formed = match self {
+            Feedback::Matrix(b) => return b,
+            Feedback::ScaledSign { scale } => {
+                <Ext as FeedbackBackend>::feedback_scaled_sign(w(), scale)
+            }
+            Feedback::SignedUniform { bound } => {
+                <Ext as FeedbackBackend>::feedback_signed_uniform(w(), bound)
+            }
+            Feedback::SignedMagnitudes(m) => <Ext as FeedbackBackend>::feedback_signed_magnitudes(
+                w(),
+                m.detach().into_dispatch(),
+            ),
+        };
+        Tensor::from_dispatch(formed)
     }
 
-    /// The tensor the op keeps for its backward pass and the sign scale, if any.
-    fn into_parts(self, weight: &Tensor<D>) -> (Tensor<D>, Option<f64>) {
+    /// The tensor the op keeps for its backward pass and how `B` is formed from it.
+    fn into_parts(self, weight: &Tensor<D>) -> (Tensor<D>, FeedbackForm) {
         match self {
-            Feedback::Matrix(b) => (b, None),
-            Feedback::ScaledSign { scale } => (weight.clone().detach(), Some(scale)),
+            Feedback::Matrix(b) => (b, FeedbackForm::Matrix),
+            Feedback::ScaledSign { scale } => {
+                (weight.clone().detach(), FeedbackForm::ScaledSign(scale))
+            }
+            Feedback::SignedUniform { bound } => {
+                (weight.clone().detach(), FeedbackForm::SignedUniform(bound))
+            }
+            Feedback::SignedMagnitudes(m) => (m.detach(), FeedbackForm::SignedMagnitudes),
         }
     }
 }
@@ -477,7 +577,7 @@ pub fn feedback_linear_with<const D: usize>(
         let out = feedback_linear_with::<2>(x.unsqueeze::<2>(), weight, feedback, bias);
         return out.squeeze_dim(0);
     }
-    let (feedback, sign_scale) = feedback.into_parts(&weight);
+    let (feedback, form) = feedback.into_parts(&weight);
     assert_eq!(
         weight.dims(),
         feedback.dims(),
@@ -500,10 +600,10 @@ pub fn feedback_linear_with<const D: usize>(
             x,
             weight,
             feedback,
-            sign_scale,
+            form,
             b.into_dispatch(),
         ),
-        None => <Ext as FeedbackBackend>::feedback_linear(x, weight, feedback, sign_scale),
+        None => <Ext as FeedbackBackend>::feedback_linear(x, weight, feedback, form),
     };
     Tensor::from_dispatch(out)
 }
@@ -536,7 +636,7 @@ pub fn feedback_conv2d_with(
     bias: Option<Tensor<1>>,
     options: ConvOptions<2>,
 ) -> Tensor<4> {
-    let (feedback, sign_scale) = feedback.into_parts(&weight);
+    let (feedback, form) = feedback.into_parts(&weight);
     assert_eq!(
         weight.dims(),
         feedback.dims(),
@@ -553,11 +653,11 @@ pub fn feedback_conv2d_with(
             x,
             weight,
             feedback,
-            sign_scale,
+            form,
             b.into_dispatch(),
             options,
         ),
-        None => <Ext as FeedbackBackend>::feedback_conv2d(x, weight, feedback, sign_scale, options),
+        None => <Ext as FeedbackBackend>::feedback_conv2d(x, weight, feedback, form, options),
     };
     Tensor::from_dispatch(out)
 }
@@ -660,70 +760,125 @@ mod tests {
         }
     }
 
-    /// `Feedback::ScaledSign` (B formed in the backward pass) gives the gradients that the
-    /// materialised `s·sign(W)` gives, bit for bit, for linear and conv, with and without an
-    /// input gradient.
+    /// Sign form `k` of [`Feedback`]: uSF, brSF, frSF (with `magnitudes`).
+    fn sign_form<const D: usize>(k: usize, magnitudes: &Tensor<D>) -> Feedback<D> {
+        match k {
+            0 => Feedback::ScaledSign { scale: 0.0371 },
+            1 => Feedback::SignedUniform { bound: 0.0643 },
+            _ => Feedback::SignedMagnitudes(magnitudes.clone()),
+        }
+    }
+
+    /// The sign forms (`B` formed in the backward pass) give the gradients that their
+    /// materialised [`Feedback::matrix`] gives, bit for bit (brSF: after the same seed), for
+    /// linear and conv, with and without an input gradient.
     #[test]
-    fn scaled_sign_feedback_equals_its_matrix_bit_for_bit() {
+    fn sign_forms_give_their_matrices_gradients_bit_for_bit() {
         let _serial = crate::device::device_test_lock();
-        let scale = 0.0371;
         let bits = |t: Tensor<2>| t.into_data().to_vec::<f32>().unwrap();
         let bits4 = |t: Tensor<4>| t.into_data().to_vec::<f32>().unwrap();
         for (name, device) in test_devices() {
             let ad = device.clone().autodiff();
             let x = rand([9, 6], &device);
             let w = rand([6, 4], &device);
+            let mags = Tensor::<2>::from_data(rand([6, 4], &device).abs().to_data(), &ad);
             let up = Tensor::<2>::from_data(rand([9, 4], &device).to_data(), &ad);
-            for x_tracked in [true, false] {
+            for (k, x_tracked) in (0..3).flat_map(|k| [(k, true), (k, false)]) {
                 let run = |lazy: bool| {
+                    device.seed(5);
                     let xt = Tensor::<2>::from_data(x.to_data(), &ad);
                     let xt = if x_tracked { xt.require_grad() } else { xt };
                     let wt = Tensor::<2>::from_data(w.to_data(), &ad).require_grad();
+                    let fb = sign_form(k, &mags);
                     let fb = if lazy {
-                        Feedback::ScaledSign { scale }
+                        fb
                     } else {
-                        Feedback::Matrix(wt.clone().detach().sign().mul_scalar(scale))
+                        Feedback::Matrix(fb.matrix(&wt))
                     };
                     let y = feedback_linear_with(xt.clone(), wt.clone(), fb, None);
                     let g = (y * up.clone()).sum().backward();
                     (xt.grad(&g).map(bits), bits(wt.grad(&g).unwrap()))
                 };
                 let (lazy, eager) = (run(true), run(false));
-                assert_eq!(lazy, eager, "linear on {name}, x tracked: {x_tracked}");
+                assert_eq!(
+                    lazy, eager,
+                    "linear form {k} on {name}, x tracked: {x_tracked}"
+                );
                 assert_eq!(lazy.0.is_some(), x_tracked);
             }
-            // The lazy dx is g·(s·sign(W))ᵀ, not g·Wᵀ.
-            let xt = Tensor::<2>::from_data(x.to_data(), &ad).require_grad();
-            let wt = Tensor::<2>::from_data(w.to_data(), &ad);
-            let y = feedback_linear_with(xt.clone(), wt, Feedback::ScaledSign { scale }, None);
-            let g = (y * up.clone()).sum().backward();
-            let expected = up
-                .inner()
-                .matmul(w.clone().sign().mul_scalar(scale).transpose());
-            close("scaled-sign dx", xt.grad(&g).unwrap(), expected);
 
             let x = rand([2, 3, 7, 7], &device);
             let w = rand([4, 3, 3, 3], &device);
+            let mags = Tensor::<4>::from_data(rand([4, 3, 3, 3], &device).abs().to_data(), &ad);
             let options = ConvOptions::new([2, 2], [1, 1], [1, 1], 1);
             let up = Tensor::<4>::from_data(rand([2, 4, 4, 4], &device).to_data(), &ad);
-            for x_tracked in [true, false] {
+            for (k, x_tracked) in (0..3).flat_map(|k| [(k, true), (k, false)]) {
                 let run = |lazy: bool| {
+                    device.seed(6);
                     let xt = Tensor::<4>::from_data(x.to_data(), &ad);
                     let xt = if x_tracked { xt.require_grad() } else { xt };
                     let wt = Tensor::<4>::from_data(w.to_data(), &ad).require_grad();
+                    let fb = sign_form(k, &mags);
                     let fb = if lazy {
-                        Feedback::ScaledSign { scale }
+                        fb
                     } else {
-                        Feedback::Matrix(wt.clone().detach().sign().mul_scalar(scale))
+                        Feedback::Matrix(fb.matrix(&wt))
                     };
                     let y = feedback_conv2d_with(xt.clone(), wt.clone(), fb, None, options.clone());
                     let g = (y * up.clone()).sum().backward();
                     (xt.grad(&g).map(bits4), bits4(wt.grad(&g).unwrap()))
                 };
                 let (lazy, eager) = (run(true), run(false));
-                assert_eq!(lazy, eager, "conv on {name}, x tracked: {x_tracked}");
+                assert_eq!(
+                    lazy, eager,
+                    "conv form {k} on {name}, x tracked: {x_tracked}"
+                );
                 assert_eq!(lazy.0.is_some(), x_tracked);
             }
+        }
+    }
+
+    /// Each sign form's `B` against Burn's ops: `s·sign(W)` and `|R0|·sign(W)` bit for bit;
+    /// brSF's has W's signs, magnitudes in `[0, bound)` and is redrawn each time. And the lazy
+    /// input gradient is `g·Bᵀ` with that `B`, not `g·Wᵀ`.
+    #[test]
+    fn sign_forms_matrices_are_the_rules_b() {
+        let _serial = crate::device::device_test_lock();
+        let bits = |t: Tensor<2>| t.into_data().to_vec::<f32>().unwrap();
+        for (name, device) in test_devices() {
+            let w = rand([40, 30], &device);
+            let mags = rand([40, 30], &device).abs();
+            let usf = sign_form(0, &mags).matrix(&w);
+            assert_eq!(
+                bits(usf.clone()),
+                bits(w.clone().sign().mul_scalar(0.0371)),
+                "uSF on {name}"
+            );
+            let frsf = sign_form(2, &mags).matrix(&w);
+            assert_eq!(
+                bits(frsf),
+                bits(mags.clone() * w.clone().sign()),
+                "frSF on {name}"
+            );
+            let brsf = sign_form(1, &mags).matrix(&w);
+            let same_sign = (brsf.clone() * w.clone()).greater_elem(0.0).int().sum();
+            assert_eq!(
+                same_sign.into_scalar::<i64>(),
+                40 * 30,
+                "brSF signs on {name}"
+            );
+            let max = brsf.clone().abs().max().into_scalar::<f64>();
+            assert!(max < 0.0643 && max > 0.05, "brSF max |B| {max} on {name}");
+            let again = sign_form(1, &mags).matrix(&w);
+            assert_ne!(bits(again), bits(brsf), "brSF redraws on {name}");
+
+            let ad = device.clone().autodiff();
+            let x = Tensor::<2>::from_data(rand([9, 40], &device).to_data(), &ad).require_grad();
+            let up = rand([9, 30], &device);
+            let wt = Tensor::<2>::from_data(w.to_data(), &ad);
+            let y = feedback_linear_with(x.clone(), wt, sign_form(0, &mags), None);
+            let g = (y * Tensor::from_data(up.to_data(), &ad)).sum().backward();
+            close("uSF dx", x.grad(&g).unwrap(), up.matmul(usf.transpose()));
         }
     }
 

@@ -100,7 +100,61 @@ impl Default for WeightMirror {
     }
 }
 
+/// Why a [`WeightMirror`] setting cannot train: its message names the field and the bound.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InvalidMirror(pub String);
+
+impl std::fmt::Display for InvalidMirror {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "weight mirror: {}", self.0)
+    }
+}
+
+impl std::error::Error for InvalidMirror {}
+
 impl WeightMirror {
+    /// Checks that the mirror is a stable filter. One step is `B ← (1 − λ_B)·B + η_B·C` with
+    /// `E[C] = σ²·W`: it contracts towards `(η_B σ²/λ_B)·W` only for `0 < λ_B ≤ 1`. With
+    /// `λ_B > 1` the factor `1 − λ_B` is negative, so `B` flips sign every step (and grows
+    /// without bound past `λ_B = 2`); with `λ_B ≤ 0` nothing pulls it back. With the default
+    /// decay `λ_B = η_B·σ²` the bound reads `η_B·σ² ≤ 1`.
+    pub fn validate(&self) -> Result<(), InvalidMirror> {
+        let bad = |m: String| Err(InvalidMirror(m));
+        let finite_positive = |v: f64| v.is_finite() && v > 0.0;
+        if !finite_positive(self.sigma) {
+            return bad(format!(
+                "sigma must be a positive number, got {}",
+                self.sigma
+            ));
+        }
+        if !finite_positive(self.mirror_lr) {
+            return bad(format!(
+                "mirror_lr (η_B) must be a positive number, got {}",
+                self.mirror_lr
+            ));
+        }
+        let decay = self.decay();
+        let source = match self.mirror_decay {
+            Some(_) => "mirror_decay (λ_B)".to_string(),
+            None => format!(
+                "the default mirror_decay λ_B = η_B·σ² = {} × {}² ",
+                self.mirror_lr, self.sigma
+            ),
+        };
+        if !(decay.is_finite() && decay > 0.0 && decay <= 1.0) {
+            return bad(format!(
+                "{source} is {decay}: it must lie in (0, 1], or B ← (1 − λ_B)·B + η_B·C does                  not settle (1 − λ_B < 0 flips B's sign every step; λ_B ≤ 0 lets it grow)"
+            ));
+        }
+        if self.mirror_batch == 0 {
+            return bad("mirror_batch must be at least 1".into());
+        }
+        if self.mirror_steps == 0 {
+            return bad("mirror_steps must be at least 1".into());
+        }
+        Ok(())
+    }
+
     /// `λ_B`, resolved.
     pub fn decay(&self) -> f64 {
         self.mirror_decay
@@ -138,18 +192,12 @@ impl WeightMirror {
     }
 }
 
-/// Distribution of the random magnitudes `R` of brSF and frSF: uniform with standard
-/// deviation `s`, `U(−√3·s, √3·s)` — the shape of Burn's (and PyTorch's) default
-/// Kaiming-uniform initialiser, as BioTorch draws them from W's initialiser.
+/// Distribution of frSF's random magnitudes `R0`: uniform with standard deviation `s`,
+/// `U(−√3·s, √3·s)` — the shape of Burn's (and PyTorch's) default Kaiming-uniform
+/// initialiser, as BioTorch draws them from W's initialiser (brSF draws `|R|` directly).
 fn magnitude_distribution(scale: f64) -> Distribution {
     let bound = 3f64.sqrt() * scale;
     Distribution::Uniform(-bound, bound)
-}
-
-/// Distribution of `|R|` itself, `U(0, √3·s)`: brSF draws it directly at every step, which
-/// saves a pass over `B` (an `abs`) against drawing `R` and taking its magnitude.
-fn absolute_magnitude_distribution(scale: f64) -> Distribution {
-    Distribution::Uniform(0.0, 3f64.sqrt() * scale)
 }
 
 /// The learning rule of one feedback layer.
@@ -265,18 +313,29 @@ impl Rule {
         }
     }
 
-    /// What the feedback op sends the error through: [`Feedback::ScaledSign`] for uSF (its `B`
-    /// is formed in the backward pass, only where an input gradient is needed), otherwise the
-    /// matrix of [`feedback_matrix`](Self::feedback_matrix). Arguments as there.
+    /// What the feedback op sends the error through. The sign-symmetry rules' `B` is formed
+    /// from the op's own `W` in the backward pass, and only where an input gradient is needed
+    /// ([`Feedback::ScaledSign`], [`Feedback::SignedUniform`], [`Feedback::SignedMagnitudes`]);
+    /// the other rules give [`feedback_matrix`](Self::feedback_matrix). Arguments as there.
     pub fn feedback<const D: usize>(
         &self,
         weight: &Tensor<D>,
         stored: Option<Tensor<D>>,
         scale: f64,
     ) -> Feedback<D> {
+        let stored = || stored.expect("this rule keeps its feedback tensor in the layer");
         match self {
             Rule::UniformSignSymmetry(_) => Feedback::ScaledSign { scale },
-            _ => Feedback::Matrix(self.feedback_matrix(weight, stored, scale)),
+            // |R| ~ U(0, √3·s): the magnitude of R ~ U(−√3·s, √3·s), drawn directly.
+            Rule::BatchRandomSignSymmetry(_) => Feedback::SignedUniform {
+                bound: 3f64.sqrt() * scale,
+            },
+            Rule::FixedRandomSignSymmetry(_) => Feedback::SignedMagnitudes(stored().detach()),
+            Rule::Backprop(_) => Feedback::Matrix(weight.clone().detach()),
+            Rule::FeedbackAlignment(_) | Rule::WeightMirror(_) => {
+                Feedback::Matrix(stored().detach())
+            }
+            Rule::KolenPollack(_) => Feedback::Matrix(stored()),
         }
     }
 
@@ -287,25 +346,15 @@ impl Rule {
     /// - `scale`: the std `s` of W's initialiser (sign-symmetry rules).
     ///
     /// For BP the result is `W` detached (the op must not give W two gradients); for KP the
-    /// stored `B` is returned as is, tracked, so it receives W's gradient.
+    /// stored `B` is returned as is, tracked, so it receives W's gradient; brSF's is a fresh
+    /// draw.
     pub fn feedback_matrix<const D: usize>(
         &self,
         weight: &Tensor<D>,
         stored: Option<Tensor<D>>,
         scale: f64,
     ) -> Tensor<D> {
-        let stored = || stored.expect("this rule keeps its feedback tensor in the layer");
-        match self {
-            Rule::Backprop(_) => weight.clone().detach(),
-            Rule::FeedbackAlignment(_) | Rule::WeightMirror(_) => stored().detach(),
-            Rule::KolenPollack(_) => stored(),
-            Rule::UniformSignSymmetry(_) => Feedback::ScaledSign { scale }.matrix(weight),
-            Rule::BatchRandomSignSymmetry(_) => {
-                let signs = weight.clone().detach().sign();
-                signs.random_like(absolute_magnitude_distribution(scale)) * signs
-            }
-            Rule::FixedRandomSignSymmetry(_) => stored().detach() * weight.clone().detach().sign(),
-        }
+        self.feedback(weight, stored, scale).matrix(weight)
     }
 
     /// Draws what the layer stores for this rule, given a draw from W's initialiser.
@@ -383,6 +432,55 @@ mod tests {
             (again - b).abs().max().into_scalar::<f64>() > 0.1 * s,
             "brSF must redraw its magnitudes"
         );
+    }
+
+    #[test]
+    fn unstable_mirrors_are_rejected_with_the_bound_they_break() {
+        assert!(WeightMirror::default().validate().is_ok());
+        let with = |f: fn(&mut WeightMirror)| {
+            let mut wm = WeightMirror::default();
+            f(&mut wm);
+            wm.validate().map_err(|e| e.to_string())
+        };
+        // η_B·σ² = 1.5 > 1 with the default decay.
+        let err = with(|wm| wm.mirror_lr = 1.5).unwrap_err();
+        assert!(err.contains("η_B·σ²") && err.contains("1.5"), "{err}");
+        let err = with(|wm| wm.sigma = 2.0).unwrap_err();
+        assert!(err.contains("(0, 1]"), "{err}");
+        // An explicit decay above 1, at 0, negative.
+        for decay in [1.2, 0.0, -0.1] {
+            let err = with_decay(decay).unwrap_err();
+            assert!(err.contains("mirror_decay (λ_B)"), "{decay}: {err}");
+        }
+        assert!(with_decay(1.0).is_ok() && with_decay(0.01).is_ok());
+        assert!(
+            with(|wm| wm.mirror_batch = 0)
+                .unwrap_err()
+                .contains("mirror_batch")
+        );
+        assert!(
+            with(|wm| wm.mirror_steps = 0)
+                .unwrap_err()
+                .contains("mirror_steps")
+        );
+        assert!(
+            with(|wm| wm.sigma = f64::NAN)
+                .unwrap_err()
+                .contains("sigma")
+        );
+        assert!(
+            with(|wm| wm.mirror_lr = 0.0)
+                .unwrap_err()
+                .contains("mirror_lr")
+        );
+    }
+
+    fn with_decay(decay: f64) -> Result<(), String> {
+        let wm = WeightMirror {
+            mirror_decay: Some(decay),
+            ..WeightMirror::default()
+        };
+        wm.validate().map_err(|e| e.to_string())
     }
 
     #[test]

@@ -81,25 +81,34 @@ impl FromStr for Architecture {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum InitScheme {
-    /// Burn's (and PyTorch's) default: Kaiming-uniform with gain 1/√3.
+    /// Each architecture's reference: for ResNet-18/50 torchvision's (and
+    /// willwx/sign-symmetry's) fan-out Kaiming-normal convolutions
+    /// ([`ResNetConfig::TORCHVISION_CONV_INIT`]) with PyTorch's default classifier; for the
+    /// others [`Pytorch`](Self::Pytorch).
     #[default]
     Default,
+    /// Burn's (and PyTorch's) layer default everywhere: Kaiming-uniform with gain 1/√3.
+    Pytorch,
     /// Xavier (Glorot) uniform, gain 1: BioTorch's CIFAR recipe.
     Xavier,
     /// Kaiming (He) normal, gain √2, fan-in.
     KaimingNormal,
+    /// Kaiming (He) normal, gain √2, fan-out, on every layer.
+    KaimingNormalFanOut,
 }
 
 impl InitScheme {
-    /// The Burn initialiser, or `None` for the layers' default.
+    /// The Burn initialiser of every layer, or `None` for the layers' default
+    /// ([`Default`](Self::Default) resolves per architecture in [`ModelConfig::init`]).
     pub fn initializer(self) -> Option<Initializer> {
         match self {
-            Self::Default => None,
+            Self::Default | Self::Pytorch => None,
             Self::Xavier => Some(Initializer::XavierUniform { gain: 1.0 }),
             Self::KaimingNormal => Some(Initializer::KaimingNormal {
                 gain: std::f64::consts::SQRT_2,
                 fan_out_only: false,
             }),
+            Self::KaimingNormalFanOut => Some(ResNetConfig::TORCHVISION_CONV_INIT),
         }
     }
 }
@@ -110,10 +119,13 @@ impl FromStr for InitScheme {
     fn from_str(s: &str) -> Result<Self, String> {
         match s {
             "default" => Ok(Self::Default),
+            "pytorch" => Ok(Self::Pytorch),
             "xavier" => Ok(Self::Xavier),
             "kaiming_normal" | "kaiming-normal" => Ok(Self::KaimingNormal),
+            "kaiming_normal_fan_out" | "kaiming-normal-fan-out" => Ok(Self::KaimingNormalFanOut),
             _ => Err(format!(
-                "unknown init `{s}`; expected default, xavier or kaiming_normal"
+                "unknown init `{s}`; expected default, pytorch, xavier, kaiming_normal or \
+                 kaiming_normal_fan_out"
             )),
         }
     }
@@ -233,6 +245,8 @@ impl ModelConfig {
                 } else {
                     Stem::Cifar
                 };
+                let conv_init = (self.init == InitScheme::Default)
+                    .then_some(ResNetConfig::TORCHVISION_CONV_INIT);
                 Model::ResNet(
                     ResNetConfig::new(depth, classes)
                         .with_stem(stem)
@@ -240,6 +254,7 @@ impl ModelConfig {
                         .with_rule(rule)
                         .with_last_layer_backprop(last_bp)
                         .with_initializer(init)
+                        .with_conv_initializer(conv_init)
                         .init(device),
                 )
             }

@@ -1,4 +1,5 @@
-//! [`LeNet`]: BioTorch's LeNet shapes for MNIST (6-16-120) and CIFAR (32-64-128).
+//! [`LeNet`]: BioTorch's `LeNetMNIST` (conv5 6-16-120, fc 84) and `LeNetCIFAR` (conv3
+//! 32-64-128, global average pooling, fc 256).
 
 use burn::config::Config;
 use burn::module::Module;
@@ -13,10 +14,12 @@ use crate::ImageClassifier;
 
 /// Configuration of a [`LeNet`].
 ///
-/// The network is conv5(c1)-ReLU-maxpool2, conv5(c2)-ReLU-maxpool2, conv5(c3)-ReLU, then
-/// linear c3→84 and 84→classes (no activation between the two linear layers, as in BioTorch's
-/// `le_net_mnist` / `le_net_cifar`). It expects 32×32 inputs; 28×28 inputs (MNIST) are
-/// zero-padded by 2 pixels on each side, as in the original LeNet-5.
+/// The network is conv(c1)-ReLU-maxpool2, conv(c2)-ReLU-maxpool2, conv(c3)-ReLU, optionally
+/// a global average pooling, then linear c3→hidden, ReLU, linear hidden→classes; the
+/// convolutions are `k×k`, stride 1, unpadded. BioTorch's two LeNets (`biotorch/models/
+/// le_net.py`) are [`mnist`](Self::mnist) (61,706 parameters) and [`cifar`](Self::cifar)
+/// (128,842). It expects 32×32 inputs; 28×28 inputs (MNIST) are zero-padded by 2 pixels on
+/// each side, as in the original LeNet-5.
 #[derive(Config, Debug)]
 pub struct LeNetConfig {
     /// Input channels (1 for MNIST, 3 for CIFAR).
@@ -26,6 +29,16 @@ pub struct LeNetConfig {
     /// Output channels of the three convolutions.
     #[config(default = "[6, 16, 120]")]
     pub channels: [usize; 3],
+    /// Side `k` of the three convolutions' kernels.
+    #[config(default = 5)]
+    pub kernel_size: usize,
+    /// Width of the hidden linear layer.
+    #[config(default = 84)]
+    pub hidden: usize,
+    /// Average the last convolution's output over its positions before the linear layers
+    /// (BioTorch's CIFAR LeNet); otherwise it is flattened (a 1×1 output for MNIST).
+    #[config(default = false)]
+    pub global_average_pool: bool,
     /// Rule of every layer.
     #[config(default = "Rule::default()")]
     pub rule: Rule,
@@ -38,21 +51,27 @@ pub struct LeNetConfig {
 }
 
 impl LeNetConfig {
-    /// BioTorch's MNIST shape: 1 input channel, convolutions 6-16-120.
+    /// BioTorch's `LeNetMNIST`: 1 input channel, 5×5 convolutions 6-16-120, fc 120→84→classes.
     pub fn mnist(num_classes: usize) -> Self {
         Self::new(1, num_classes)
     }
 
-    /// BioTorch's CIFAR shape: 3 input channels, convolutions 32-64-128.
+    /// BioTorch's `LeNetCIFAR`: 3 input channels, 3×3 convolutions 32-64-128, global average
+    /// pooling, fc 128→256→classes.
     pub fn cifar(num_classes: usize) -> Self {
-        Self::new(3, num_classes).with_channels([32, 64, 128])
+        Self::new(3, num_classes)
+            .with_channels([32, 64, 128])
+            .with_kernel_size(3)
+            .with_hidden(256)
+            .with_global_average_pool(true)
     }
 
     /// Initializes a [`LeNet`] on `device`.
     pub fn init(&self, device: &Device) -> LeNet {
         let [c1, c2, c3] = self.channels;
         let conv = |i, o| {
-            let mut c = FeedbackConv2dConfig::new([i, o], [5, 5]).with_rule(self.rule);
+            let k = self.kernel_size;
+            let mut c = FeedbackConv2dConfig::new([i, o], [k, k]).with_rule(self.rule);
             if let Some(init) = &self.initializer {
                 c = c.with_initializer(init.clone());
             }
@@ -74,9 +93,10 @@ impl LeNetConfig {
             conv1: conv(self.in_channels, c1),
             conv2: conv(c1, c2),
             conv3: conv(c2, c3),
-            fc1: linear(c3, 84, self.rule),
-            fc2: linear(84, self.num_classes, last_rule),
+            fc1: linear(c3, self.hidden, self.rule),
+            fc2: linear(self.hidden, self.num_classes, last_rule),
             pool: MaxPool2dConfig::new([2, 2]).init(),
+            global_average_pool: self.global_average_pool,
         }
     }
 }
@@ -87,18 +107,20 @@ impl LeNetConfig {
 /// - input: `[batch, in_channels, 32, 32]` (or `28, 28`, padded), output: `[batch, classes]`
 #[derive(Module, Debug)]
 pub struct LeNet {
-    /// 5×5 convolution, `in_channels → c1`.
+    /// `k×k` convolution, `in_channels → c1`.
     pub conv1: FeedbackConv2d,
-    /// 5×5 convolution, `c1 → c2`.
+    /// `k×k` convolution, `c1 → c2`.
     pub conv2: FeedbackConv2d,
-    /// 5×5 convolution, `c2 → c3` (1×1 output).
+    /// `k×k` convolution, `c2 → c3` (1×1 output for MNIST, 4×4 for CIFAR).
     pub conv3: FeedbackConv2d,
-    /// Linear `c3 → 84`.
+    /// Linear `c3 → hidden`, followed by a ReLU.
     pub fc1: FeedbackLinear,
-    /// Linear `84 → classes`.
+    /// Linear `hidden → classes`.
     pub fc2: FeedbackLinear,
     /// 2×2 max pooling.
     pub pool: MaxPool2d,
+    /// Whether conv3's output is averaged over its positions.
+    pub global_average_pool: bool,
 }
 
 impl ImageClassifier for LeNet {
@@ -112,6 +134,12 @@ impl ImageClassifier for LeNet {
         let x = self.pool.forward(relu(self.conv1.forward(x)));
         let x = self.pool.forward(relu(self.conv2.forward(x)));
         let x = relu(self.conv3.forward(x));
-        self.fc2.forward(self.fc1.forward(x.flatten(1, 3)))
+        let x = if self.global_average_pool {
+            x.mean_dim(3).mean_dim(2)
+        } else {
+            x
+        };
+        self.fc2
+            .forward(relu(self.fc1.forward(x.flatten::<2>(1, 3))))
     }
 }

@@ -55,6 +55,20 @@ pub struct ResNetConfig {
     /// Initialiser of the feedback layers (`None`: Burn's default, PyTorch's Kaiming-uniform).
     #[config(default = "None")]
     pub initializer: Option<Initializer>,
+    /// Initialiser of the convolutions alone, where it differs from `initializer`:
+    /// torchvision's (and willwx/sign-symmetry's) ResNets draw their convolutions from
+    /// [`ResNetConfig::TORCHVISION_CONV_INIT`] and keep PyTorch's default for the classifier.
+    #[config(default = "None")]
+    pub conv_initializer: Option<Initializer>,
+}
+
+impl ResNetConfig {
+    /// torchvision's `kaiming_normal_(mode="fan_out", nonlinearity="relu")`: `N(0, 2/fan_out)`,
+    /// `fan_out = c_out·kh·kw`.
+    pub const TORCHVISION_CONV_INIT: Initializer = Initializer::KaimingNormal {
+        gain: std::f64::consts::SQRT_2,
+        fan_out_only: true,
+    };
 }
 
 /// 1×1 → 3×3 (strided) → 1×1 with 4× expansion, batch norm after each, projection shortcut
@@ -159,7 +173,11 @@ pub struct ResNet {
 impl ResNetConfig {
     /// Initializes a [`ResNet`] on `device`.
     pub fn init(&self, device: &Device) -> ResNet {
-        let (rule, init) = (self.rule, &self.initializer);
+        let rule = self.rule;
+        let init = match &self.conv_initializer {
+            Some(_) => &self.conv_initializer,
+            None => &self.initializer,
+        };
         let (conv1, pool) = match self.stem {
             Stem::ImageNet => (
                 conv(self.in_channels, 64, 7, 2, 3, rule, init, device),
@@ -207,7 +225,7 @@ impl ResNetConfig {
                 self.num_classes,
                 rule,
                 self.last_layer_backprop,
-                init,
+                &self.initializer,
                 device,
             ),
         }

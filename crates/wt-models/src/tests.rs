@@ -29,8 +29,9 @@ fn parameter_counts_match_the_published_ones() {
     // (architecture, classes, channels, side, published or reference count)
     let cases = [
         (Architecture::Mlp, 10, 1, 28, 1_796_010),
+        // BioTorch's LeNetMNIST and LeNetCIFAR (biotorch/models/le_net.py).
         (Architecture::Lenet, 10, 1, 28, 61_706),
-        (Architecture::Lenet, 10, 3, 32, 270_310),
+        (Architecture::Lenet, 10, 3, 32, 128_842),
         // He et al. 2016: ResNet-20 0.27M, ResNet-56 0.85M (option A; counted as PyTorch's
         // `parameters()`, i.e. without batch norm's running statistics).
         (Architecture::Resnet20, 10, 3, 32, 269_722),
@@ -134,7 +135,7 @@ fn a_few_steps_lower_the_loss() {
     device.seed(3);
     for (arch, lr) in [
         (Architecture::Mlp, 0.05),
-        (Architecture::Lenet, 0.05),
+        (Architecture::Lenet, 0.1),
         (Architecture::Resnet20, 0.05),
     ] {
         for rule in ["bp", "fa", "kp"] {
@@ -171,4 +172,67 @@ fn model_config_round_trips_through_json_and_parses_names() {
     }
     let err = "resnet99".parse::<Architecture>().unwrap_err();
     assert!(err.contains("resnet20"), "{err}");
+}
+
+/// ResNet-18's default init is torchvision's: every convolution `N(0, 2/fan_out)` (and FA's
+/// `B` drawn alike), the classifier PyTorch's default `U(−1/√fan_in, 1/√fan_in)`; `pytorch`
+/// gives Kaiming-uniform convolutions instead.
+#[test]
+fn imagenet_resnets_default_to_torchvisions_fan_out_init() {
+    let _serial = serial();
+    let device = Device::flex();
+    let stats = |t: Tensor<4>| {
+        let v: Vec<f32> = t.into_data().iter::<f32>().collect();
+        let n = v.len() as f64;
+        let mean = v.iter().map(|&x| x as f64).sum::<f64>() / n;
+        let sd = (v.iter().map(|&x| (x as f64 - mean).powi(2)).sum::<f64>() / n).sqrt();
+        let max = v.iter().fold(0f64, |m, &x| m.max(x.abs() as f64));
+        (sd, max)
+    };
+    let build = |init: InitScheme| {
+        let mut cfg = config(Architecture::Resnet18, 10, 3, 224);
+        cfg.init = init;
+        match cfg.init(&device) {
+            Model::ResNet(r) => r,
+            _ => unreachable!("resnet18 builds a ResNet"),
+        }
+    };
+    let model = build(InitScheme::Default);
+    // Stage 4's first 3×3 convolution, 256 → 512: fan_out = 512·9, fan_in = 256·9.
+    let ResNetBlock::Basic(block) = &model.blocks[6] else {
+        panic!("ResNet-18 has basic blocks")
+    };
+    let (fan_out, fan_in): (f64, f64) = (512.0 * 9.0, 256.0 * 9.0);
+    for (what, t) in [
+        ("W", block.conv1.weight.val()),
+        ("FA's B", block.conv1.feedback.as_ref().unwrap().val()),
+        ("stem W", model.conv1.weight.val()),
+    ] {
+        let fan_out = if what == "stem W" {
+            64.0 * 49.0
+        } else {
+            fan_out
+        };
+        let (sd, _) = stats(t);
+        let want = (2.0 / fan_out).sqrt();
+        assert!(
+            (sd / want - 1.0).abs() < 0.02,
+            "{what}: sd {sd}, want {want}"
+        );
+    }
+    // The classifier keeps PyTorch's default: uniform, bound 1/√512.
+    let fc: Vec<f32> = model.fc.weight.val().into_data().iter::<f32>().collect();
+    let bound = 1.0 / 512f64.sqrt();
+    assert!(fc.iter().all(|&w| (w as f64).abs() <= bound * (1.0 + 1e-6)));
+    let pytorch = build(InitScheme::Pytorch);
+    let ResNetBlock::Basic(block) = &pytorch.blocks[6] else {
+        panic!("ResNet-18 has basic blocks")
+    };
+    let (sd, max) = stats(block.conv1.weight.val());
+    let bound = 1.0 / f64::sqrt(fan_in);
+    assert!(
+        max <= bound * (1.0 + 1e-6),
+        "Kaiming-uniform max {max} > {bound}"
+    );
+    assert!((sd / (bound / 3f64.sqrt()) - 1.0).abs() < 0.02, "sd {sd}");
 }

@@ -127,7 +127,7 @@ Model:
   --model NAME           mlp, lenet, resnet20, resnet56, resnet18, resnet50
   --rule NAME            bp, fa, usf, brsf, frsf, kp, wm
   --last-layer-bp        keep the classifier layer on backprop
-  --init NAME            default, xavier, kaiming_normal
+  --init NAME            default, pytorch, xavier, kaiming_normal, kaiming_normal_fan_out
   --hidden W,W,..        MLP hidden widths (default 1000,1000)
   --shortcut a|b         CIFAR ResNet shortcut (default a)
   --mirror-warmup N      weight-mirror steps before epoch 1 (default 500 with wm)

@@ -215,6 +215,10 @@ impl TrainConfig {
         if self.schedule.warmup_epochs < 0.0 {
             return bad("schedule.warmup_epochs must be ≥ 0".into());
         }
+        if let Some(wm) = self.model.rule.weight_mirror() {
+            wm.validate()
+                .map_err(|e| TrainError::Config(format!("model.rule: {e}")))?;
+        }
         if let Some(first) = self.devices.first() {
             if self.devices.len() < 2 {
                 return bad(format!(

@@ -141,6 +141,41 @@ fn one_epoch_on_real_mnist_lowers_the_test_loss_for_every_rule() {
     }
 }
 
+/// The error-angle probe (training-mode forwards, after the evaluation) leaves the model as
+/// it was evaluated: the saved `model.bpk`, reloaded and evaluated, gives the logged test
+/// loss and accuracy bit for bit. ResNet-20, whose batch norms keep running statistics.
+#[test]
+fn the_error_angle_probe_leaves_the_saved_model_as_evaluated() {
+    let _serial = serial();
+    let mut config = mnist_config("fa", 1, 128);
+    config.model = ModelConfig::new(Architecture::Resnet20, 10, 3, 32, "fa".parse().unwrap());
+    config.data.dataset = DatasetKind::Cifar10;
+    config.data.dir = shared_data("cifar-10-approx");
+    config.data.test_subset = Some(100);
+    config.eval_batch_size = 100;
+    assert!(config.error_alignment);
+    let data = RunData::open(&config.data, config.seed).unwrap();
+    let dir = temp_run("probe");
+    let run = RunDir::open(&dir, RunMode::New).unwrap();
+    let trained = fit(&config, &data, &run, quiet(), |d| config.model.init(d)).unwrap();
+    let logged = trained.history[0].test;
+    assert!(
+        trained.history[0]
+            .layers
+            .iter()
+            .all(|l| l.error_angle_deg.is_some())
+    );
+    let device = Device::flex();
+    let reloaded = config.model.init(&device).load_file(run.model());
+    let again = evaluate(&reloaded, &data.test, 100, &device, 0).unwrap();
+    assert_eq!(
+        (again.loss.to_bits(), again.top1.to_bits()),
+        (logged.loss.to_bits(), logged.top1.to_bits()),
+        "reloaded model: {again:?}, logged: {logged:?}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 #[test]
 fn resume_after_interrupt_gives_bit_identical_weights() {
     let _serial = serial();

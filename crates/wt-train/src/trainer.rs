@@ -376,7 +376,12 @@ pub fn fit<M: ImageClassifier>(
                 .batch(epoch as u64, &probe, &ad)
                 .map_err(TrainError::Data)?;
             let probe_criterion = CrossEntropyLossConfig::new().init(&ad);
-            error_alignment(&model, |m: &M| {
+            // The probe runs training-mode forwards, which move batch norm's running
+            // statistics. Those live behind shared handles that `clone` keeps, so the probe
+            // gets a copy with its own (`valid().train()` rebuilds every running state): the
+            // model that was evaluated is the one checkpointed and saved.
+            let probe_model = model.valid().train();
+            error_alignment(&probe_model, |m: &M| {
                 probe_criterion.forward(m.forward(batch.images.clone()), batch.targets.clone())
             })
         } else {

@@ -12,6 +12,7 @@ use burn::tensor::{Bytes, DType, Shape};
 use super::batch_norm::{self, NormGeometry};
 use super::conv2d;
 use super::geometry::ConvGeometry;
+use super::sign;
 
 /// The tensor's elements in row-major order, borrowed when its buffer already is.
 fn f32_elements(t: &FlexTensor) -> Option<Cow<'_, [f32]>> {
@@ -416,4 +417,32 @@ mod tests {
         );
         assert_eq!(y.dtype(), DType::F64);
     }
+}
+
+/// A new tensor of `like`'s shape holding `data`.
+fn shaped_like(data: Vec<f32>, like: &FlexTensor) -> FlexTensor {
+    FlexTensor::new(
+        Bytes::from_elems(data),
+        Layout::contiguous(like.shape()),
+        DType::F32,
+    )
+}
+
+/// uSF's `scale·sign(weight)`, or `None` for a dtype the kernel does not take.
+pub fn scaled_sign(weight: &FlexTensor, scale: f64) -> Option<FlexTensor> {
+    let b = sign::scaled_sign(&f32_elements(weight)?, scale as f32);
+    Some(shaped_like(b, weight))
+}
+
+/// frSF's `magnitudes·sign(weight)`, or `None` (another dtype, or shapes that differ).
+pub fn signed_magnitudes(weight: &FlexTensor, magnitudes: &FlexTensor) -> Option<FlexTensor> {
+    (weight.shape() == magnitudes.shape()).then_some(())?;
+    let b = sign::signed_magnitudes(&f32_elements(weight)?, &f32_elements(magnitudes)?);
+    Some(shaped_like(b, weight))
+}
+
+/// brSF's `|R|·sign(weight)`, `|R| ~ U(0, bound)` from the counter-based stream of `seed`.
+pub fn signed_uniform(weight: &FlexTensor, bound: f64, seed: u64) -> Option<FlexTensor> {
+    let b = sign::signed_uniform(&f32_elements(weight)?, bound as f32, seed);
+    Some(shaped_like(b, weight))
 }

@@ -1,5 +1,5 @@
-//! wt's own kernels for the three convolutions of a training step and for training-mode batch
-//! norm, behind [`Kernels`].
+//! wt's own kernels for the three convolutions of a training step, for training-mode batch
+//! norm and for the sign-symmetry rules' feedback matrices, behind [`Kernels`].
 //!
 //! The feedback ops call [`Kernels::conv2d_forward`], [`Kernels::conv2d_input_gradient`]
 //! and [`Kernels::conv2d_weight_gradient`] on the inner backend; their default bodies are
@@ -7,7 +7,7 @@
 //! with [`conv2d`]'s kernels (unfolding + `gemm` micro-kernels on rayon's threads, deterministic
 //! for any thread count) for every f32 convolution, whatever its stride, padding, dilation and
 //! groups; other dtypes take Burn's op. `WT_CONV_KERNELS=burn` in the environment (or
-//! [`set_flex_kernels`]`(false)`) sends Flex's convolutions to Burn's ops instead, for
+//! [`set_flex_kernels`]`(false)`) sends all of Flex's kernels to Burn's ops instead, for
 //! benchmarks that compare the two.
 //!
 //! Layout and tiling: `docs/architecture.md`, "Convolution kernels".
@@ -21,11 +21,14 @@ mod flex;
 pub mod geometry;
 #[cfg(feature = "flex")]
 pub mod im2col;
+#[cfg(feature = "flex")]
+pub mod sign;
 
 use std::sync::atomic::{AtomicU8, Ordering};
 
-use burn::backend::Backend;
 use burn::backend::tensor::FloatTensor;
+use burn::backend::{Backend, Scalar, TensorMetadata};
+use burn::tensor::Distribution;
 use burn::tensor::ops::ConvOptions;
 
 pub use geometry::ConvGeometry;
@@ -34,8 +37,8 @@ pub use geometry::ConvGeometry;
 #[cfg(feature = "flex")]
 use burn::backend::ops::ModuleOps;
 
-/// The convolutions a feedback conv2d runs and the batch norm of the zoo's models, on a
-/// backend's primitives. Every method defaults to Burn's op; a backend with faster kernels
+/// The convolutions a feedback conv2d runs, the batch norm of the zoo's models and the
+/// sign-symmetry rules' `B`, on a backend's primitives. Every method defaults to Burn's op; a backend with faster kernels
 /// overrides them.
 pub trait Kernels: Backend {
     /// Training-mode batch norm over every axis but 1 of `x` `[batch, channels, ...]`:
@@ -92,6 +95,47 @@ pub trait Kernels: Backend {
     ) -> FloatTensor<Self> {
         Self::conv2d_weight_backward(x, weight, output_grad, options)
     }
+
+    /// uSF's `B = scale·sign(weight)` (Burn's `sign`: `0` where the weight is `±0` or NaN).
+    fn scaled_sign(weight: FloatTensor<Self>, scale: f64) -> FloatTensor<Self> {
+        burn_scaled_sign::<Self>(weight, scale)
+    }
+
+    /// frSF's `B = magnitudes·sign(weight)`, `magnitudes ≥ 0` shaped like the weight.
+    fn signed_magnitudes(
+        weight: FloatTensor<Self>,
+        magnitudes: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        burn_signed_magnitudes::<Self>(weight, magnitudes)
+    }
+
+    /// brSF's `B = |R|·sign(weight)`, `|R| ~ U(0, bound)` drawn afresh from the backend's
+    /// seeded generator (so `seed` the device for a reproducible draw).
+    fn signed_uniform(weight: FloatTensor<Self>, bound: f64) -> FloatTensor<Self> {
+        burn_signed_uniform::<Self>(weight, bound)
+    }
+}
+
+/// Burn's `scale·sign(weight)`: `sign`, then a product in place.
+fn burn_scaled_sign<B: Backend>(weight: FloatTensor<B>, scale: f64) -> FloatTensor<B> {
+    let dtype = weight.dtype();
+    B::float_mul_scalar(B::float_sign(weight), Scalar::new(scale, &dtype))
+}
+
+/// Burn's `magnitudes·sign(weight)`.
+fn burn_signed_magnitudes<B: Backend>(
+    weight: FloatTensor<B>,
+    magnitudes: FloatTensor<B>,
+) -> FloatTensor<B> {
+    B::float_mul(magnitudes, B::float_sign(weight))
+}
+
+/// Burn's `U(0, bound)` draw times `sign(weight)`.
+fn burn_signed_uniform<B: Backend>(weight: FloatTensor<B>, bound: f64) -> FloatTensor<B> {
+    let (shape, device) = (weight.shape(), weight.device());
+    let dtype = weight.dtype().into();
+    let magnitudes = B::float_random(shape, Distribution::Uniform(0.0, bound), &device, dtype);
+    B::float_mul(magnitudes, B::float_sign(weight))
 }
 
 /// `n` uniform values in `[−1, 1)` from a seeded xorshift stream: the kernels' tests' random
@@ -136,7 +180,7 @@ fn burn_batch_norm_gradients<B: Backend>(
 /// 0: not decided yet (read `WT_CONV_KERNELS` on first use), 1: wt's kernels, 2: Burn's ops.
 static FLEX_KERNELS: AtomicU8 = AtomicU8::new(0);
 
-/// Whether Flex's convolutions run wt's kernels: yes unless `WT_CONV_KERNELS=burn` was set
+/// Whether Flex's convolutions, batch norm and sign-symmetry matrices run wt's kernels: yes unless `WT_CONV_KERNELS=burn` was set
 /// when first asked, or [`set_flex_kernels`] said otherwise.
 pub fn flex_kernels_enabled() -> bool {
     match FLEX_KERNELS.load(Ordering::Relaxed) {
@@ -150,7 +194,7 @@ pub fn flex_kernels_enabled() -> bool {
     }
 }
 
-/// Sends Flex's convolutions to wt's kernels (`true`) or to Burn's ops (`false`) from now on,
+/// Sends Flex's convolutions, batch norm and sign-symmetry matrices to wt's kernels (`true`) or to Burn's ops (`false`) from now on,
 /// process-wide; for benchmarks that compare the two in one run. Other backends ignore it.
 pub fn set_flex_kernels(enabled: bool) {
     FLEX_KERNELS.store(if enabled { 1 } else { 2 }, Ordering::Relaxed);
@@ -237,6 +281,50 @@ impl Kernels for burn::backend::Flex {
             return dw;
         }
         Self::conv2d_weight_backward(x, weight, output_grad, options)
+    }
+
+    fn scaled_sign(weight: FloatTensor<Self>, scale: f64) -> FloatTensor<Self> {
+        if flex_kernels_enabled()
+            && let Some(b) = flex::scaled_sign(&weight, scale)
+        {
+            return b;
+        }
+        burn_scaled_sign::<Self>(weight, scale)
+    }
+
+    fn signed_magnitudes(
+        weight: FloatTensor<Self>,
+        magnitudes: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        if flex_kernels_enabled()
+            && let Some(b) = flex::signed_magnitudes(&weight, &magnitudes)
+        {
+            return b;
+        }
+        burn_signed_magnitudes::<Self>(weight, magnitudes)
+    }
+
+    fn signed_uniform(weight: FloatTensor<Self>, bound: f64) -> FloatTensor<Self> {
+        if flex_kernels_enabled() && weight.dtype() == burn::tensor::DType::F32 {
+            // The kernel's seed: 2 × 53 random bits from Flex's own seeded generator, so that
+            // `seed`ing the device makes the draw reproducible, as Burn's random tensors are.
+            use burn::backend::ops::FloatTensorOps;
+            let device = weight.device();
+            let draw = Self::float_random(
+                [2].into(),
+                Distribution::Uniform(0.0, 1.0),
+                &device,
+                burn::tensor::FloatDType::F64,
+            );
+            let seed = match draw.as_slice::<f64>() {
+                Some(&[a, b]) => (a.to_bits() << 11) ^ b.to_bits().rotate_left(29),
+                _ => unreachable!("Flex's two-element f64 draw is contiguous"),
+            };
+            if let Some(b) = flex::signed_uniform(&weight, bound, seed) {
+                return b;
+            }
+        }
+        burn_signed_uniform::<Self>(weight, bound)
     }
 }
 
