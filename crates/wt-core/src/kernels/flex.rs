@@ -184,6 +184,34 @@ pub fn batch_norm_gradients(
     Some((dx, vector(dgamma), vector(dbeta)))
 }
 
+/// A new tensor of `like`'s shape holding `data`.
+fn shaped_like(data: Vec<f32>, like: &FlexTensor) -> FlexTensor {
+    FlexTensor::new(
+        Bytes::from_elems(data),
+        Layout::contiguous(like.shape()),
+        DType::F32,
+    )
+}
+
+/// uSF's `scale·sign(weight)`, or `None` for a dtype the kernel does not take.
+pub fn scaled_sign(weight: &FlexTensor, scale: f64) -> Option<FlexTensor> {
+    let b = sign::scaled_sign(&f32_elements(weight)?, scale as f32);
+    Some(shaped_like(b, weight))
+}
+
+/// frSF's `magnitudes·sign(weight)`, or `None` (another dtype, or shapes that differ).
+pub fn signed_magnitudes(weight: &FlexTensor, magnitudes: &FlexTensor) -> Option<FlexTensor> {
+    (weight.shape() == magnitudes.shape()).then_some(())?;
+    let b = sign::signed_magnitudes(&f32_elements(weight)?, &f32_elements(magnitudes)?);
+    Some(shaped_like(b, weight))
+}
+
+/// brSF's `|R|·sign(weight)`, `|R| ~ U(0, bound)` from the counter-based stream of `seed`.
+pub fn signed_uniform(weight: &FlexTensor, bound: f64, seed: u64) -> Option<FlexTensor> {
+    let b = sign::signed_uniform(&f32_elements(weight)?, bound as f32, seed);
+    Some(shaped_like(b, weight))
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::Kernels;
@@ -417,32 +445,4 @@ mod tests {
         );
         assert_eq!(y.dtype(), DType::F64);
     }
-}
-
-/// A new tensor of `like`'s shape holding `data`.
-fn shaped_like(data: Vec<f32>, like: &FlexTensor) -> FlexTensor {
-    FlexTensor::new(
-        Bytes::from_elems(data),
-        Layout::contiguous(like.shape()),
-        DType::F32,
-    )
-}
-
-/// uSF's `scale·sign(weight)`, or `None` for a dtype the kernel does not take.
-pub fn scaled_sign(weight: &FlexTensor, scale: f64) -> Option<FlexTensor> {
-    let b = sign::scaled_sign(&f32_elements(weight)?, scale as f32);
-    Some(shaped_like(b, weight))
-}
-
-/// frSF's `magnitudes·sign(weight)`, or `None` (another dtype, or shapes that differ).
-pub fn signed_magnitudes(weight: &FlexTensor, magnitudes: &FlexTensor) -> Option<FlexTensor> {
-    (weight.shape() == magnitudes.shape()).then_some(())?;
-    let b = sign::signed_magnitudes(&f32_elements(weight)?, &f32_elements(magnitudes)?);
-    Some(shaped_like(b, weight))
-}
-
-/// brSF's `|R|·sign(weight)`, `|R| ~ U(0, bound)` from the counter-based stream of `seed`.
-pub fn signed_uniform(weight: &FlexTensor, bound: f64, seed: u64) -> Option<FlexTensor> {
-    let b = sign::signed_uniform(&f32_elements(weight)?, bound as f32, seed);
-    Some(shaped_like(b, weight))
 }

@@ -32,29 +32,99 @@ fn with_sign_of(v: f32, w: f32) -> f32 {
 }
 
 /// A vector of `n` elements written chunk by chunk on rayon's threads by `fill(start, chunk)`,
-/// which must write every element of `chunk` (elements `start..start + chunk.len()`).
+/// which must write every element of `chunk` (elements `start..start + chunk.len()`); a vector
+/// of one chunk or less is written on the calling thread.
 fn filled_in_parallel(
     n: usize,
     fill: impl Fn(usize, &mut [MaybeUninit<f32>]) + Sync + Send,
 ) -> Vec<f32> {
     let mut out = Vec::with_capacity(n);
-    out.spare_capacity_mut()[..n]
-        .par_chunks_mut(CHUNK)
-        .enumerate()
-        .for_each(|(c, chunk)| fill(c * CHUNK, chunk));
+    let spare = &mut out.spare_capacity_mut()[..n];
+    if n <= CHUNK {
+        fill(0, spare);
+    } else {
+        spare
+            .par_chunks_mut(CHUNK)
+            .enumerate()
+            .for_each(|(c, chunk)| fill(c * CHUNK, chunk));
+    }
     // SAFETY: `fill` wrote each of the `n` elements (every caller below writes its whole
-    // chunk through `zip` over the chunk and an input of the same length).
+    // chunk through `zip` over the chunk and inputs of the same length).
     unsafe { out.set_len(n) };
     out
+}
+
+/// Runs `$body` (a block using the listed arguments) compiled for AVX-512F, for AVX2 or for
+/// the build's baseline, chosen at run time by the CPU's features: the loops are the same
+/// scalar code, which the compiler vectorises at the width each target allows (the hash's
+/// 32-bit products need AVX2's `vpmulld` to vectorise well).
+macro_rules! multiversioned {
+    (fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $body:block) => {
+        fn $name($($arg: $ty),*) {
+            #[inline(always)]
+            fn body($($arg: $ty),*) $body
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma")]
+                unsafe fn avx512($($arg: $ty),*) { body($($arg),*) }
+                #[target_feature(enable = "avx2,fma")]
+                unsafe fn avx2($($arg: $ty),*) { body($($arg),*) }
+                if std::arch::is_x86_feature_detected!("avx512f")
+                    && std::arch::is_x86_feature_detected!("avx512bw")
+                    && std::arch::is_x86_feature_detected!("avx512vl")
+                {
+                    // SAFETY: the CPU has the features `avx512` was compiled for.
+                    return unsafe { avx512($($arg),*) };
+                }
+                if std::arch::is_x86_feature_detected!("avx2")
+                    && std::arch::is_x86_feature_detected!("fma")
+                {
+                    // SAFETY: the CPU has the features `avx2` was compiled for.
+                    return unsafe { avx2($($arg),*) };
+                }
+            }
+            body($($arg),*)
+        }
+    };
+}
+
+multiversioned! {
+    fn scaled_sign_chunk(out: &mut [MaybeUninit<f32>], weight: &[f32], magnitude: f32) {
+        for (o, &w) in out.iter_mut().zip(weight) {
+            o.write(with_sign_of(magnitude, w));
+        }
+    }
+}
+
+multiversioned! {
+    fn signed_magnitudes_chunk(out: &mut [MaybeUninit<f32>], weight: &[f32], magnitudes: &[f32]) {
+        for ((o, &w), &m) in out.iter_mut().zip(weight).zip(magnitudes) {
+            o.write(with_sign_of(m, w));
+        }
+    }
+}
+
+multiversioned! {
+    fn signed_uniform_chunk(
+        out: &mut [MaybeUninit<f32>],
+        weight: &[f32],
+        key: &ChunkKey,
+        first: u32,
+        unit: f32,
+    ) {
+        for ((o, &w), j) in out.iter_mut().zip(weight).zip(0u32..) {
+            let bits = key.hash(first.wrapping_add(j));
+            o.write(with_sign_of((bits >> 8) as f32 * unit, w));
+        }
+    }
 }
 
 /// uSF's `B = scale·sign(weight)`: `±scale`, `0` where the weight is `±0` or NaN.
 pub fn scaled_sign(weight: &[f32], scale: f32) -> Vec<f32> {
     let magnitude = scale.abs();
     filled_in_parallel(weight.len(), |start, out| {
-        for (o, &w) in out.iter_mut().zip(&weight[start..]) {
-            o.write(with_sign_of(magnitude, w));
-        }
+        let end = start + out.len();
+        scaled_sign_chunk(out, &weight[start..end], magnitude);
     })
 }
 
@@ -63,13 +133,7 @@ pub fn signed_magnitudes(weight: &[f32], magnitudes: &[f32]) -> Vec<f32> {
     assert_eq!(weight.len(), magnitudes.len(), "one magnitude per weight");
     filled_in_parallel(weight.len(), |start, out| {
         let end = start + out.len();
-        for ((o, &w), &m) in out
-            .iter_mut()
-            .zip(&weight[start..end])
-            .zip(&magnitudes[start..end])
-        {
-            o.write(with_sign_of(m, w));
-        }
+        signed_magnitudes_chunk(out, &weight[start..end], &magnitudes[start..end]);
     })
 }
 
@@ -79,12 +143,16 @@ pub fn signed_magnitudes(weight: &[f32], magnitudes: &[f32]) -> Vec<f32> {
 pub fn signed_uniform(weight: &[f32], bound: f32, seed: u64) -> Vec<f32> {
     let unit = bound.abs() / (1u32 << 24) as f32;
     filled_in_parallel(weight.len(), |start, out| {
-        let key = ChunkKey::new(seed, start);
-        let first = start as u32; // the low 32 bits; `key` holds the rest
-        for ((o, &w), j) in out.iter_mut().zip(&weight[start..]).zip(0u32..) {
-            let bits = key.hash(first.wrapping_add(j));
-            o.write(with_sign_of((bits >> 8) as f32 * unit, w));
-        }
+        let end = start + out.len();
+        // The low 32 bits of the index; the key holds the rest.
+        let first = start as u32;
+        signed_uniform_chunk(
+            out,
+            &weight[start..end],
+            &ChunkKey::new(seed, start),
+            first,
+            unit,
+        );
     })
 }
 
