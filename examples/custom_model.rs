@@ -134,6 +134,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         mirror_warmup: 200,
         label_smoothing: None,
         error_alignment: true,
+        alignment_batches: 4,
     };
     let data = RunData::open(&config.data, config.seed)?;
     let out = out.unwrap_or_else(|| format!("runs/custom-{}", rule.name()));

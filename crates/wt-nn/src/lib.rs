@@ -23,8 +23,9 @@ pub use batch_norm::{BatchNorm, BatchNormConfig};
 pub use conv2d::{FeedbackConv2d, FeedbackConv2dConfig};
 pub use linear::{FeedbackLinear, FeedbackLinearConfig};
 pub use step::{
-    LayerAlignment, ParameterCount, add_feedback_gradients, error_alignment,
-    feedback_parameter_count, mirror_steps, mirror_update, parameter_count, weight_alignment,
+    GradientAlignment, LayerAlignment, ParameterCount, add_feedback_gradients, error_alignment,
+    feedback_parameter_count, gradient_alignment, mirror_steps, mirror_update, parameter_count,
+    weight_alignment,
 };
 pub use wt_core::{self, Rule};
 

@@ -160,13 +160,29 @@ pub fn weight_alignment<M: Module>(model: &M) -> Vec<LayerAlignment> {
         .collect()
 }
 
-/// Angle (degrees) between the error that reaches each feedback layer's input under its rule
-/// and under true backprop on the same batch, in forward order, with the layer's path.
+/// How one feedback layer's gradients under its rule compare with backprop's on one batch.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GradientAlignment {
+    /// Dotted path of the layer in the model.
+    pub path: String,
+    /// Angle (degrees) between the error reaching the layer's input under the rules and under
+    /// backprop (for the first layer, the gradient w.r.t. the data).
+    pub error_angle_deg: f64,
+    /// Angle (degrees) between the layer's weight gradient under the rules and backprop's
+    /// (the update alignment of the sign-symmetry and feedback-alignment papers).
+    pub update_angle_deg: f64,
+}
+
+/// Error and update angles of every feedback layer on one batch, in forward order.
 ///
 /// `loss` runs the model's forward on one batch and returns the scalar loss; it is called
 /// twice (once with the rules, once with every `B := W`). The model must be on an autodiff
-/// device. For the first layer the "error" is the gradient w.r.t. the data.
-pub fn error_alignment<M: Module>(model: &M, loss: impl Fn(&M) -> Tensor<1>) -> Vec<(String, f64)> {
+/// device, and its training-mode forwards run as in training (batch norm moves its running
+/// statistics: pass a copy, e.g. `model.valid().train()`, to keep the model as it is).
+pub fn gradient_alignment<M: Module>(
+    model: &M,
+    loss: impl Fn(&M) -> Tensor<1>,
+) -> Vec<GradientAlignment> {
     let names: std::collections::HashMap<_, _> = snapshots(model)
         .into_iter()
         .map(|l| (l.weight_id, l.path))
@@ -183,14 +199,22 @@ pub fn error_alignment<M: Module>(model: &M, loss: impl Fn(&M) -> Tensor<1>) -> 
             unreachable!("probe pass")
         };
         let grads = loss_value.backward();
+        let mut weight_grads = WeightGradients {
+            grads: &grads,
+            wanted: &names,
+            found: std::collections::HashMap::new(),
+        };
+        model.visit(&mut weight_grads);
+        let found = weight_grads.found;
         probes
             .into_iter()
             .map(|p| {
-                let g = p
+                let error = p
                     .tensor
                     .grad(&grads)
                     .unwrap_or_else(|| p.tensor.zeros_like().inner());
-                (p.weight_id, g)
+                let update = found.get(&p.weight_id).cloned();
+                (p.weight_id, error, update)
             })
             .collect::<Vec<_>>()
     };
@@ -199,9 +223,44 @@ pub fn error_alignment<M: Module>(model: &M, loss: impl Fn(&M) -> Tensor<1>) -> 
     with_rule
         .into_iter()
         .zip(with_bp)
-        .map(|((id, g_rule), (_, g_bp))| {
-            let name = names.get(&id).cloned().unwrap_or_default();
-            (name, angle_degrees(g_rule, g_bp))
+        .map(|((id, e_rule, u_rule), (_, e_bp, u_bp))| {
+            // A weight without a gradient (frozen) reads 90°, as zero tensors do.
+            let update_angle_deg = match (u_rule, u_bp) {
+                (Some(u_rule), Some(u_bp)) => angle_degrees(u_rule, u_bp),
+                _ => 90.0,
+            };
+            GradientAlignment {
+                path: names.get(&id).cloned().unwrap_or_default(),
+                error_angle_deg: angle_degrees(e_rule, e_bp),
+                update_angle_deg,
+            }
         })
+        .collect()
+}
+
+/// Collects the weight gradients (flattened) of the layers named in `wanted`.
+struct WeightGradients<'a> {
+    grads: &'a burn::tensor::Gradients,
+    wanted: &'a std::collections::HashMap<burn::module::ParamId, String>,
+    found: std::collections::HashMap<burn::module::ParamId, Tensor<1>>,
+}
+
+impl burn::module::ModuleVisitor for WeightGradients<'_> {
+    fn visit_float<const D: usize>(&mut self, param: &burn::module::Param<Tensor<D>>) {
+        if self.wanted.contains_key(&param.id)
+            && let Some(g) = param.val().grad(self.grads)
+        {
+            self.found.insert(param.id, g.flatten::<1>(0, D - 1));
+        }
+    }
+}
+
+/// Angle (degrees) between the error that reaches each feedback layer's input under its rule
+/// and under true backprop on the same batch, in forward order, with the layer's path: the
+/// error angles of [`gradient_alignment`].
+pub fn error_alignment<M: Module>(model: &M, loss: impl Fn(&M) -> Tensor<1>) -> Vec<(String, f64)> {
+    gradient_alignment(model, loss)
+        .into_iter()
+        .map(|a| (a.path, a.error_angle_deg))
         .collect()
 }

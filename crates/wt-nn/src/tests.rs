@@ -557,3 +557,72 @@ fn alignment_helpers_reach_nested_layers() {
     });
     assert!(errors[0].1 < 0.5, "{errors:?}");
 }
+
+#[derive(Module, Debug)]
+struct TwoLinear {
+    a: FeedbackLinear,
+    b: FeedbackLinear,
+}
+
+/// Error and update angles against the math written out: on `y = (x·W1 + c1)·W2 + c2`,
+/// `L = Σ y²`, FA sends `g = 2y` back through `B2`, so `a`'s weight gradient is `xᵀ·(g·B2ᵀ)`
+/// against backprop's `xᵀ·(g·W2ᵀ)`, and `b`'s own weight gradient is backprop's.
+#[test]
+fn gradient_alignment_measures_error_and_update_angles_against_backprop() {
+    let _serial = wt_core::device::device_test_lock();
+    for (name, device) in test_devices() {
+        let ad = device.autodiff();
+        let fa: Rule = "fa".parse().unwrap();
+        let net = TwoLinear {
+            a: FeedbackLinearConfig::new(6, 5).with_rule(fa).init(&ad),
+            b: FeedbackLinearConfig::new(5, 4).with_rule(fa).init(&ad),
+        };
+        let x = rand([8, 6], &ad);
+        let report = gradient_alignment(&net, |m: &TwoLinear| {
+            m.b.forward(m.a.forward(x.clone())).powi_scalar(2).sum()
+        });
+        let paths: Vec<_> = report.iter().map(|r| r.path.as_str()).collect();
+        assert_eq!(paths, ["a", "b"], "{name}");
+
+        let w = |l: &FeedbackLinear| l.weight.val().inner();
+        let b = |l: &FeedbackLinear| l.feedback.as_ref().unwrap().val().inner();
+        let c = |l: &FeedbackLinear| l.bias.as_ref().unwrap().val().inner().unsqueeze::<2>();
+        let xi = x.inner();
+        let h = xi.clone().matmul(w(&net.a)) + c(&net.a);
+        let g = (h.clone().matmul(w(&net.b)) + c(&net.b)).mul_scalar(2.0);
+        let (e2_rule, e2_bp) = (
+            g.clone().matmul(b(&net.b).transpose()),
+            g.clone().matmul(w(&net.b).transpose()),
+        );
+        let (e1_rule, e1_bp) = (
+            e2_rule.clone().matmul(b(&net.a).transpose()),
+            e2_bp.clone().matmul(w(&net.a).transpose()),
+        );
+        let update_a = wt_core::angle_degrees(
+            xi.clone().transpose().matmul(e2_rule.clone()),
+            xi.clone().transpose().matmul(e2_bp.clone()),
+        );
+        let near = |got: f64, want: f64, what: &str| {
+            assert!(
+                (got - want).abs() < 0.2,
+                "{what} on {name}: {got} vs {want}"
+            );
+        };
+        near(report[0].update_angle_deg, update_a, "a's update angle");
+        near(
+            report[0].error_angle_deg,
+            wt_core::angle_degrees(e1_rule, e1_bp),
+            "a's error angle",
+        );
+        near(
+            report[1].error_angle_deg,
+            wt_core::angle_degrees(e2_rule, e2_bp),
+            "b's error angle",
+        );
+        near(report[1].update_angle_deg, 0.0, "b's update angle");
+        assert!(
+            update_a > 5.0,
+            "a random B2 misaligns a's update ({update_a}°)"
+        );
+    }
+}

@@ -150,7 +150,8 @@ Running:
   --device NAME          flex, ndarray, wgpu, cuda[:N] (what this build has)
   --devices A,B,..       data-parallel on several devices, e.g. cuda:0,cuda:1 (batch split)
   --workers N            batch-preparing threads (default 2)
-  --no-error-alignment   skip the per-epoch error-angle measurement
+  --no-error-alignment   skip the per-epoch error- and update-angle measurement
+  --alignment-batches K  probe batches the angles are averaged over (4)
   --quiet                print only the final JSON line";
 
 /// Parsed command line.
@@ -358,6 +359,7 @@ fn apply(c: &mut TrainConfig, flags: &[(String, Option<String>)]) -> Result<(), 
             }
             "--workers" => c.workers = number(f, v)?,
             "--no-error-alignment" => c.error_alignment = false,
+            "--alignment-batches" => c.alignment_batches = number(f, v)?,
             _ => return Err(cfg(format!("unknown option {f} (try --help)"))),
         }
     }
@@ -399,6 +401,7 @@ fn preset_config(p: &Preset) -> TrainConfig {
         mirror_warmup: 500,
         label_smoothing: None,
         error_alignment: true,
+        alignment_batches: 4,
     }
 }
 

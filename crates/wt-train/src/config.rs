@@ -155,9 +155,17 @@ pub struct TrainConfig {
     /// Label smoothing of the cross-entropy (off by default).
     #[serde(default)]
     pub label_smoothing: Option<f32>,
-    /// Measure each layer's error angle against backprop on one batch per epoch.
+    /// Measure each layer's error and update angles against backprop after every epoch.
     #[serde(default = "yes")]
     pub error_alignment: bool,
+    /// Probe batches the error and update angles are averaged over (the first
+    /// `alignment_batches · min(batch_size, 128)` training images).
+    #[serde(default = "alignment_batches")]
+    pub alignment_batches: usize,
+}
+
+fn alignment_batches() -> usize {
+    4
 }
 
 fn eval_batch() -> usize {
@@ -196,6 +204,11 @@ impl TrainConfig {
         }
         if self.batch_size == 0 || self.eval_batch_size == 0 {
             return bad("batch sizes must be at least 1".into());
+        }
+        if self.error_alignment && self.alignment_batches == 0 {
+            return bad(
+                "alignment_batches must be at least 1 (or turn error_alignment off)".into(),
+            );
         }
         let lr = self.optimizer.lr;
         if !(lr.is_finite() && lr > 0.0) {
@@ -288,6 +301,7 @@ mod tests {
             mirror_warmup: 100,
             label_smoothing: None,
             error_alignment: true,
+            alignment_batches: 4,
         }
     }
 

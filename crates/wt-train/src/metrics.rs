@@ -14,8 +14,12 @@ pub struct LayerMetrics {
     /// ‖B‖ / ‖W‖.
     pub norm_ratio: f64,
     /// Angle between the error reaching the layer's input under the rule and under backprop,
-    /// degrees (one training batch), if measured.
+    /// degrees (mean over the probe batches), if measured.
     pub error_angle_deg: Option<f64>,
+    /// Angle between the layer's weight gradient under the rule and backprop's, degrees (mean
+    /// over the probe batches), if measured.
+    #[serde(default)]
+    pub update_angle_deg: Option<f64>,
 }
 
 /// Loss and accuracy on one split.
@@ -53,13 +57,13 @@ pub struct EpochMetrics {
 }
 
 /// CSV of a run's history: one row per epoch, one column per value (per-layer columns named
-/// `angle:<path>`, `ratio:<path>`, `error_angle:<path>`).
+/// `angle:<path>`, `ratio:<path>`, `error_angle:<path>`, `update_angle:<path>`).
 pub fn to_csv(history: &[EpochMetrics]) -> String {
     let mut out = String::from(
         "epoch,lr,train_loss,train_accuracy,val_loss,val_accuracy,test_loss,test_accuracy,test_top5,train_seconds,images_per_s",
     );
     if let Some(first) = history.first() {
-        for prefix in ["angle", "ratio", "error_angle"] {
+        for prefix in ["angle", "ratio", "error_angle", "update_angle"] {
             for l in &first.layers {
                 out.push_str(&format!(",{prefix}:{}", l.path));
             }
@@ -90,6 +94,9 @@ pub fn to_csv(history: &[EpochMetrics]) -> String {
         }
         for l in &m.layers {
             out.push_str(&format!(",{}", opt(l.error_angle_deg)));
+        }
+        for l in &m.layers {
+            out.push_str(&format!(",{}", opt(l.update_angle_deg)));
         }
         out.push('\n');
     }
@@ -129,6 +136,7 @@ mod tests {
                 angle_deg: 80.0,
                 norm_ratio: 1.0,
                 error_angle_deg: Some(45.0),
+                update_angle_deg: Some(30.0),
             }],
         };
         let csv = to_csv(&[
@@ -141,9 +149,13 @@ mod tests {
         let lines: Vec<&str> = csv.lines().collect();
         assert_eq!(lines.len(), 3);
         let header: Vec<&str> = lines[0].split(',').collect();
-        assert_eq!(header.len(), 14);
-        assert_eq!(header[11..], ["angle:fc", "ratio:fc", "error_angle:fc"]);
-        assert!(lines.iter().all(|l| l.split(',').count() == 14));
+        assert_eq!(header.len(), 15);
+        assert_eq!(
+            header[11..],
+            ["angle:fc", "ratio:fc", "error_angle:fc", "update_angle:fc"]
+        );
+        assert!(lines.iter().all(|l| l.split(',').count() == 15));
+        assert!(lines[1].ends_with(",45,30"), "{}", lines[1]);
         let back: EpochMetrics =
             serde_json::from_str(to_json_lines(std::slice::from_ref(&m)).trim_end()).unwrap();
         assert_eq!(back, m);

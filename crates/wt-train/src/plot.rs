@@ -48,7 +48,8 @@ fn err<E: std::fmt::Display>(path: &Path) -> impl FnOnce(E) -> String + '_ {
     move |e| format!("{}: {e}", path.display())
 }
 
-/// Draws `accuracy.png`, `loss.png`, `angles.png` and (when measured) `error_angles.png` in
+/// Draws `accuracy.png`, `loss.png`, `angles.png` and (when measured) `error_angles.png` and
+/// `update_angles.png` in
 /// `dir`.
 pub fn draw_all(history: &[EpochMetrics], dir: &Path) -> Result<(), String> {
     if history.is_empty() {
@@ -135,6 +136,21 @@ pub fn draw_all(history: &[EpochMetrics], dir: &Path) -> Result<(), String> {
             "Error angle vs backprop (degrees) per layer",
             &layers,
             &errors,
+        )?;
+    }
+    if history
+        .iter()
+        .any(|m| m.layers.iter().any(|l| l.update_angle_deg.is_some()))
+    {
+        let updates: Vec<Vec<Option<f64>>> = history
+            .iter()
+            .map(|m| m.layers.iter().map(|l| l.update_angle_deg).collect())
+            .collect();
+        heat_map(
+            &dir.join("update_angles.png"),
+            "Update angle vs backprop (degrees) per layer",
+            &layers,
+            &updates,
         )?;
     }
     Ok(())
@@ -298,6 +314,7 @@ mod tests {
                         angle_deg: 90.0 / e as f64,
                         norm_ratio: 1.0,
                         error_angle_deg: Some(45.0),
+                        update_angle_deg: Some(30.0),
                     })
                     .collect(),
             })
@@ -305,7 +322,13 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("wt-plots-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         draw_all(&history, &dir).unwrap();
-        for name in ["accuracy.png", "loss.png", "angles.png", "error_angles.png"] {
+        for name in [
+            "accuracy.png",
+            "loss.png",
+            "angles.png",
+            "error_angles.png",
+            "update_angles.png",
+        ] {
             let bytes = std::fs::read(dir.join(name)).unwrap();
             assert_eq!(&bytes[1..4], b"PNG", "{name}");
             assert!(bytes.len() > 2000, "{name} is {} bytes", bytes.len());

@@ -60,6 +60,7 @@ fn mnist_config(rule: &str, epochs: usize, subset: usize) -> TrainConfig {
         mirror_warmup: 20,
         label_smoothing: None,
         error_alignment: true,
+        alignment_batches: 2,
     }
 }
 
@@ -122,11 +123,22 @@ fn one_epoch_on_real_mnist_lowers_the_test_loss_for_every_rule() {
         );
         let layers = &trained.history[0].layers;
         assert_eq!(layers.len(), 2);
+        assert!(layers.iter().all(|l| l.rule == rule
+            && l.error_angle_deg.is_some()
+            && l.update_angle_deg.is_some()));
+        // The last layer learns from the true error under every rule: its update is
+        // backprop's. Under BP every angle is 0; under FA the first layer's update is not.
+        let update = |i: usize| layers[i].update_angle_deg.unwrap();
         assert!(
-            layers
-                .iter()
-                .all(|l| l.rule == rule && l.error_angle_deg.is_some())
+            update(1) < 0.5,
+            "{rule}: last layer's update angle {}",
+            update(1)
         );
+        match rule {
+            "bp" => assert!(update(0) < 0.5 && layers[0].error_angle_deg.unwrap() < 0.5),
+            "fa" => assert!(update(0) > 5.0, "FA's first update angle {}", update(0)),
+            _ => {}
+        }
         for f in [
             run.config(),
             run.checkpoint(),

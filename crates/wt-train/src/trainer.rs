@@ -20,8 +20,8 @@ use burn::tensor::{Bytes, Device, Int, Tensor};
 use wt_models::ImageClassifier;
 use wt_models::wt_nn::wt_core::device::parse_device;
 use wt_models::wt_nn::{
-    add_feedback_gradients, error_alignment, mirror_steps, mirror_update, parameter_count,
-    weight_alignment,
+    GradientAlignment, add_feedback_gradients, gradient_alignment, mirror_steps, mirror_update,
+    parameter_count, weight_alignment,
 };
 
 use crate::checkpoint::{self, Progress};
@@ -369,35 +369,23 @@ pub fn fit<M: ImageClassifier>(
             &device,
             config.workers,
         )?;
-        let error_angles = if config.error_alignment {
-            let probe: Vec<usize> = (0..data.train.len().min(config.batch_size.min(128))).collect();
-            let batch = data
-                .train
-                .batch(epoch as u64, &probe, &ad)
-                .map_err(TrainError::Data)?;
-            let probe_criterion = CrossEntropyLossConfig::new().init(&ad);
-            // The probe runs training-mode forwards, which move batch norm's running
-            // statistics. Those live behind shared handles that `clone` keeps, so the probe
-            // gets a copy with its own (`valid().train()` rebuilds every running state): the
-            // model that was evaluated is the one checkpointed and saved.
-            let probe_model = model.valid().train();
-            error_alignment(&probe_model, |m: &M| {
-                probe_criterion.forward(m.forward(batch.images.clone()), batch.targets.clone())
-            })
+        let angles = if config.error_alignment {
+            probe_angles(&model, data, config, epoch, &ad)?
         } else {
             Vec::new()
         };
         let layers = weight_alignment(&model)
             .into_iter()
-            .map(|l| LayerMetrics {
-                error_angle_deg: error_angles
-                    .iter()
-                    .find(|(p, _)| *p == l.path)
-                    .map(|(_, a)| *a),
-                path: l.path,
-                rule: l.rule.to_string(),
-                angle_deg: l.weight.angle_deg,
-                norm_ratio: l.weight.norm_ratio,
+            .map(|l| {
+                let probed = angles.iter().find(|a| a.path == l.path);
+                LayerMetrics {
+                    error_angle_deg: probed.map(|a| a.error_angle_deg),
+                    update_angle_deg: probed.map(|a| a.update_angle_deg),
+                    path: l.path,
+                    rule: l.rule.to_string(),
+                    angle_deg: l.weight.angle_deg,
+                    norm_ratio: l.weight.norm_ratio,
+                }
             })
             .collect();
         let m = EpochMetrics {
@@ -448,6 +436,55 @@ pub fn fit<M: ImageClassifier>(
         model_name: name,
         history: progress.history,
     })
+}
+
+/// Each layer's error and update angles against backprop, averaged over the run's probe
+/// batches: batch `k` is training images `k·P .. (k+1)·P`, `P = min(batch size, 128)`, the same
+/// images every epoch (augmented with the epoch's seed). The probe runs training-mode forwards,
+/// which move batch norm's running statistics; those live behind shared handles that `clone`
+/// keeps, so it runs on a copy with its own (`valid().train()` rebuilds every running state):
+/// the model that was evaluated is the one checkpointed and saved.
+fn probe_angles<M: ImageClassifier>(
+    model: &M,
+    data: &RunData,
+    config: &TrainConfig,
+    epoch: usize,
+    device: &Device,
+) -> Result<Vec<GradientAlignment>, TrainError> {
+    let per_batch = config.batch_size.min(128);
+    let probe_model = model.valid().train();
+    let criterion = CrossEntropyLossConfig::new().init(device);
+    let mut sums: Vec<GradientAlignment> = Vec::new();
+    let mut batches = 0;
+    for k in 0..config.alignment_batches {
+        let start = k * per_batch;
+        let end = data.train.len().min(start + per_batch);
+        if start >= end {
+            break;
+        }
+        let items: Vec<usize> = (start..end).collect();
+        let batch = data
+            .train
+            .batch(epoch as u64, &items, device)
+            .map_err(TrainError::Data)?;
+        let angles = gradient_alignment(&probe_model, |m: &M| {
+            criterion.forward(m.forward(batch.images.clone()), batch.targets.clone())
+        });
+        if sums.is_empty() {
+            sums = angles;
+        } else {
+            for (sum, a) in sums.iter_mut().zip(angles) {
+                sum.error_angle_deg += a.error_angle_deg;
+                sum.update_angle_deg += a.update_angle_deg;
+            }
+        }
+        batches += 1;
+    }
+    for a in &mut sums {
+        a.error_angle_deg /= batches.max(1) as f64;
+        a.update_angle_deg /= batches.max(1) as f64;
+    }
+    Ok(sums)
 }
 
 /// One line summarising an epoch.
