@@ -144,7 +144,7 @@ Data:
   --class-index FILE     class index (.tsv) for image folders; `none`: sorted folder names
 Optimisation:
   --epochs N  --batch N  --eval-batch N  --lr X  --momentum X  --nesterov  --weight-decay X
-  --optimizer sgd|adam   --schedule constant|step|cosine  --milestones E,E,..  --gamma X
+  --optimizer sgd|adam|bm-sgd  --schedule constant|step|cosine  --milestones E,E,..  --gamma X
   --warmup EPOCHS        --label-smoothing X  --seed N
 Running:
   --device NAME          flex, ndarray, wgpu, cuda[:N] (what this build has)
@@ -318,7 +318,12 @@ fn apply(c: &mut TrainConfig, flags: &[(String, Option<String>)]) -> Result<(), 
                 c.optimizer.kind = match v {
                     "sgd" => OptimizerKind::Sgd,
                     "adam" => OptimizerKind::Adam,
-                    _ => return Err(cfg(format!("--optimizer: `{v}` is not sgd or adam"))),
+                    "bm-sgd" | "bm_sgd" => OptimizerKind::BmSgd,
+                    _ => {
+                        return Err(cfg(format!(
+                            "--optimizer: `{v}` is not sgd, adam or bm-sgd"
+                        )));
+                    }
                 }
             }
             "--schedule" => {

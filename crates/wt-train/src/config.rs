@@ -63,12 +63,16 @@ pub enum OptimizerKind {
     Sgd,
     /// Adam with L2 weight decay.
     Adam,
+    /// Batch-Manhattan SGD: SGD on the sign of the gradient, with momentum and L2 weight
+    /// decay as SGD's ([`BatchManhattanSgd`](crate::BatchManhattanSgd)).
+    #[serde(rename = "bm_sgd", alias = "bm-sgd")]
+    BmSgd,
 }
 
 /// Optimizer settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct OptimizerConfig {
-    /// SGD or Adam.
+    /// SGD, Adam or Batch-Manhattan SGD.
     pub kind: OptimizerKind,
     /// Base learning rate.
     pub lr: f64,
@@ -231,6 +235,16 @@ impl TrainConfig {
         if let Some(wm) = self.model.rule.weight_mirror() {
             wm.validate()
                 .map_err(|e| TrainError::Config(format!("model.rule: {e}")))?;
+            if wm.update == wt_models::wt_nn::wt_core::MirrorUpdate::Gradient
+                && self.optimizer.kind == OptimizerKind::BmSgd
+            {
+                return bad(
+                    "model.rule: a weight mirror with update = \"gradient\" cannot train with \
+                     bm_sgd, which would step by the sign of its pseudo-gradient; use \
+                     update = \"direct\""
+                        .into(),
+                );
+            }
         }
         if let Some(first) = self.devices.first() {
             if self.devices.len() < 2 {

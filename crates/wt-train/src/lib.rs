@@ -6,6 +6,7 @@
 //! checkpoint after every epoch from which `--resume` continues bit for bit. A NaN or infinite
 //! loss stops the run with [`TrainError::Diverged`], keeping the last good checkpoint.
 
+pub mod bm_sgd;
 pub mod checkpoint;
 pub mod cli;
 pub mod config;
@@ -18,6 +19,7 @@ pub mod run_dir;
 mod schedule;
 pub mod trainer;
 
+pub use bm_sgd::{BatchManhattanSgd, BatchManhattanSgdConfig};
 pub use config::{
     DataConfig, DatasetKind, OptimizerConfig, OptimizerKind, Schedule, ScheduleConfig, TrainConfig,
 };

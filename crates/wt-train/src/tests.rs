@@ -188,6 +188,34 @@ fn the_error_angle_probe_leaves_the_saved_model_as_evaluated() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// `--optimizer bm-sgd` trains: one epoch of the MNIST MLP with uSF (the pairing of
+/// willwx/sign-symmetry) lowers the test loss.
+#[test]
+fn batch_manhattan_sgd_trains_the_mlp() {
+    let _serial = serial();
+    let mut config = mnist_config("usf", 1, 2000);
+    config.optimizer.kind = OptimizerKind::BmSgd;
+    config.optimizer.lr = 1e-3;
+    config.error_alignment = false;
+    let data = RunData::open(&config.data, config.seed).unwrap();
+    let device = Device::flex();
+    device.seed(config.seed);
+    let before = evaluate(&config.model.init(&device), &data.test, 250, &device, 0).unwrap();
+    let dir = temp_run("bm-sgd");
+    let run = RunDir::open(&dir, RunMode::New).unwrap();
+    let trained = fit(&config, &data, &run, quiet(), |d| config.model.init(d)).unwrap();
+    let after = trained.history[0].test;
+    assert!(
+        after.loss < 0.8 * before.loss && after.top1 > before.top1 + 0.3,
+        "bm-sgd: test loss {:.3} → {:.3}, accuracy {:.3} → {:.3}",
+        before.loss,
+        after.loss,
+        before.top1,
+        after.top1
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 #[test]
 fn resume_after_interrupt_gives_bit_identical_weights() {
     let _serial = serial();

@@ -24,6 +24,7 @@ use wt_models::wt_nn::{
     parameter_count, weight_alignment,
 };
 
+use crate::bm_sgd::BatchManhattanSgdConfig;
 use crate::checkpoint::{self, Progress};
 use crate::config::{OptimizerConfig, OptimizerKind, TrainConfig};
 use crate::data::{DataSplit, RunData, permutation};
@@ -94,6 +95,16 @@ pub fn optimizer(config: &OptimizerConfig) -> ModuleOptimizer {
             .with_beta_2(config.betas.1)
             .with_weight_decay(decay)
             .init(),
+        OptimizerKind::BmSgd => BatchManhattanSgdConfig {
+            weight_decay: decay,
+            momentum: (config.momentum > 0.0).then(|| {
+                MomentumConfig::new()
+                    .with_momentum(config.momentum)
+                    .with_dampening(0.0)
+                    .with_nesterov(config.nesterov)
+            }),
+        }
+        .init(),
     }
 }
 
@@ -101,7 +112,7 @@ pub fn optimizer(config: &OptimizerConfig) -> ModuleOptimizer {
 /// pseudo-gradient is scaled by (`lr / (1 − momentum)` for SGD, `lr` for Adam).
 fn effective_lr(config: &OptimizerConfig, lr: f64) -> f64 {
     match config.kind {
-        OptimizerKind::Sgd => lr / (1.0 - config.momentum),
+        OptimizerKind::Sgd | OptimizerKind::BmSgd => lr / (1.0 - config.momentum),
         OptimizerKind::Adam => lr,
     }
 }
