@@ -111,6 +111,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
             test_subset: None,
             augment: false,
             class_index: None,
+            image_size: None,
         },
         optimizer: OptimizerConfig {
             kind: OptimizerKind::Sgd,

@@ -435,18 +435,29 @@ pub enum ImageNetTransform {
 impl ImageNetTransform {
     /// Training: RandomResizedCrop(224, scale 0.08–1, ratio 3/4–4/3), flip.
     pub fn train() -> Self {
+        Self::train_at(224)
+    }
+
+    /// Evaluation: resize 256, centre crop 224.
+    pub fn eval() -> Self {
+        Self::eval_at(224)
+    }
+
+    /// Training at another side: RandomResizedCrop(`size`, scale 0.08–1, ratio 3/4–4/3), flip.
+    pub fn train_at(size: usize) -> Self {
         Self::Train {
-            size: 224,
+            size,
             scale: (0.08, 1.0),
             ratio: (3.0 / 4.0, 4.0 / 3.0),
         }
     }
 
-    /// Evaluation: resize 256, centre crop 224.
-    pub fn eval() -> Self {
+    /// Evaluation at another side, in ImageNet's proportion: resize the shorter side to
+    /// `round(size·256/224)`, centre crop `size` (64 → resize 73, crop 64).
+    pub fn eval_at(size: usize) -> Self {
         Self::Eval {
-            resize: 256,
-            size: 224,
+            resize: (size as f64 * 256.0 / 224.0).round() as usize,
+            size,
         }
     }
 
@@ -783,6 +794,48 @@ mod tests {
         assert_eq!(a.len(), 3 * 224 * 224);
         assert_eq!(a, t.apply(&img, &mut ItemRng::new(1, 0, 3)));
         assert_ne!(a, t.apply(&img, &mut ItemRng::new(1, 1, 3)));
+    }
+
+    /// `--image-size 64`: RandomResizedCrop 64 and resize 73 / centre crop 64, in ImageNet's
+    /// 224/256 proportion; the evaluation crop is the centre of the resized image.
+    #[test]
+    fn transforms_at_another_side_keep_imagenets_proportions() {
+        assert_eq!(
+            ImageNetTransform::eval_at(64),
+            ImageNetTransform::Eval {
+                resize: 73,
+                size: 64
+            }
+        );
+        assert_eq!(ImageNetTransform::eval_at(224), ImageNetTransform::eval());
+        assert_eq!(ImageNetTransform::train_at(224), ImageNetTransform::train());
+        let root = shared_data("imagenette-mini");
+        let ds = ImageFolderDataset::new(&root, Split::Train, None).unwrap();
+        let img = ds.get(3).unwrap().image;
+        let train = ImageNetTransform::train_at(64).apply(&img, &mut ItemRng::new(1, 0, 3));
+        assert_eq!(train.len(), 3 * 64 * 64);
+        // A left half dark, right half bright image: the centre crop of the 73-pixel resize
+        // keeps both halves, 32 columns each.
+        let (w, h) = (146, 100);
+        let pixels: Vec<u8> = (0..w * h)
+            .flat_map(|i| if i % w < w / 2 { [0u8; 3] } else { [255u8; 3] })
+            .collect();
+        let img = RgbImage {
+            width: w,
+            height: h,
+            pixels,
+        };
+        let out = ImageNetTransform::eval_at(64).apply(&img, &mut ItemRng::new(0, 0, 0));
+        assert_eq!(out.len(), 3 * 64 * 64);
+        let row: Vec<f32> = out[10 * 64..11 * 64].to_vec();
+        let dark = (0.0 - IMAGENET_MEAN[0]) / IMAGENET_STD[0];
+        let bright = (1.0 - IMAGENET_MEAN[0]) / IMAGENET_STD[0];
+        assert!(
+            (row[0] - dark).abs() < 1e-3 && (row[63] - bright).abs() < 1e-3,
+            "{row:?}"
+        );
+        let darks = row.iter().filter(|v| (*v - dark).abs() < 0.5).count();
+        assert!((31..=33).contains(&darks), "{darks} dark columns of 64");
     }
 
     #[test]

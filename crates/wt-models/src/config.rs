@@ -156,6 +156,10 @@ pub struct ModelConfig {
     /// Shortcut of the CIFAR ResNets' shape-changing blocks.
     #[serde(default)]
     pub shortcut: Shortcut,
+    /// Stem of ResNet-18/50; `None`: the ImageNet stem above 64 pixels, the CIFAR stem at 64
+    /// and below.
+    #[serde(default)]
+    pub stem: Option<Stem>,
 }
 
 fn default_hidden() -> Vec<usize> {
@@ -182,6 +186,7 @@ impl ModelConfig {
             init: InitScheme::Default,
             hidden: default_hidden(),
             shortcut: Shortcut::A,
+            stem: None,
         }
     }
 
@@ -240,11 +245,11 @@ impl ModelConfig {
                 } else {
                     ResNetDepth::R50
                 };
-                let stem = if self.image_side > 64 {
+                let stem = self.stem.unwrap_or(if self.image_side > 64 {
                     Stem::ImageNet
                 } else {
                     Stem::Cifar
-                };
+                });
                 let conv_init = (self.init == InitScheme::Default)
                     .then_some(ResNetConfig::TORCHVISION_CONV_INIT);
                 Model::ResNet(

@@ -236,3 +236,22 @@ fn imagenet_resnets_default_to_torchvisions_fan_out_init() {
     );
     assert!((sd / (bound / 3f64.sqrt()) - 1.0).abs() < 0.02, "sd {sd}");
 }
+
+/// ResNet-18's stem follows the image side unless the config names it: a 64-pixel model gets
+/// the CIFAR stem by default, the ImageNet stem (7×7 stride 2 and max pooling) when asked.
+#[test]
+fn resnet_stem_is_chosen_by_side_or_named() {
+    let _serial = serial();
+    let device = Device::flex();
+    let stem_of = |stem: Option<Stem>| {
+        let mut cfg = config(Architecture::Resnet18, 10, 3, 64);
+        cfg.stem = stem;
+        match cfg.init(&device) {
+            Model::ResNet(r) => (r.conv1.weight.dims(), r.pool.is_some()),
+            _ => unreachable!("resnet18 builds a ResNet"),
+        }
+    };
+    assert_eq!(stem_of(None), ([64, 3, 3, 3], false));
+    assert_eq!(stem_of(Some(Stem::ImageNet)), ([64, 3, 7, 7], true));
+    assert_eq!(stem_of(Some(Stem::Cifar)), ([64, 3, 3, 3], false));
+}

@@ -7,7 +7,7 @@
 use std::path::PathBuf;
 
 use wt_models::wt_nn::wt_core::MirrorUpdate;
-use wt_models::{Architecture, InitScheme, ModelConfig, Rule, Shortcut};
+use wt_models::{Architecture, InitScheme, ModelConfig, Rule, Shortcut, Stem};
 
 use crate::config::{
     DataConfig, DatasetKind, OptimizerConfig, OptimizerKind, Schedule, ScheduleConfig, TrainConfig,
@@ -93,7 +93,8 @@ impl Preset {
             lr: 0.1,
             step_schedule: true,
             validation: 0,
-            init: InitScheme::KaimingNormal,
+            // torchvision's: fan-out Kaiming-normal convolutions, PyTorch's default classifier.
+            init: InitScheme::Default,
             class_index: Some("../shared/data/imagenet-classes/imagenet1k_classes.tsv"),
         }
     }
@@ -130,6 +131,7 @@ Model:
   --init NAME            default, pytorch, xavier, kaiming_normal, kaiming_normal_fan_out
   --hidden W,W,..        MLP hidden widths (default 1000,1000)
   --shortcut a|b         CIFAR ResNet shortcut (default a)
+  --stem imagenet|cifar  ResNet-18/50 stem (default: imagenet above 64 pixels, cifar below)
   --mirror-warmup N      weight-mirror steps before epoch 1 (default 500 with wm)
   --mirror-lr X  --mirror-decay X  --mirror-sigma X  --mirror-batch N  --mirror-steps N
   --mirror-update direct|gradient
@@ -142,6 +144,7 @@ Data:
   --test-subset N        evaluate on the first N test images only
   --no-augment           no training augmentation
   --class-index FILE     class index (.tsv) for image folders; `none`: sorted folder names
+  --image-size N         image folders: RandomResizedCrop N, eval resize N·256/224, crop N (224)
 Optimisation:
   --epochs N  --batch N  --eval-batch N  --lr X  --momentum X  --nesterov  --weight-decay X
   --optimizer sgd|adam|bm-sgd  --schedule constant|step|cosine  --milestones E,E,..  --gamma X
@@ -282,6 +285,14 @@ fn apply(c: &mut TrainConfig, flags: &[(String, Option<String>)]) -> Result<(), 
             "--rule" => c.model.rule = v.parse::<Rule>().map_err(|e| cfg(e.to_string()))?,
             "--last-layer-bp" => c.model.last_layer_backprop = true,
             "--init" => c.model.init = v.parse().map_err(cfg)?,
+            "--stem" => {
+                c.model.stem = Some(match v {
+                    "imagenet" => Stem::ImageNet,
+                    "cifar" => Stem::Cifar,
+                    _ => return Err(cfg(format!("--stem: `{v}` is not imagenet or cifar"))),
+                })
+            }
+            "--image-size" => c.data.image_size = Some(number(f, v)?),
             "--hidden" => c.model.hidden = list(f, v)?,
             "--shortcut" => {
                 c.model.shortcut = match v {
@@ -386,6 +397,7 @@ fn preset_config(p: &Preset) -> TrainConfig {
             test_subset: None,
             augment: true,
             class_index: p.class_index.map(PathBuf::from),
+            image_size: None,
         },
         optimizer: OptimizerConfig {
             kind: OptimizerKind::Sgd,
@@ -523,7 +535,19 @@ mod tests {
             }
         );
         assert_eq!(cli.out, Some(PathBuf::from("x")));
+        let cli = parse(&args("--image-size 64 --stem imagenet --optimizer bm-sgd")).unwrap();
+        let mut c = preset_config(&Preset::imagenet());
+        apply(&mut c, &cli.flags).unwrap();
+        assert_eq!(c.data.image_size, Some(64));
+        assert_eq!(c.model.stem, Some(Stem::ImageNet));
+        assert_eq!(c.optimizer.kind, OptimizerKind::BmSgd);
+        c.validate().unwrap();
+        let mut mnist = preset_config(&Preset::mnist());
+        mnist.data.image_size = Some(64);
+        let err = mnist.validate().unwrap_err().to_string();
+        assert!(err.contains("image_folder"), "{err}");
         for (bad, expect) in [
+            ("--stem tiny", "--stem"),
             ("--lr fast", "--lr"),
             ("--rule xx", "xx"),
             ("--frobnicate 1", "unknown option --frobnicate"),

@@ -49,6 +49,10 @@ pub struct DataConfig {
     /// otherwise.
     #[serde(default)]
     pub class_index: Option<PathBuf>,
+    /// Side of the images an ImageFolder pipeline makes (training crop; evaluation resize
+    /// `round(side·256/224)` and centre crop); `None`: 224. Other data sets have fixed sides.
+    #[serde(default)]
+    pub image_size: Option<usize>,
 }
 
 fn yes() -> bool {
@@ -209,6 +213,18 @@ impl TrainConfig {
         if self.batch_size == 0 || self.eval_batch_size == 0 {
             return bad("batch sizes must be at least 1".into());
         }
+        if let Some(side) = self.data.image_size {
+            if self.data.dataset != DatasetKind::ImageFolder {
+                return bad(format!(
+                    "data.image_size = {side} applies to image_folder data only (the dataset is \
+                     {:?}, whose images have a fixed side)",
+                    self.data.dataset
+                ));
+            }
+            if side < 16 {
+                return bad(format!("data.image_size must be at least 16, got {side}"));
+            }
+        }
         if self.error_alignment && self.alignment_batches == 0 {
             return bad(
                 "alignment_batches must be at least 1 (or turn error_alignment off)".into(),
@@ -289,6 +305,7 @@ mod tests {
                 test_subset: None,
                 augment: true,
                 class_index: None,
+                image_size: None,
             },
             optimizer: OptimizerConfig {
                 kind: OptimizerKind::Sgd,

@@ -264,19 +264,19 @@ impl RunData {
                         .map_err(data_err)?,
                 );
                 let classes = train.classes().len();
+                let side = config.image_size.unwrap_or(224);
                 let source =
                     |dataset: &Arc<ImageFolderDataset>, augment: bool| -> Arc<dyn BatchSource> {
                         let transform = if augment {
-                            ImageNetTransform::train()
+                            ImageNetTransform::train_at(side)
                         } else {
-                            ImageNetTransform::eval()
+                            ImageNetTransform::eval_at(side)
                         };
                         Arc::new(ImageFolderSource {
                             dataset: dataset.clone(),
                             batcher: ImageNetBatcher::new(transform, seed),
                         })
                     };
-                let side = ImageNetTransform::eval().size();
                 Sources {
                     train: source(&train, config.augment),
                     eval: source(&train, false),

@@ -37,6 +37,7 @@ fn mnist_config(rule: &str, epochs: usize, subset: usize) -> TrainConfig {
             test_subset: Some(500),
             augment: false,
             class_index: None,
+            image_size: None,
         },
         optimizer: OptimizerConfig {
             kind: OptimizerKind::Sgd,
