@@ -4,9 +4,11 @@ top-1 (and validation top-1 where the runs have it) as mean ± sd over the seed 
 scripts/reproduce.sh ROW --seeds ... wrote (runs/<TABLE>-<rule>/seed-<N>/metrics.csv), with
 the seeds and epochs it found.
 
-usage: scripts/seed_table.py TABLE [--epochs N]
+usage: scripts/seed_table.py TABLE [--epochs N] [--angles]
   TABLE: mnist-mlp, fmnist-lenet, cifar-lenet or cifar-resnet20
   N: the schedule's length; runs that have not finished N epochs are listed as running.
+  --angles: a second table, per rule and layer, of the last epoch's B–W, error and update
+  angles (degrees), each the mean over the finished seeds.
 """
 import csv
 import statistics
@@ -24,6 +26,43 @@ def mean_sd(values):
     if len(values) == 1:
         return f"{100 * m:.2f}"
     return f"{100 * m:.2f} ± {100 * statistics.stdev(values):.2f}"
+
+
+def finished_runs(table, rule, epochs):
+    """(seed, last metrics row) of every finished seed folder of a rule."""
+    out = []
+    base = ROOT / "runs" / f"{table}-{rule}"
+    for run in sorted(base.glob("seed-*"), key=lambda p: int(p.name.split("-")[1])):
+        path = run / "metrics.csv"
+        rows = list(csv.DictReader(path.open())) if path.exists() else []
+        if rows and (epochs is None or len(rows) >= epochs):
+            out.append((run.name.split("-")[1], rows[-1]))
+    return out
+
+
+def angle_rows(table, epochs):
+    layers = None
+    lines = []
+    for rule in RULES:
+        runs = finished_runs(table, rule, epochs)
+        if not runs:
+            continue
+        last = runs[0][1]
+        if layers is None:
+            layers = [k.split(":", 1)[1] for k in last if k.startswith("angle:")]
+        cells = []
+        for layer in layers:
+            parts = []
+            for prefix in ["angle", "error_angle", "update_angle"]:
+                vals = [float(r[f"{prefix}:{layer}"]) for _, r in runs if r.get(f"{prefix}:{layer}")]
+                parts.append(f"{statistics.mean(vals):.1f}" if vals else "–")
+            cells.append(" / ".join(parts))
+        lines.append(f"| {rule} | " + " | ".join(cells) + " |")
+    if layers is None:
+        return []
+    short = [l.split(".")[-1] if l.count(".") < 2 else ".".join(l.split(".")[-2:]) for l in layers]
+    head = "| rule | " + " | ".join(short) + " |"
+    return [head, "|---|" + "---|" * len(layers)] + lines
 
 
 def rule_row(table, rule, epochs):
@@ -57,6 +96,12 @@ def main(argv):
     print("|---|---|---|---|---|")
     for rule in RULES:
         print(rule_row(table, rule, epochs))
+    if "--angles" in argv:
+        print()
+        print("B–W / error / update angle (°) per layer, last epoch, mean over seeds:")
+        print()
+        for line in angle_rows(table, epochs):
+            print(line)
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use burn::data::dataset::Dataset;
+use burn::data::dataset::{Dataset, DatasetError};
 use burn::tensor::Device;
 use wt_data::{
     CifarBatcher, CifarDataset, CifarTransform, ClassIndex, ImageBatch, ImageFolderDataset,
@@ -26,7 +26,12 @@ pub trait BatchSource: Send + Sync {
 
     /// The batch of items `indices` for `epoch` (augmentation depends on seed, epoch and
     /// index only): images `[n, c, h, w]`, targets `[n]`.
-    fn batch(&self, epoch: u64, indices: &[usize], device: &Device) -> Result<ImageBatch, String>;
+    fn batch(
+        &self,
+        epoch: u64,
+        indices: &[usize],
+        device: &Device,
+    ) -> Result<ImageBatch, DatasetError>;
 }
 
 /// MNIST / Fashion-MNIST, normalised with MNIST's mean and std, no augmentation.
@@ -37,10 +42,15 @@ impl BatchSource for MnistSource {
         self.0.len()
     }
 
-    fn batch(&self, _epoch: u64, indices: &[usize], device: &Device) -> Result<ImageBatch, String> {
+    fn batch(
+        &self,
+        _epoch: u64,
+        indices: &[usize],
+        device: &Device,
+    ) -> Result<ImageBatch, DatasetError> {
         let items = indices
             .iter()
-            .map(|&i| self.0.get(i).map_err(|e| e.to_string()))
+            .map(|&i| self.0.get(i))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(burn::data::dataloader::batcher::Batcher::batch(
             &MnistBatcher,
@@ -64,15 +74,15 @@ impl BatchSource for CifarSource {
         self.dataset.len()
     }
 
-    fn batch(&self, epoch: u64, indices: &[usize], device: &Device) -> Result<ImageBatch, String> {
+    fn batch(
+        &self,
+        epoch: u64,
+        indices: &[usize],
+        device: &Device,
+    ) -> Result<ImageBatch, DatasetError> {
         let items = indices
             .iter()
-            .map(|&i| {
-                self.dataset
-                    .get(i)
-                    .map(|item| (i, item))
-                    .map_err(|e| e.to_string())
-            })
+            .map(|&i| self.dataset.get(i).map(|item| (i, item)))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(self.batcher.batch_at_epoch(epoch, &items, device))
     }
@@ -92,15 +102,15 @@ impl BatchSource for ImageFolderSource {
         self.dataset.len()
     }
 
-    fn batch(&self, epoch: u64, indices: &[usize], device: &Device) -> Result<ImageBatch, String> {
+    fn batch(
+        &self,
+        epoch: u64,
+        indices: &[usize],
+        device: &Device,
+    ) -> Result<ImageBatch, DatasetError> {
         let items = indices
             .iter()
-            .map(|&i| {
-                self.dataset
-                    .get(i)
-                    .map(|item| (i, item))
-                    .map_err(|e| e.to_string())
-            })
+            .map(|&i| self.dataset.get(i).map(|item| (i, item)))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(self.batcher.batch_at_epoch(epoch, &items, device))
     }
@@ -138,7 +148,7 @@ impl DataSplit {
         epoch: u64,
         positions: &[usize],
         device: &Device,
-    ) -> Result<ImageBatch, String> {
+    ) -> Result<ImageBatch, DatasetError> {
         let idx: Vec<usize> = positions.iter().map(|&p| self.items[p]).collect();
         self.source.batch(epoch, &idx, device)
     }
@@ -190,7 +200,7 @@ impl RunData {
     /// Reads the data set `config` names; `seed` chooses the validation and subset items and
     /// seeds the augmentation.
     pub fn open(config: &DataConfig, seed: u64) -> Result<Self, TrainError> {
-        let data_err = |e: wt_data::DataError| TrainError::Data(e.to_string());
+        let data_err = TrainError::Data;
         let Sources {
             train: train_src,
             eval: eval_src,

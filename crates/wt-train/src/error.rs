@@ -2,25 +2,45 @@
 
 use std::path::{Path, PathBuf};
 
+use wt_data::DataError;
+
 /// Why a run could not start or stopped.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum TrainError {
     /// A config value is missing or out of range; the message names the field.
+    #[error("config: {0}")]
     Config(String),
     /// Reading or writing a file failed.
+    #[error("{}: {source}", path.display())]
     Io {
         /// The file.
         path: PathBuf,
         /// What went wrong.
         source: std::io::Error,
     },
-    /// The data could not be read.
-    Data(String),
+    /// The data could not be read: the data set's own error (file, offset, expectation).
+    #[error("data: {0}")]
+    Data(#[source] DataError),
+    /// A batch could not be made: the data set's error (for wt's readers a [`DataError`]
+    /// naming the file and offset, or an index out of range) as its source.
+    #[error("data: {0}")]
+    Batch(#[source] burn::data::dataset::DatasetError),
+    /// A data-loading worker stopped (it panicked or was killed).
+    #[error("data loader: {0}")]
+    Loader(String),
     /// A checkpoint is malformed (file, offset or part, and what was expected).
+    #[error("checkpoint: {0}")]
     Checkpoint(String),
     /// The run folder exists and neither resuming nor overwriting was asked for.
+    #[error(
+        "run folder {} already exists: pass --resume to continue it or --overwrite to start it again",
+        .0.display()
+    )]
     RunExists(PathBuf),
     /// The loss became NaN or infinite; the last good checkpoint is kept.
+    #[error(
+        "training diverged: loss {loss} at epoch {epoch}, step {step}; the last good checkpoint is kept (lower the learning rate and --resume, or start again)"
+    )]
     Diverged {
         /// 1-based epoch.
         epoch: usize,
@@ -40,25 +60,3 @@ impl TrainError {
         }
     }
 }
-
-impl std::fmt::Display for TrainError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::Config(m) => write!(f, "config: {m}"),
-            Self::Io { path, source } => write!(f, "{}: {source}", path.display()),
-            Self::Data(m) => write!(f, "data: {m}"),
-            Self::Checkpoint(m) => write!(f, "checkpoint: {m}"),
-            Self::RunExists(dir) => write!(
-                f,
-                "run folder {} already exists: pass --resume to continue it or --overwrite to start it again",
-                dir.display()
-            ),
-            Self::Diverged { epoch, step, loss } => write!(
-                f,
-                "training diverged: loss {loss} at epoch {epoch}, step {step}; the last good checkpoint is kept (lower the learning rate and --resume, or start again)"
-            ),
-        }
-    }
-}
-
-impl std::error::Error for TrainError {}

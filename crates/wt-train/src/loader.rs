@@ -10,17 +10,19 @@
 use std::sync::mpsc::{Receiver, sync_channel};
 use std::thread::JoinHandle;
 
+use burn::data::dataset::DatasetError;
 use burn::tensor::Device;
 use wt_data::ImageBatch;
 
 use crate::data::DataSplit;
+use crate::error::TrainError;
 
 /// Batches each worker may have ready ahead of the consumer.
 const DEPTH: usize = 2;
 
 /// An iterator over the batches of one epoch, in order.
 pub struct OrderedLoader {
-    receivers: Vec<Receiver<Result<ImageBatch, String>>>,
+    receivers: Vec<Receiver<Result<ImageBatch, DatasetError>>>,
     handles: Vec<JoinHandle<()>>,
     inline: Option<(DataSplit, Device)>,
     batches: Vec<Vec<usize>>,
@@ -93,7 +95,7 @@ impl OrderedLoader {
 }
 
 impl Iterator for OrderedLoader {
-    type Item = Result<ImageBatch, String>;
+    type Item = Result<ImageBatch, TrainError>;
 
     fn next(&mut self) -> Option<Self::Item> {
         if self.next >= self.batches.len() {
@@ -102,15 +104,20 @@ impl Iterator for OrderedLoader {
         let k = self.next;
         self.next += 1;
         if let Some((split, device)) = &self.inline {
-            return Some(split.batch(self.epoch, &self.batches[k], device));
+            return Some(
+                split
+                    .batch(self.epoch, &self.batches[k], device)
+                    .map_err(TrainError::Batch),
+            );
         }
         let rx = &self.receivers[k % self.receivers.len()];
-        Some(rx.recv().unwrap_or_else(|_| {
-            Err(format!(
-                "loader worker {} stopped before batch {k}",
+        Some(match rx.recv() {
+            Ok(batch) => batch.map_err(TrainError::Batch),
+            Err(_) => Err(TrainError::Loader(format!(
+                "worker {} stopped before batch {k}",
                 k % self.receivers.len()
-            ))
-        }))
+            ))),
+        })
     }
 }
 
@@ -137,12 +144,19 @@ mod tests {
         fn len(&self) -> usize {
             100
         }
-        fn batch(&self, epoch: u64, idx: &[usize], device: &Device) -> Result<ImageBatch, String> {
+        fn batch(
+            &self,
+            epoch: u64,
+            idx: &[usize],
+            device: &Device,
+        ) -> Result<ImageBatch, DatasetError> {
             std::thread::sleep(std::time::Duration::from_micros(
                 (idx[0] as u64 * 7919) % 3000,
             ));
             if idx.contains(&97) && epoch == 9 {
-                return Err("item 97 is broken".into());
+                return Err(DatasetError::new(wt_data::DataError::at(
+                    "slow", "item 97", "broken",
+                )));
             }
             let v: Vec<i64> = idx.iter().map(|&i| i as i64).collect();
             Ok(ImageBatch {
@@ -173,7 +187,13 @@ mod tests {
         // The first error is the data's own message (a worker stops after it).
         let first_error =
             OrderedLoader::new(&split, &order, 8, 9, &device, 2).find_map(|b| b.err());
-        assert_eq!(first_error.as_deref(), Some("item 97 is broken"));
+        let first_error = first_error.map(|e| e.to_string());
+        assert!(
+            first_error
+                .as_deref()
+                .is_some_and(|e| e.contains("item 97") && e.contains("broken")),
+            "{first_error:?}"
+        );
         // Dropping a loader mid-epoch returns (no deadlock on blocked workers).
         let mut early = OrderedLoader::new(&split, &order, 4, 0, &device, 2);
         early.next().unwrap().unwrap();

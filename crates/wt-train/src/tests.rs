@@ -541,3 +541,18 @@ fn devices_are_checked() {
     let err = config.validate().unwrap_err().to_string();
     assert!(err.contains("cannot be split"), "{err}");
 }
+
+/// A data set that cannot be opened is `TrainError::Data` with wt-data's error (naming the
+/// file) kept as its source, not flattened into a string.
+#[test]
+fn a_missing_data_set_is_a_data_error_with_its_source() {
+    let mut config = mnist_config("bp", 1, 10);
+    config.data.dir = "/nonexistent/wt-mnist".into();
+    let err = match RunData::open(&config.data, 1) {
+        Err(e) => e,
+        Ok(_) => panic!("a missing folder opened"),
+    };
+    assert!(matches!(err, TrainError::Data(_)), "{err:?}");
+    let source = std::error::Error::source(&err).expect("the data error is the source");
+    assert!(source.to_string().contains("/nonexistent/wt-mnist"), "{source}");
+}

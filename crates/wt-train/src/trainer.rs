@@ -169,7 +169,7 @@ pub fn evaluate<M: ImageClassifier>(
     let order: Vec<usize> = (0..split.len()).collect();
     let (mut loss_sum, mut c1, mut c5) = (0.0, 0i64, 0i64);
     for batch in OrderedLoader::new(split, &order, batch_size, 0, device, workers) {
-        let batch = batch.map_err(TrainError::Data)?;
+        let batch = batch?;
         let n = batch.targets.dims()[0];
         let logits = model.forward(batch.images);
         loss_sum += criterion
@@ -301,7 +301,7 @@ pub fn fit<M: ImageClassifier>(
         let mut lr = config.optimizer.lr;
         let mut last_print = Instant::now();
         for (step, batch) in loader.enumerate() {
-            let batch = batch.map_err(TrainError::Data)?;
+            let batch = batch?;
             lr = config
                 .schedule
                 .lr(config.optimizer.lr, epoch, step, steps, config.epochs);
@@ -477,7 +477,7 @@ fn probe_angles<M: ImageClassifier>(
         let batch = data
             .train
             .batch(epoch as u64, &items, device)
-            .map_err(TrainError::Data)?;
+            .map_err(TrainError::Batch)?;
         let angles = gradient_alignment(&probe_model, |m: &M| {
             criterion.forward(m.forward(batch.images.clone()), batch.targets.clone())
         });
@@ -527,29 +527,21 @@ pub fn epoch_line(m: &EpochMetrics, epochs: usize) -> String {
 
 /// The JSON line examples end with: rule, model, epochs, test accuracy, per-layer angles.
 pub fn final_json<M>(config: &TrainConfig, trained: &Trained<M>) -> String {
-    let history = &trained.history;
-    let last = history.last();
-    let angles: Vec<String> = last
-        .map(|m| {
-            m.layers
-                .iter()
-                .map(|l| format!("{:.2}", l.angle_deg))
-                .collect()
-        })
-        .unwrap_or_default();
-    let layers: Vec<String> = last
-        .map(|m| m.layers.iter().map(|l| format!("\"{}\"", l.path)).collect())
-        .unwrap_or_default();
-    format!(
-        "{{\"rule\":\"{}\",\"model\":\"{}\",\"epochs\":{},\"test_accuracy\":{:.4},\"test_top5\":{:.4},\"layers\":[{}],\"angles_deg\":[{}]}}",
-        config.model.rule.name(),
-        trained.model_name,
-        history.len(),
-        last.map_or(0.0, |m| m.test.top1),
-        last.map_or(0.0, |m| m.test.top5),
-        layers.join(","),
-        angles.join(",")
-    )
+    let last = trained.history.last();
+    // Rounded as the line is read by people and scripts alike: accuracies to 1e-4, angles to
+    // 1e-2 degrees.
+    let round = |x: f64, digits: i32| (x * 10f64.powi(digits)).round() / 10f64.powi(digits);
+    let layers = last.map_or(&[][..], |m| &m.layers[..]);
+    serde_json::json!({
+        "rule": config.model.rule.name(),
+        "model": trained.model_name,
+        "epochs": trained.history.len(),
+        "test_accuracy": round(last.map_or(0.0, |m| m.test.top1), 4),
+        "test_top5": round(last.map_or(0.0, |m| m.test.top5), 4),
+        "layers": layers.iter().map(|l| l.path.as_str()).collect::<Vec<_>>(),
+        "angles_deg": layers.iter().map(|l| round(l.angle_deg, 2)).collect::<Vec<_>>(),
+    })
+    .to_string()
 }
 
 /// One shard's part of a training step.
