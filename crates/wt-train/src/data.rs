@@ -60,6 +60,17 @@ impl BatchSource for MnistSource {
     }
 }
 
+/// Items `indices` of `dataset`, each with its index (the seeded transforms read it).
+fn indexed_items<I>(
+    dataset: &impl Dataset<I>,
+    indices: &[usize],
+) -> Result<Vec<(usize, I)>, DatasetError> {
+    indices
+        .iter()
+        .map(|&i| dataset.get(i).map(|item| (i, item)))
+        .collect()
+}
+
 /// CIFAR-10/100 through wt-data's [`CifarBatcher`] (crop + flip when training,
 /// normalisation), seeded per (seed, epoch, index).
 pub struct CifarSource {
@@ -80,11 +91,9 @@ impl BatchSource for CifarSource {
         indices: &[usize],
         device: &Device,
     ) -> Result<ImageBatch, DatasetError> {
-        let items = indices
-            .iter()
-            .map(|&i| self.dataset.get(i).map(|item| (i, item)))
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(self.batcher.batch_at_epoch(epoch, &items, device))
+        Ok(self
+            .batcher
+            .batch_at_epoch(epoch, &indexed_items(&*self.dataset, indices)?, device))
     }
 }
 
@@ -108,11 +117,9 @@ impl BatchSource for ImageFolderSource {
         indices: &[usize],
         device: &Device,
     ) -> Result<ImageBatch, DatasetError> {
-        let items = indices
-            .iter()
-            .map(|&i| self.dataset.get(i).map(|item| (i, item)))
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(self.batcher.batch_at_epoch(epoch, &items, device))
+        Ok(self
+            .batcher
+            .batch_at_epoch(epoch, &indexed_items(&*self.dataset, indices)?, device))
     }
 }
 

@@ -10,7 +10,7 @@ use std::sync::OnceLock;
 use plotters::prelude::*;
 use plotters::style::{FontStyle, register_font};
 
-use crate::metrics::EpochMetrics;
+use crate::metrics::{EpochMetrics, LayerMetrics};
 
 const FONT_CANDIDATES: [&str; 4] = [
     "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
@@ -123,35 +123,27 @@ pub fn draw_all(history: &[EpochMetrics], dir: &Path) -> Result<(), String> {
         &layers,
         &angles,
     )?;
-    if history
-        .iter()
-        .any(|m| m.layers.iter().any(|l| l.error_angle_deg.is_some()))
-    {
-        let errors: Vec<Vec<Option<f64>>> = history
-            .iter()
-            .map(|m| m.layers.iter().map(|l| l.error_angle_deg).collect())
-            .collect();
-        heat_map(
-            &dir.join("error_angles.png"),
+    type Angle = fn(&LayerMetrics) -> Option<f64>;
+    let probed: [(&str, &str, Angle); 2] = [
+        (
+            "error_angles.png",
             "Error angle vs backprop (degrees) per layer",
-            &layers,
-            &errors,
-        )?;
-    }
-    if history
-        .iter()
-        .any(|m| m.layers.iter().any(|l| l.update_angle_deg.is_some()))
-    {
-        let updates: Vec<Vec<Option<f64>>> = history
-            .iter()
-            .map(|m| m.layers.iter().map(|l| l.update_angle_deg).collect())
-            .collect();
-        heat_map(
-            &dir.join("update_angles.png"),
+            |l| l.error_angle_deg,
+        ),
+        (
+            "update_angles.png",
             "Update angle vs backprop (degrees) per layer",
-            &layers,
-            &updates,
-        )?;
+            |l| l.update_angle_deg,
+        ),
+    ];
+    for (file, title, angle) in probed {
+        let values: Vec<Vec<Option<f64>>> = history
+            .iter()
+            .map(|m| m.layers.iter().map(angle).collect())
+            .collect();
+        if values.iter().flatten().any(Option::is_some) {
+            heat_map(&dir.join(file), title, &layers, &values)?;
+        }
     }
     Ok(())
 }

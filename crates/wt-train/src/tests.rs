@@ -554,5 +554,8 @@ fn a_missing_data_set_is_a_data_error_with_its_source() {
     };
     assert!(matches!(err, TrainError::Data(_)), "{err:?}");
     let source = std::error::Error::source(&err).expect("the data error is the source");
-    assert!(source.to_string().contains("/nonexistent/wt-mnist"), "{source}");
+    assert!(
+        source.to_string().contains("/nonexistent/wt-mnist"),
+        "{source}"
+    );
 }
