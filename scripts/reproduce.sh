@@ -4,7 +4,8 @@
 # ROW is <table>-<rule>, with <rule> one of bp fa usf brsf frsf kp wm and <table> one of
 #   mnist-mlp       MNIST, 784-1000-1000-10 MLP, 10 epochs            (mnist example defaults)
 #   fmnist-lenet    Fashion-MNIST, LeNet 6-16-120, 5 epochs
-#   cifar-lenet     CIFAR-10 (approximate copy), LeNet 32-64-128, 5 epochs, lr 0.01, default init
+#   cifar-lenet     CIFAR-10 (approximate copy), BioTorch's LeNetCIFAR, BioTorch's recipe (lr 0.1,
+#                   Xavier) shortened to 5 epochs like cifar-resnet20
 #   cifar-resnet20  CIFAR-10 (approximate copy), ResNet-20, BioTorch recipe shortened to 5 epochs
 #                   (lr 0.1, drops ×0.1 after epochs 2, 3, 4: the recipe's 100/150/200 of 250)
 # e.g. scripts/reproduce.sh cifar-lenet-kp
@@ -47,7 +48,7 @@ case "$table" in
 mnist-mlp) args=(--example mnist -- --rule "$rule" --epochs 10) ;;
 fmnist-lenet) args=(--example mnist -- --dataset fashion_mnist --data ../shared/data/fashion-mnist
   --model lenet --rule "$rule" --epochs 5) ;;
-cifar-lenet) args=(--example cifar10 -- --model lenet --rule "$rule" --lr 0.01 --init default --epochs 5) ;;
+cifar-lenet) args=(--example cifar10 -- --model lenet --rule "$rule" --epochs 5) ;;
 cifar-resnet20) args=(--example cifar10 -- --model resnet20 --rule "$rule" --epochs 5) ;;
 *)
   echo "unknown table '$table' in '$row': expected mnist-mlp fmnist-lenet cifar-lenet cifar-resnet20" >&2

@@ -7,7 +7,7 @@ use burn::nn::{Initializer, PaddingConfig2d};
 use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
-use wt_nn::{BatchNorm, BatchNormConfig, FeedbackConv2d, FeedbackLinear, Rule};
+use wt_nn::{BatchNorm, BatchNormConfig, FeedbackConv2d, FeedbackLinear, Rule, probe_block_input};
 
 use crate::resnet_cifar::{BasicBlock, Projection, Shortcut, classifier, conv, conv3x3};
 use crate::{ImageClassifier, global_avg_pool};
@@ -119,6 +119,8 @@ impl Bottleneck {
 
     /// `[n, in, h, w]` → `[n, 4·width, h / stride, w / stride]`.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        // The error angle at the block's input, shortcut included (in probe passes only).
+        let x = probe_block_input(x, &self.conv1);
         let out = relu(self.bn1.forward(self.conv1.forward(x.clone())));
         let out = relu(self.bn2.forward(self.conv2.forward(out)));
         let out = self.bn3.forward(self.conv3.forward(out));

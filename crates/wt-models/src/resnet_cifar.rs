@@ -9,7 +9,7 @@ use burn::tensor::{Device, Tensor, s};
 use serde::{Deserialize, Serialize};
 use wt_nn::{
     BatchNorm, BatchNormConfig, FeedbackConv2d, FeedbackConv2dConfig, FeedbackLinear,
-    FeedbackLinearConfig, Rule,
+    FeedbackLinearConfig, Rule, probe_block_input,
 };
 
 use crate::{ImageClassifier, global_avg_pool};
@@ -201,6 +201,8 @@ impl BasicBlock {
 
     /// `[n, in, h, w]` → `[n, out, h / stride, w / stride]`.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        // The error angle at the block's input, shortcut included (in probe passes only).
+        let x = probe_block_input(x, &self.conv1);
         let out = relu(self.bn1.forward(self.conv1.forward(x.clone())));
         let out = self.bn2.forward(self.conv2.forward(out));
         let short = match &self.projection {

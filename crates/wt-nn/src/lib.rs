@@ -23,9 +23,9 @@ pub use batch_norm::{BatchNorm, BatchNormConfig};
 pub use conv2d::{FeedbackConv2d, FeedbackConv2dConfig};
 pub use linear::{FeedbackLinear, FeedbackLinearConfig};
 pub use step::{
-    GradientAlignment, LayerAlignment, ParameterCount, add_feedback_gradients, error_alignment,
-    feedback_parameter_count, gradient_alignment, mirror_steps, mirror_update, parameter_count,
-    weight_alignment,
+    BlockAlignment, GradientAlignment, LayerAlignment, ParameterCount, ProbeAlignment,
+    add_feedback_gradients, error_alignment, feedback_parameter_count, gradient_alignment,
+    mirror_steps, mirror_update, parameter_count, probe_block_input, weight_alignment,
 };
 pub use wt_core::{self, Rule};
 

@@ -32,10 +32,13 @@ pub struct LayerSnapshot {
     pub stored_feedback: usize,
 }
 
-/// An input-gradient probe added by a layer during a probe pass.
+/// An input-gradient probe added during a probe pass.
 #[derive(Debug, Clone)]
 pub(crate) struct Probe {
+    /// The layer's weight (for a block probe, the block's first layer's).
     pub weight_id: ParamId,
+    /// At a layer's own input, or at the input of the block the layer opens.
+    pub at_block_input: bool,
     pub tensor: Tensor<1>,
 }
 
@@ -107,6 +110,15 @@ pub(crate) fn force_backprop() -> bool {
 
 /// In a probe pass, adds a zero probe to `x` so that its gradient is the error reaching `x`.
 pub(crate) fn probe_input<const D: usize>(x: Tensor<D>, weight_id: ParamId) -> Tensor<D> {
+    add_probe(x, weight_id, false)
+}
+
+/// [`probe_input`] at the input of a block whose first feedback layer has weight `weight_id`.
+pub(crate) fn probe_block_input<const D: usize>(x: Tensor<D>, weight_id: ParamId) -> Tensor<D> {
+    add_probe(x, weight_id, true)
+}
+
+fn add_probe<const D: usize>(x: Tensor<D>, weight_id: ParamId, at_block_input: bool) -> Tensor<D> {
     let active = current(|p| matches!(p, Some(Pass::Probe { .. })));
     if !active || !x.is_autodiff() {
         return x;
@@ -118,6 +130,7 @@ pub(crate) fn probe_input<const D: usize>(x: Tensor<D>, weight_id: ParamId) -> T
         if let Some(Pass::Probe { probes, .. }) = p {
             probes.push(Probe {
                 weight_id,
+                at_block_input,
                 tensor: probe.clone(),
             })
         }

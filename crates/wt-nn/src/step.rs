@@ -160,6 +160,35 @@ pub fn weight_alignment<M: Module>(model: &M) -> Vec<LayerAlignment> {
         .collect()
 }
 
+/// Marks `x` as the input of a residual block (or any subnetwork) whose first feedback layer
+/// is `first`: in [`gradient_alignment`]'s probe passes the error reaching `x` is measured
+/// too, and reported as a [`BlockAlignment`] named after `first`'s parent module
+/// (`blocks.3.conv1` → `blocks.3`). Outside a probe pass it returns `x` untouched. The zoo's
+/// ResNet blocks call it on their input, so the error angle there includes the shortcut's
+/// share of the error, which the convolutions' own probes (inside the residual branch) miss.
+pub fn probe_block_input<const D: usize>(x: Tensor<D>, first: &crate::FeedbackConv2d) -> Tensor<D> {
+    pass::probe_block_input(x, first.weight.id)
+}
+
+/// The error angle at the input of one block marked with [`probe_block_input`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct BlockAlignment {
+    /// Dotted path of the block (the parent of its first feedback layer).
+    pub path: String,
+    /// Angle (degrees) between the error reaching the block's input under the rules and under
+    /// backprop.
+    pub error_angle_deg: f64,
+}
+
+/// Layer and block alignments of one probe batch.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ProbeAlignment {
+    /// Every feedback layer, in forward order.
+    pub layers: Vec<GradientAlignment>,
+    /// Every block marked with [`probe_block_input`], in forward order.
+    pub blocks: Vec<BlockAlignment>,
+}
+
 /// How one feedback layer's gradients under its rule compare with backprop's on one batch.
 #[derive(Debug, Clone, PartialEq)]
 pub struct GradientAlignment {
@@ -173,16 +202,14 @@ pub struct GradientAlignment {
     pub update_angle_deg: f64,
 }
 
-/// Error and update angles of every feedback layer on one batch, in forward order.
+/// Error and update angles of every feedback layer on one batch, in forward order, and the
+/// error angle at the input of every block marked with [`probe_block_input`].
 ///
 /// `loss` runs the model's forward on one batch and returns the scalar loss; it is called
 /// twice (once with the rules, once with every `B := W`). The model must be on an autodiff
 /// device, and its training-mode forwards run as in training (batch norm moves its running
 /// statistics: pass a copy, e.g. `model.valid().train()`, to keep the model as it is).
-pub fn gradient_alignment<M: Module>(
-    model: &M,
-    loss: impl Fn(&M) -> Tensor<1>,
-) -> Vec<GradientAlignment> {
+pub fn gradient_alignment<M: Module>(model: &M, loss: impl Fn(&M) -> Tensor<1>) -> ProbeAlignment {
     let names: std::collections::HashMap<_, _> = snapshots(model)
         .into_iter()
         .map(|l| (l.weight_id, l.path))
@@ -214,28 +241,38 @@ pub fn gradient_alignment<M: Module>(
                     .grad(&grads)
                     .unwrap_or_else(|| p.tensor.zeros_like().inner());
                 let update = found.get(&p.weight_id).cloned();
-                (p.weight_id, error, update)
+                (p.weight_id, p.at_block_input, error, update)
             })
             .collect::<Vec<_>>()
     };
     let with_rule = run(false);
     let with_bp = run(true);
-    with_rule
-        .into_iter()
-        .zip(with_bp)
-        .map(|((id, e_rule, u_rule), (_, e_bp, u_bp))| {
-            // A weight without a gradient (frozen) reads 90°, as zero tensors do.
-            let update_angle_deg = match (u_rule, u_bp) {
-                (Some(u_rule), Some(u_bp)) => angle_degrees(u_rule, u_bp),
-                _ => 90.0,
-            };
-            GradientAlignment {
-                path: names.get(&id).cloned().unwrap_or_default(),
-                error_angle_deg: angle_degrees(e_rule, e_bp),
-                update_angle_deg,
-            }
-        })
-        .collect()
+    let mut out = ProbeAlignment::default();
+    for ((id, at_block, e_rule, u_rule), (_, _, e_bp, u_bp)) in with_rule.into_iter().zip(with_bp) {
+        let path = names.get(&id).cloned().unwrap_or_default();
+        let error_angle_deg = angle_degrees(e_rule, e_bp);
+        if at_block {
+            let path = path
+                .rsplit_once('.')
+                .map_or(path.clone(), |(parent, _)| parent.to_string());
+            out.blocks.push(BlockAlignment {
+                path,
+                error_angle_deg,
+            });
+            continue;
+        }
+        // A weight without a gradient (frozen) reads 90°, as zero tensors do.
+        let update_angle_deg = match (u_rule, u_bp) {
+            (Some(u_rule), Some(u_bp)) => angle_degrees(u_rule, u_bp),
+            _ => 90.0,
+        };
+        out.layers.push(GradientAlignment {
+            path,
+            error_angle_deg,
+            update_angle_deg,
+        });
+    }
+    out
 }
 
 /// Collects the weight gradients (flattened) of the layers named in `wanted`.
@@ -260,6 +297,7 @@ impl burn::module::ModuleVisitor for WeightGradients<'_> {
 /// error angles of [`gradient_alignment`].
 pub fn error_alignment<M: Module>(model: &M, loss: impl Fn(&M) -> Tensor<1>) -> Vec<(String, f64)> {
     gradient_alignment(model, loss)
+        .layers
         .into_iter()
         .map(|a| (a.path, a.error_angle_deg))
         .collect()

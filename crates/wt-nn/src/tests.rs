@@ -580,7 +580,8 @@ fn gradient_alignment_measures_error_and_update_angles_against_backprop() {
         let x = rand([8, 6], &ad);
         let report = gradient_alignment(&net, |m: &TwoLinear| {
             m.b.forward(m.a.forward(x.clone())).powi_scalar(2).sum()
-        });
+        })
+        .layers;
         let paths: Vec<_> = report.iter().map(|r| r.path.as_str()).collect();
         assert_eq!(paths, ["a", "b"], "{name}");
 
@@ -624,5 +625,72 @@ fn gradient_alignment_measures_error_and_update_angles_against_backprop() {
             update_a > 5.0,
             "a random B2 misaligns a's update ({update_a}°)"
         );
+    }
+}
+
+#[derive(Module, Debug)]
+struct Residual {
+    conv: FeedbackConv2d,
+}
+
+#[derive(Module, Debug)]
+struct ResidualNet {
+    block: Residual,
+}
+
+/// The block probe measures the error at a residual block's input, shortcut included:
+/// for `out = conv(h) + h`, `L = Σ out·u`, the error at `h` is `convᵀ(u, B) + u` under FA
+/// against `convᵀ(u, W) + u` under backprop, while the convolution's own probe sees only
+/// the branch's `convᵀ(u, B)` against `convᵀ(u, W)`.
+#[test]
+fn block_probe_measures_the_error_at_the_blocks_input_shortcut_included() {
+    let _serial = wt_core::device::device_test_lock();
+    use burn::tensor::module::conv_transpose2d;
+    use burn::tensor::ops::ConvTransposeOptions;
+    for (name, device) in test_devices() {
+        let ad = device.autodiff();
+        let fa: Rule = "fa".parse().unwrap();
+        let net = ResidualNet {
+            block: Residual {
+                conv: FeedbackConv2dConfig::new([3, 3], [3, 3])
+                    .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
+                    .with_bias(false)
+                    .with_rule(fa)
+                    .init(&ad),
+            },
+        };
+        let x = rand([2, 3, 5, 5], &ad);
+        let up = rand([2, 3, 5, 5], &ad);
+        let report = gradient_alignment(&net, |m: &ResidualNet| {
+            let h = probe_block_input(x.clone(), &m.block.conv);
+            ((m.block.conv.forward(h.clone()) + h) * up.clone()).sum()
+        });
+        let blocks: Vec<_> = report.blocks.iter().map(|b| b.path.as_str()).collect();
+        assert_eq!(blocks, ["block"], "{name}");
+        let conv = &net.block.conv;
+        let options = ConvTransposeOptions::new([1, 1], [1, 1], [0, 0], [1, 1], 1);
+        let back = |k: Tensor<4>| conv_transpose2d(up.clone().inner(), k, None, options.clone());
+        let (w, b) = (
+            conv.weight.val().inner(),
+            conv.feedback.as_ref().unwrap().val().inner(),
+        );
+        let (branch_rule, branch_bp) = (back(b), back(w));
+        let at_block = wt_core::angle_degrees(
+            (branch_rule.clone() + up.clone().inner()).flatten::<1>(0, 3),
+            (branch_bp.clone() + up.clone().inner()).flatten::<1>(0, 3),
+        );
+        let at_conv = wt_core::angle_degrees(branch_rule, branch_bp);
+        let got = report.blocks[0].error_angle_deg;
+        assert!(
+            (got - at_block).abs() < 0.2,
+            "{name}: block {got} vs {at_block}"
+        );
+        let got_conv = report.layers[0].error_angle_deg;
+        assert!(
+            (got_conv - at_conv).abs() < 0.2,
+            "{name}: conv {got_conv} vs {at_conv}"
+        );
+        // The shortcut carries an exact share of the error: the block's angle is smaller.
+        assert!(at_block + 5.0 < at_conv, "{name}: {at_block} vs {at_conv}");
     }
 }

@@ -25,7 +25,7 @@ pub use config::{
 };
 pub use data::{BatchSource, DataSplit, RunData};
 pub use error::TrainError;
-pub use metrics::{EpochMetrics, Evaluation, LayerMetrics};
+pub use metrics::{BlockMetrics, EpochMetrics, Evaluation, LayerMetrics};
 pub use run_dir::{RunDir, RunMode};
 pub use trainer::{FitOptions, Trained, Verbosity, average_gradients, evaluate, final_json, fit};
 

@@ -22,6 +22,17 @@ pub struct LayerMetrics {
     pub update_angle_deg: Option<f64>,
 }
 
+/// The error angle at the input of one residual block (marked with
+/// `wt_nn::probe_block_input`), where it includes the shortcut's share of the error.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BlockMetrics {
+    /// Dotted path of the block.
+    pub path: String,
+    /// Angle between the error reaching the block's input under the rules and under
+    /// backprop, degrees (mean over the probe batches).
+    pub error_angle_deg: f64,
+}
+
 /// Loss and accuracy on one split.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Evaluation {
@@ -54,10 +65,15 @@ pub struct EpochMetrics {
     pub images_per_s: f64,
     /// Per feedback layer, in forward order.
     pub layers: Vec<LayerMetrics>,
+    /// Per residual block that marks its input (the zoo's ResNets), in forward order; empty
+    /// when the probe did not run or the model has none.
+    #[serde(default)]
+    pub blocks: Vec<BlockMetrics>,
 }
 
 /// CSV of a run's history: one row per epoch, one column per value (per-layer columns named
-/// `angle:<path>`, `ratio:<path>`, `error_angle:<path>`, `update_angle:<path>`).
+/// `angle:<path>`, `ratio:<path>`, `error_angle:<path>`, `update_angle:<path>`, and per block
+/// `block_error_angle:<path>`).
 pub fn to_csv(history: &[EpochMetrics]) -> String {
     let mut out = String::from(
         "epoch,lr,train_loss,train_accuracy,val_loss,val_accuracy,test_loss,test_accuracy,test_top5,train_seconds,images_per_s",
@@ -67,6 +83,9 @@ pub fn to_csv(history: &[EpochMetrics]) -> String {
             for l in &first.layers {
                 out.push_str(&format!(",{prefix}:{}", l.path));
             }
+        }
+        for b in &first.blocks {
+            out.push_str(&format!(",block_error_angle:{}", b.path));
         }
     }
     out.push('\n');
@@ -97,6 +116,9 @@ pub fn to_csv(history: &[EpochMetrics]) -> String {
         }
         for l in &m.layers {
             out.push_str(&format!(",{}", opt(l.update_angle_deg)));
+        }
+        for b in &m.blocks {
+            out.push_str(&format!(",{}", b.error_angle_deg));
         }
         out.push('\n');
     }
@@ -138,6 +160,10 @@ mod tests {
                 error_angle_deg: Some(45.0),
                 update_angle_deg: Some(30.0),
             }],
+            blocks: vec![BlockMetrics {
+                path: "blocks.0".into(),
+                error_angle_deg: 20.0,
+            }],
         };
         let csv = to_csv(&[
             m.clone(),
@@ -149,13 +175,19 @@ mod tests {
         let lines: Vec<&str> = csv.lines().collect();
         assert_eq!(lines.len(), 3);
         let header: Vec<&str> = lines[0].split(',').collect();
-        assert_eq!(header.len(), 15);
+        assert_eq!(header.len(), 16);
         assert_eq!(
             header[11..],
-            ["angle:fc", "ratio:fc", "error_angle:fc", "update_angle:fc"]
+            [
+                "angle:fc",
+                "ratio:fc",
+                "error_angle:fc",
+                "update_angle:fc",
+                "block_error_angle:blocks.0"
+            ]
         );
-        assert!(lines.iter().all(|l| l.split(',').count() == 15));
-        assert!(lines[1].ends_with(",45,30"), "{}", lines[1]);
+        assert!(lines.iter().all(|l| l.split(',').count() == 16));
+        assert!(lines[1].ends_with(",45,30,20"), "{}", lines[1]);
         let back: EpochMetrics =
             serde_json::from_str(to_json_lines(std::slice::from_ref(&m)).trim_end()).unwrap();
         assert_eq!(back, m);

@@ -48,8 +48,8 @@ fn err<E: std::fmt::Display>(path: &Path) -> impl FnOnce(E) -> String + '_ {
     move |e| format!("{}: {e}", path.display())
 }
 
-/// Draws `accuracy.png`, `loss.png`, `angles.png` and (when measured) `error_angles.png` and
-/// `update_angles.png` in
+/// Draws `accuracy.png`, `loss.png`, `angles.png` and (when measured) `error_angles.png`,
+/// `update_angles.png` and `block_error_angles.png` in
 /// `dir`.
 pub fn draw_all(history: &[EpochMetrics], dir: &Path) -> Result<(), String> {
     if history.is_empty() {
@@ -144,6 +144,19 @@ pub fn draw_all(history: &[EpochMetrics], dir: &Path) -> Result<(), String> {
         if values.iter().flatten().any(Option::is_some) {
             heat_map(&dir.join(file), title, &layers, &values)?;
         }
+    }
+    if !history[0].blocks.is_empty() {
+        let blocks: Vec<String> = history[0].blocks.iter().map(|b| b.path.clone()).collect();
+        let values: Vec<Vec<Option<f64>>> = history
+            .iter()
+            .map(|m| m.blocks.iter().map(|b| Some(b.error_angle_deg)).collect())
+            .collect();
+        heat_map(
+            &dir.join("block_error_angles.png"),
+            "Error angle vs backprop at each block's input (degrees)",
+            &blocks,
+            &values,
+        )?;
     }
     Ok(())
 }
@@ -309,6 +322,10 @@ mod tests {
                         update_angle_deg: Some(30.0),
                     })
                     .collect(),
+                blocks: vec![crate::metrics::BlockMetrics {
+                    path: "blocks.0".into(),
+                    error_angle_deg: 20.0 / e as f64,
+                }],
             })
             .collect();
         let dir = std::env::temp_dir().join(format!("wt-plots-{}", std::process::id()));
@@ -320,6 +337,7 @@ mod tests {
             "angles.png",
             "error_angles.png",
             "update_angles.png",
+            "block_error_angles.png",
         ] {
             let bytes = std::fs::read(dir.join(name)).unwrap();
             assert_eq!(&bytes[1..4], b"PNG", "{name}");

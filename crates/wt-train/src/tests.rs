@@ -178,6 +178,14 @@ fn the_error_angle_probe_leaves_the_saved_model_as_evaluated() {
             .iter()
             .all(|l| l.error_angle_deg.is_some())
     );
+    // ResNet-20's 9 blocks report the error at their inputs, shortcut included.
+    let blocks: Vec<&str> = trained.history[0]
+        .blocks
+        .iter()
+        .map(|b| b.path.as_str())
+        .collect();
+    assert_eq!(blocks.len(), 9, "{blocks:?}");
+    assert!(blocks[0].ends_with("blocks.0"), "{blocks:?}");
     let device = Device::flex();
     let reloaded = config.model.init(&device).load_file(run.model());
     let again = evaluate(&reloaded, &data.test, 100, &device, 0).unwrap();

@@ -20,7 +20,7 @@ use burn::tensor::{Bytes, Device, Int, Tensor};
 use wt_models::ImageClassifier;
 use wt_models::wt_nn::wt_core::device::parse_device;
 use wt_models::wt_nn::{
-    GradientAlignment, add_feedback_gradients, gradient_alignment, mirror_steps, mirror_update,
+    ProbeAlignment, add_feedback_gradients, gradient_alignment, mirror_steps, mirror_update,
     parameter_count, weight_alignment,
 };
 
@@ -30,6 +30,7 @@ use crate::config::{OptimizerConfig, OptimizerKind, TrainConfig};
 use crate::data::{DataSplit, RunData, permutation};
 use crate::error::TrainError;
 use crate::loader::OrderedLoader;
+use crate::metrics::BlockMetrics;
 use crate::metrics::{self, EpochMetrics, Evaluation, LayerMetrics};
 use crate::plot;
 use crate::run_dir::RunDir;
@@ -383,12 +384,12 @@ pub fn fit<M: ImageClassifier>(
         let angles = if config.error_alignment {
             probe_angles(&model, data, config, epoch, &ad)?
         } else {
-            Vec::new()
+            ProbeAlignment::default()
         };
         let layers = weight_alignment(&model)
             .into_iter()
             .map(|l| {
-                let probed = angles.iter().find(|a| a.path == l.path);
+                let probed = angles.layers.iter().find(|a| a.path == l.path);
                 LayerMetrics {
                     error_angle_deg: probed.map(|a| a.error_angle_deg),
                     update_angle_deg: probed.map(|a| a.update_angle_deg),
@@ -409,6 +410,14 @@ pub fn fit<M: ImageClassifier>(
             train_seconds,
             images_per_s: seen as f64 / train_seconds,
             layers,
+            blocks: angles
+                .blocks
+                .into_iter()
+                .map(|b| BlockMetrics {
+                    path: b.path,
+                    error_angle_deg: b.error_angle_deg,
+                })
+                .collect(),
         };
         say(epoch_line(&m, config.epochs));
         progress.history.push(m);
@@ -461,11 +470,11 @@ fn probe_angles<M: ImageClassifier>(
     config: &TrainConfig,
     epoch: usize,
     device: &Device,
-) -> Result<Vec<GradientAlignment>, TrainError> {
+) -> Result<ProbeAlignment, TrainError> {
     let per_batch = config.batch_size.min(128);
     let probe_model = model.valid().train();
     let criterion = CrossEntropyLossConfig::new().init(device);
-    let mut sums: Vec<GradientAlignment> = Vec::new();
+    let mut sum: Option<ProbeAlignment> = None;
     let mut batches = 0;
     for k in 0..config.alignment_batches {
         let start = k * per_batch;
@@ -481,21 +490,30 @@ fn probe_angles<M: ImageClassifier>(
         let angles = gradient_alignment(&probe_model, |m: &M| {
             criterion.forward(m.forward(batch.images.clone()), batch.targets.clone())
         });
-        if sums.is_empty() {
-            sums = angles;
-        } else {
-            for (sum, a) in sums.iter_mut().zip(angles) {
-                sum.error_angle_deg += a.error_angle_deg;
-                sum.update_angle_deg += a.update_angle_deg;
+        match &mut sum {
+            None => sum = Some(angles),
+            Some(sum) => {
+                for (s, a) in sum.layers.iter_mut().zip(angles.layers) {
+                    s.error_angle_deg += a.error_angle_deg;
+                    s.update_angle_deg += a.update_angle_deg;
+                }
+                for (s, a) in sum.blocks.iter_mut().zip(angles.blocks) {
+                    s.error_angle_deg += a.error_angle_deg;
+                }
             }
         }
         batches += 1;
     }
-    for a in &mut sums {
-        a.error_angle_deg /= batches.max(1) as f64;
-        a.update_angle_deg /= batches.max(1) as f64;
+    let mut mean = sum.unwrap_or_default();
+    let n = batches.max(1) as f64;
+    for a in &mut mean.layers {
+        a.error_angle_deg /= n;
+        a.update_angle_deg /= n;
     }
-    Ok(sums)
+    for b in &mut mean.blocks {
+        b.error_angle_deg /= n;
+    }
+    Ok(mean)
 }
 
 /// One line summarising an epoch.
