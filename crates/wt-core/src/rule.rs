@@ -202,21 +202,30 @@ fn magnitude_distribution(scale: f64) -> Distribution {
 
 /// The learning rule of one feedback layer.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "rule", rename_all = "snake_case")]
+// Serialised under the command line's short names (`rule = "kp"`); the long snake-case names
+// earlier configs were written with still load.
+#[serde(tag = "rule")]
 pub enum Rule {
     /// [`Backprop`]
+    #[serde(rename = "bp", alias = "backprop")]
     Backprop(Backprop),
     /// [`FeedbackAlignment`]
+    #[serde(rename = "fa", alias = "feedback_alignment")]
     FeedbackAlignment(FeedbackAlignment),
     /// [`UniformSignSymmetry`]
+    #[serde(rename = "usf", alias = "uniform_sign_symmetry")]
     UniformSignSymmetry(UniformSignSymmetry),
     /// [`BatchRandomSignSymmetry`]
+    #[serde(rename = "brsf", alias = "batch_random_sign_symmetry")]
     BatchRandomSignSymmetry(BatchRandomSignSymmetry),
     /// [`FixedRandomSignSymmetry`]
+    #[serde(rename = "frsf", alias = "fixed_random_sign_symmetry")]
     FixedRandomSignSymmetry(FixedRandomSignSymmetry),
     /// [`KolenPollack`]
+    #[serde(rename = "kp", alias = "kolen_pollack")]
     KolenPollack(KolenPollack),
     /// [`WeightMirror`]
+    #[serde(rename = "wm", alias = "weight_mirror")]
     WeightMirror(WeightMirror),
 }
 
@@ -487,8 +496,30 @@ mod tests {
     fn rule_names_round_trip_and_unknown_names_are_errors() {
         let _serial = crate::device::device_test_lock();
         for name in Rule::NAMES {
-            assert_eq!(name.parse::<Rule>().unwrap().name(), name);
+            let rule = name.parse::<Rule>().unwrap();
+            assert_eq!(rule.name(), name);
+            // Serialised under the same name, and read back.
+            let json = serde_json::to_string(&rule).unwrap();
+            assert!(json.contains(&format!("\"rule\":\"{name}\"")), "{json}");
+            assert_eq!(serde_json::from_str::<Rule>(&json).unwrap(), rule);
         }
+        // Configs written before the short names still load.
+        for (long, short) in [
+            ("backprop", "bp"),
+            ("feedback_alignment", "fa"),
+            ("uniform_sign_symmetry", "usf"),
+            ("batch_random_sign_symmetry", "brsf"),
+            ("fixed_random_sign_symmetry", "frsf"),
+            ("kolen_pollack", "kp"),
+        ] {
+            let old: Rule = serde_json::from_str(&format!("{{\"rule\":\"{long}\"}}")).unwrap();
+            assert_eq!(old.name(), short);
+        }
+        let wm: Rule = serde_json::from_str(
+            r#"{"rule":"weight_mirror","sigma":1.0,"mirror_lr":0.5,"mirror_decay":null,"mirror_batch":128,"mirror_steps":1}"#,
+        )
+        .unwrap();
+        assert_eq!(wm, Rule::WeightMirror(WeightMirror::default()));
         let err = "sgd".parse::<Rule>().unwrap_err().to_string();
         assert!(err.contains("sgd") && err.contains("kp"), "{err}");
     }
