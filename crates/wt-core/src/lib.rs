@@ -24,7 +24,7 @@ pub mod ops;
 pub mod rule;
 
 pub use kernels::Kernels;
-pub use metrics::{WeightAlignment, angle_degrees, norm_ratio};
+pub use metrics::{WeightAlignment, angle_degrees};
 pub use norm::batch_norm_train;
 pub use ops::{
     Feedback, FeedbackBackend, FeedbackForm, conv2d_correlation, feedback_conv2d,

@@ -29,17 +29,16 @@ fn moments<const D: usize>(a: Tensor<D>, b: Tensor<D>) -> (f64, f64, f64) {
 /// Angle in degrees between two tensors viewed as vectors; 90° if either is zero.
 pub fn angle_degrees<const D: usize>(a: Tensor<D>, b: Tensor<D>) -> f64 {
     let (dot, aa, bb) = moments(a, b);
+    angle_from_moments(dot, aa, bb)
+}
+
+/// `acos(⟨a, b⟩ / (‖a‖·‖b‖))` in degrees from the three moments; 90° if a norm is zero.
+fn angle_from_moments(dot: f64, aa: f64, bb: f64) -> f64 {
     let denom = (aa * bb).sqrt();
     if denom == 0.0 || !denom.is_finite() {
         return 90.0;
     }
     (dot / denom).clamp(-1.0, 1.0).acos().to_degrees()
-}
-
-/// `‖a‖ / ‖b‖` (Frobenius norms); infinite when `b` is zero.
-pub fn norm_ratio<const D: usize>(a: Tensor<D>, b: Tensor<D>) -> f64 {
-    let (_, aa, bb) = moments(a, b);
-    (aa / bb).sqrt()
 }
 
 /// Angle and norm ratio of `B` against `W` for one layer.
@@ -55,14 +54,8 @@ impl WeightAlignment {
     /// Measures `feedback` against `weight`.
     pub fn measure<const D: usize>(feedback: Tensor<D>, weight: Tensor<D>) -> Self {
         let (dot, bb, ww) = moments(feedback, weight);
-        let denom = (bb * ww).sqrt();
-        let angle_deg = if denom == 0.0 || !denom.is_finite() {
-            90.0
-        } else {
-            (dot / denom).clamp(-1.0, 1.0).acos().to_degrees()
-        };
         Self {
-            angle_deg,
+            angle_deg: angle_from_moments(dot, bb, ww),
             norm_ratio: (bb / ww).sqrt(),
         }
     }

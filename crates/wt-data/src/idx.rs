@@ -112,12 +112,6 @@ pub fn parse_idx(path: &Path, bytes: &[u8]) -> Result<IdxArray> {
     })
 }
 
-/// Reads and parses an IDX file (gzipped or raw).
-pub fn read_idx(path: &Path) -> Result<IdxArray> {
-    let bytes = read_maybe_gzip(path)?;
-    parse_idx(path, &bytes)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
