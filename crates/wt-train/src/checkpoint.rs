@@ -6,14 +6,13 @@
 //! bytes: progress (JSON), model (Burn's burnpack record), optimizer (burnpack); then the
 //! FNV-1a 64 hash of everything before it.
 
-use std::fs::File;
-use std::io::Write;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
 use crate::error::TrainError;
 use crate::metrics::EpochMetrics;
+use crate::run_dir::RunDir;
 
 const MAGIC: &[u8; 8] = b"WTCKPT01";
 
@@ -67,20 +66,7 @@ pub fn write(
     let hash = fnv1a(&buf);
     buf.extend_from_slice(&hash.to_le_bytes());
 
-    let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
-    let at_tmp = |e| TrainError::io(&tmp, e);
-    {
-        let mut f = File::create(&tmp).map_err(at_tmp)?;
-        f.write_all(&buf).map_err(at_tmp)?;
-        f.sync_all().map_err(at_tmp)?;
-    }
-    std::fs::rename(&tmp, path).map_err(|e| TrainError::io(path, e))?;
-    if let Some(dir) = path.parent()
-        && let Ok(d) = File::open(dir)
-    {
-        let _ = d.sync_all();
-    }
-    Ok(())
+    RunDir::write_atomic(path, &buf)
 }
 
 /// Reads and verifies a checkpoint; errors name the file, the part and the offset.

@@ -98,11 +98,25 @@ impl RunDir {
         self.root.join("plots")
     }
 
-    /// Writes `bytes` to `path` through a temporary file and a rename.
+    /// Writes `bytes` to `path` atomically, the one way every file of a run is written: a
+    /// temporary file beside it, `fsync`, rename over `path`, `fsync` of the folder. A reader
+    /// (or a run killed meanwhile) sees the old file or the new one, never a part.
     pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), TrainError> {
+        use std::io::Write;
         let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
-        std::fs::write(&tmp, bytes).map_err(|e| TrainError::io(&tmp, e))?;
-        std::fs::rename(&tmp, path).map_err(|e| TrainError::io(path, e))
+        let at_tmp = |e| TrainError::io(&tmp, e);
+        {
+            let mut f = std::fs::File::create(&tmp).map_err(at_tmp)?;
+            f.write_all(bytes).map_err(at_tmp)?;
+            f.sync_all().map_err(at_tmp)?;
+        }
+        std::fs::rename(&tmp, path).map_err(|e| TrainError::io(path, e))?;
+        if let Some(dir) = path.parent()
+            && let Ok(d) = std::fs::File::open(dir)
+        {
+            let _ = d.sync_all();
+        }
+        Ok(())
     }
 }
 

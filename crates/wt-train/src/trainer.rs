@@ -445,12 +445,13 @@ pub fn fit<M: ImageClassifier>(
             say(format!("warning: plots not drawn: {e}"));
         }
     }
-    let tmp = run.model().with_extension("bpk.tmp");
-    model
+    // The record's burnpack bytes, as `save_file` writes them, through the atomic writer.
+    let model_bytes = model
         .clone()
-        .save_file(&tmp)
-        .map_err(|e| TrainError::Checkpoint(format!("{}: {e}", tmp.display())))?;
-    std::fs::rename(&tmp, run.model()).map_err(|e| TrainError::io(&run.model(), e))?;
+        .into_record()
+        .into_bytes()
+        .map_err(|e| TrainError::Checkpoint(format!("serialising the model: {e}")))?;
+    RunDir::write_atomic(&run.model(), &model_bytes)?;
     Ok(Trained {
         model,
         model_name: name,
