@@ -11,6 +11,7 @@ use plotters::prelude::*;
 use plotters::style::{FontStyle, register_font};
 
 use crate::metrics::{EpochMetrics, LayerMetrics};
+use crate::run_dir::RunDir;
 
 const FONT_CANDIDATES: [&str; 4] = [
     "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
@@ -170,11 +171,13 @@ const PALETTE: [RGBColor; 4] = [
 
 /// Line plot of named series over epochs.
 fn curves(
-    path: &Path,
+    target: &Path,
     title: &str,
     y_desc: &str,
     series: &[(&str, Vec<(f64, f64)>)],
 ) -> Result<(), String> {
+    let tmp = RunDir::temporary(target);
+    let path = tmp.as_path();
     let e = err(path);
     let root = BitMapBackend::new(path, (900, 560)).into_drawing_area();
     root.fill(&WHITE).map_err(err(path))?;
@@ -227,16 +230,20 @@ fn curves(
         .label_font(("sans-serif", 16))
         .draw()
         .map_err(err(path))?;
-    root.present().map_err(e)
+    root.present().map_err(e)?;
+    drop(root);
+    RunDir::publish(path, target).map_err(|e| e.to_string())
 }
 
 /// Heat map: one row per layer, one column per epoch, colour from 0° (yellow) to 90° (blue).
 fn heat_map(
-    path: &Path,
+    target: &Path,
     title: &str,
     layers: &[String],
     values: &[Vec<Option<f64>>],
 ) -> Result<(), String> {
+    let tmp = RunDir::temporary(target);
+    let path = tmp.as_path();
     let rows = layers.len().max(1);
     let cols = values.len();
     let height = (120 + 22 * rows).clamp(300, 1600) as u32;
@@ -283,7 +290,9 @@ fn heat_map(
         })
     });
     chart.draw_series(cells).map_err(err(path))?;
-    root.present().map_err(err(path))
+    root.present().map_err(err(path))?;
+    drop(root);
+    RunDir::publish(path, target).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]
@@ -343,6 +352,12 @@ mod tests {
             assert_eq!(&bytes[1..4], b"PNG", "{name}");
             assert!(bytes.len() > 2000, "{name} is {} bytes", bytes.len());
         }
+        // Each plot was drawn into a temporary file and renamed: none is left behind.
+        let names: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names.len(), 6, "{names:?}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

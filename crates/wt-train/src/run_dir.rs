@@ -105,12 +105,25 @@ impl RunDir {
         use std::io::Write;
         let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
         let at_tmp = |e| TrainError::io(&tmp, e);
-        {
-            let mut f = std::fs::File::create(&tmp).map_err(at_tmp)?;
-            f.write_all(bytes).map_err(at_tmp)?;
-            f.sync_all().map_err(at_tmp)?;
-        }
-        std::fs::rename(&tmp, path).map_err(|e| TrainError::io(path, e))?;
+        std::fs::File::create(&tmp)
+            .and_then(|mut f| f.write_all(bytes))
+            .map_err(at_tmp)?;
+        Self::publish(&tmp, path)
+    }
+
+    /// The temporary file [`write_atomic`](Self::write_atomic) would use for `path`, for a
+    /// writer that makes the file itself (the plots); hand it to [`publish`](Self::publish).
+    pub fn temporary(path: &Path) -> PathBuf {
+        path.with_extension(format!("tmp-{}.{}", std::process::id(), extension(path)))
+    }
+
+    /// Makes a finished temporary file `path`'s content: `fsync`, rename over `path`, `fsync`
+    /// of the folder.
+    pub fn publish(tmp: &Path, path: &Path) -> Result<(), TrainError> {
+        std::fs::File::open(tmp)
+            .and_then(|f| f.sync_all())
+            .map_err(|e| TrainError::io(tmp, e))?;
+        std::fs::rename(tmp, path).map_err(|e| TrainError::io(path, e))?;
         if let Some(dir) = path.parent()
             && let Ok(d) = std::fs::File::open(dir)
         {
@@ -118,6 +131,12 @@ impl RunDir {
         }
         Ok(())
     }
+}
+
+/// `path`'s extension, or `tmp`.
+fn extension(path: &Path) -> String {
+    path.extension()
+        .map_or("tmp".into(), |e| e.to_string_lossy().into_owned())
 }
 
 #[cfg(test)]
