@@ -7,8 +7,9 @@ use std::sync::Arc;
 use burn::data::dataset::{Dataset, DatasetError};
 use burn::tensor::Device;
 use wt_data::{
-    CifarBatcher, CifarDataset, CifarTransform, ClassIndex, ImageBatch, ImageFolderDataset,
-    ImageNetBatcher, ImageNetTransform, MnistBatcher, MnistDataset, Split,
+    CifarBatcher, CifarDataset, CifarItem, CifarTransform, ClassIndex, ImageBatch,
+    ImageFolderDataset, ImageItem, ImageNetBatcher, ImageNetTransform, MnistBatcher, MnistDataset,
+    Split,
 };
 
 use crate::config::{DataConfig, DatasetKind};
@@ -71,16 +72,67 @@ fn indexed_items<I>(
         .collect()
 }
 
-/// CIFAR-10/100 through wt-data's [`CifarBatcher`] (crop + flip when training,
-/// normalisation), seeded per (seed, epoch, index).
-pub struct CifarSource {
-    /// The records.
-    pub dataset: Arc<CifarDataset>,
+/// A batcher whose augmentation is seeded per (seed, epoch, item index): wt-data's
+/// [`CifarBatcher`] (crop + flip when training) and [`ImageNetBatcher`] (decode +
+/// RandomResizedCrop + flip, or resize + centre crop).
+pub trait EpochBatcher: Send + Sync {
+    /// The data set's item.
+    type Item;
+
+    /// The batch of `items`, each with its index, for `epoch`.
+    fn batch_at_epoch(
+        &self,
+        epoch: u64,
+        items: &[(usize, Self::Item)],
+        device: &Device,
+    ) -> ImageBatch;
+}
+
+impl EpochBatcher for CifarBatcher {
+    type Item = CifarItem;
+
+    fn batch_at_epoch(
+        &self,
+        epoch: u64,
+        items: &[(usize, CifarItem)],
+        device: &Device,
+    ) -> ImageBatch {
+        CifarBatcher::batch_at_epoch(self, epoch, items, device)
+    }
+}
+
+impl EpochBatcher for ImageNetBatcher {
+    type Item = ImageItem;
+
+    fn batch_at_epoch(
+        &self,
+        epoch: u64,
+        items: &[(usize, ImageItem)],
+        device: &Device,
+    ) -> ImageBatch {
+        ImageNetBatcher::batch_at_epoch(self, epoch, items, device)
+    }
+}
+
+/// A data set batched by an [`EpochBatcher`].
+pub struct SeededSource<D, T> {
+    /// The items.
+    pub dataset: Arc<D>,
     /// Train (augmenting) or eval transform, with the augmentation seed.
-    pub batcher: CifarBatcher,
+    pub batcher: T,
 }
 
-impl BatchSource for CifarSource {
+/// CIFAR-10/100 through wt-data's [`CifarBatcher`].
+pub type CifarSource = SeededSource<CifarDataset, CifarBatcher>;
+
+/// An ImageFolder tree through wt-data's [`ImageNetBatcher`].
+pub type ImageFolderSource = SeededSource<ImageFolderDataset, ImageNetBatcher>;
+
+impl<D, T> BatchSource for SeededSource<D, T>
+where
+    D: Dataset<T::Item>,
+    T: EpochBatcher,
+{
     fn len(&self) -> usize {
         self.dataset.len()
     }
@@ -91,35 +143,8 @@ impl BatchSource for CifarSource {
         indices: &[usize],
         device: &Device,
     ) -> Result<ImageBatch, DatasetError> {
-        Ok(self
-            .batcher
-            .batch_at_epoch(epoch, &indexed_items(&*self.dataset, indices)?, device))
-    }
-}
-
-/// An ImageFolder tree through wt-data's [`ImageNetBatcher`] (decode + RandomResizedCrop +
-/// flip, or resize + centre crop), seeded per (seed, epoch, index).
-pub struct ImageFolderSource {
-    /// The images.
-    pub dataset: Arc<ImageFolderDataset>,
-    /// Train or eval transform, with the augmentation seed.
-    pub batcher: ImageNetBatcher,
-}
-
-impl BatchSource for ImageFolderSource {
-    fn len(&self) -> usize {
-        self.dataset.len()
-    }
-
-    fn batch(
-        &self,
-        epoch: u64,
-        indices: &[usize],
-        device: &Device,
-    ) -> Result<ImageBatch, DatasetError> {
-        Ok(self
-            .batcher
-            .batch_at_epoch(epoch, &indexed_items(&*self.dataset, indices)?, device))
+        let items = indexed_items(&*self.dataset, indices)?;
+        Ok(self.batcher.batch_at_epoch(epoch, &items, device))
     }
 }
 
