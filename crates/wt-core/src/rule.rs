@@ -27,8 +27,8 @@ pub struct FeedbackAlignment;
 pub struct UniformSignSymmetry;
 
 /// Batchwise random-magnitude sign-symmetry, brSF (Moskovitz et al. 2018; BioTorch `brsf`):
-/// `B = |R|·sign(W)`, `R ~ U(−√3·s, √3·s)` (std `s`) redrawn at every training forward pass
-/// (once a step).
+/// `B = |R|·sign(W)`, `R ~ U(−√3·s, √3·s)` (std `s`) redrawn each time the backward pass
+/// sends an error through the layer (once a step; not in evaluation, not for a first layer).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct BatchRandomSignSymmetry;
 
