@@ -137,13 +137,14 @@ impl WeightMirror {
         let source = match self.mirror_decay {
             Some(_) => "mirror_decay (λ_B)".to_string(),
             None => format!(
-                "the default mirror_decay λ_B = η_B·σ² = {} × {}² ",
+                "the default mirror_decay λ_B = η_B·σ² = {} × {}²",
                 self.mirror_lr, self.sigma
             ),
         };
         if !(decay.is_finite() && decay > 0.0 && decay <= 1.0) {
             return bad(format!(
-                "{source} is {decay}: it must lie in (0, 1], or B ← (1 − λ_B)·B + η_B·C does                  not settle (1 − λ_B < 0 flips B's sign every step; λ_B ≤ 0 lets it grow)"
+                "{source} is {decay}: it must lie in (0, 1], or B ← (1 − λ_B)·B + η_B·C does \
+                 not settle (1 − λ_B < 0 flips B's sign every step; λ_B ≤ 0 lets it grow)"
             ));
         }
         if self.mirror_batch == 0 {
@@ -454,6 +455,10 @@ mod tests {
         // η_B·σ² = 1.5 > 1 with the default decay.
         let err = with(|wm| wm.mirror_lr = 1.5).unwrap_err();
         assert!(err.contains("η_B·σ²") && err.contains("1.5"), "{err}");
+        assert!(
+            !err.contains("  "),
+            "the message reads as one sentence: {err}"
+        );
         let err = with(|wm| wm.sigma = 2.0).unwrap_err();
         assert!(err.contains("(0, 1]"), "{err}");
         // An explicit decay above 1, at 0, negative.
