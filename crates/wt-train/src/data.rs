@@ -232,7 +232,6 @@ impl RunData {
     /// Reads the data set `config` names; `seed` chooses the validation and subset items and
     /// seeds the augmentation.
     pub fn open(config: &DataConfig, seed: u64) -> Result<Self, TrainError> {
-        let data_err = TrainError::Data;
         let Sources {
             train: train_src,
             eval: eval_src,
@@ -243,10 +242,10 @@ impl RunData {
         } = match config.dataset {
             DatasetKind::Mnist | DatasetKind::FashionMnist => {
                 let train = Arc::new(MnistSource(Arc::new(
-                    MnistDataset::new(&config.dir, Split::Train).map_err(data_err)?,
+                    MnistDataset::new(&config.dir, Split::Train).map_err(TrainError::Data)?,
                 )));
                 let test = MnistSource(Arc::new(
-                    MnistDataset::new(&config.dir, Split::Test).map_err(data_err)?,
+                    MnistDataset::new(&config.dir, Split::Test).map_err(TrainError::Data)?,
                 ));
                 Sources {
                     train: train.clone(),
@@ -265,8 +264,8 @@ impl RunData {
                         CifarDataset::cifar100(&config.dir, split)
                     }
                 };
-                let train = Arc::new(open(Split::Train).map_err(data_err)?);
-                let test = Arc::new(open(Split::Test).map_err(data_err)?);
+                let train = Arc::new(open(Split::Train).map_err(TrainError::Data)?);
+                let test = Arc::new(open(Split::Test).map_err(TrainError::Data)?);
                 let classes = if config.dataset == DatasetKind::Cifar10 {
                     10
                 } else {
@@ -294,16 +293,16 @@ impl RunData {
             }
             DatasetKind::ImageFolder => {
                 let index = match &config.class_index {
-                    Some(p) => Some(ClassIndex::from_tsv(p).map_err(data_err)?),
+                    Some(p) => Some(ClassIndex::from_tsv(p).map_err(TrainError::Data)?),
                     None => None,
                 };
                 let train = Arc::new(
                     ImageFolderDataset::new(&config.dir, Split::Train, index.as_ref())
-                        .map_err(data_err)?,
+                        .map_err(TrainError::Data)?,
                 );
                 let test = Arc::new(
                     ImageFolderDataset::new(&config.dir, Split::Test, index.as_ref())
-                        .map_err(data_err)?,
+                        .map_err(TrainError::Data)?,
                 );
                 let classes = train.classes().len();
                 let side = config.image_size.unwrap_or(224);

@@ -103,7 +103,7 @@ impl RunDir {
     /// (or a run killed meanwhile) sees the old file or the new one, never a part.
     pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), TrainError> {
         use std::io::Write;
-        let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
+        let tmp = Self::temporary(path);
         let at_tmp = |e| TrainError::io(&tmp, e);
         std::fs::File::create(&tmp)
             .and_then(|mut f| f.write_all(bytes))
@@ -111,8 +111,9 @@ impl RunDir {
         Self::publish(&tmp, path)
     }
 
-    /// The temporary file [`write_atomic`](Self::write_atomic) would use for `path`, for a
-    /// writer that makes the file itself (the plots); hand it to [`publish`](Self::publish).
+    /// The temporary file beside `path` that [`write_atomic`](Self::write_atomic) writes, and
+    /// that a writer making the file itself (the plots) writes before [`publish`](Self::publish):
+    /// `name.tmp-PID.ext`.
     pub fn temporary(path: &Path) -> PathBuf {
         path.with_extension(format!("tmp-{}.{}", std::process::id(), extension(path)))
     }

@@ -99,29 +99,38 @@ fn values(model: &impl Module) -> Vec<Vec<f32>> {
     c.0
 }
 
+/// Trains `config` into a fresh run folder and checks that its first epoch took the test loss
+/// below 0.8× and the accuracy up by 0.3 against the same initial model (same seed, before any
+/// step); returns the result, the run folder and its path (the caller removes it).
+fn one_epoch_lowers_the_test_loss(
+    config: &TrainConfig,
+    tag: &str,
+) -> (Trained<wt_models::Model>, RunDir, PathBuf) {
+    let data = RunData::open(&config.data, config.seed).unwrap();
+    let device = Device::flex();
+    device.seed(config.seed);
+    let before = evaluate(&config.model.init(&device), &data.test, 250, &device, 0).unwrap();
+    let dir = temp_run(&format!("epoch-{tag}"));
+    let run = RunDir::open(&dir, RunMode::New).unwrap();
+    let trained = fit(config, &data, &run, quiet(), |d| config.model.init(d)).unwrap();
+    let after = trained.history[0].test;
+    assert!(
+        after.loss < 0.8 * before.loss && after.top1 > before.top1 + 0.3,
+        "{tag}: test loss {:.3} → {:.3}, accuracy {:.3} → {:.3}",
+        before.loss,
+        after.loss,
+        before.top1,
+        after.top1
+    );
+    (trained, run, dir)
+}
+
 #[test]
 fn one_epoch_on_real_mnist_lowers_the_test_loss_for_every_rule() {
     let _serial = serial();
     for rule in ["bp", "fa", "usf", "brsf", "frsf", "kp", "wm"] {
         let config = mnist_config(rule, 1, 2000);
-        let data = RunData::open(&config.data, config.seed).unwrap();
-        // The test loss of the same initial model (same seed), before any step.
-        let device = Device::flex();
-        device.seed(config.seed);
-        let initial = config.model.init(&device);
-        let before = evaluate(&initial, &data.test, 250, &device, 0).unwrap();
-        let dir = temp_run(&format!("rule-{rule}"));
-        let run = RunDir::open(&dir, RunMode::New).unwrap();
-        let trained = fit(&config, &data, &run, quiet(), |d| config.model.init(d)).unwrap();
-        let after = trained.history[0].test;
-        assert!(
-            after.loss < 0.8 * before.loss && after.top1 > before.top1 + 0.3,
-            "{rule}: test loss {:.3} → {:.3}, accuracy {:.3} → {:.3}",
-            before.loss,
-            after.loss,
-            before.top1,
-            after.top1
-        );
+        let (trained, run, dir) = one_epoch_lowers_the_test_loss(&config, rule);
         let layers = &trained.history[0].layers;
         assert_eq!(layers.len(), 2);
         assert!(layers.iter().all(|l| l.rule == rule
@@ -206,22 +215,7 @@ fn batch_manhattan_sgd_trains_the_mlp() {
     config.optimizer.kind = OptimizerKind::BmSgd;
     config.optimizer.lr = 1e-3;
     config.error_alignment = false;
-    let data = RunData::open(&config.data, config.seed).unwrap();
-    let device = Device::flex();
-    device.seed(config.seed);
-    let before = evaluate(&config.model.init(&device), &data.test, 250, &device, 0).unwrap();
-    let dir = temp_run("bm-sgd");
-    let run = RunDir::open(&dir, RunMode::New).unwrap();
-    let trained = fit(&config, &data, &run, quiet(), |d| config.model.init(d)).unwrap();
-    let after = trained.history[0].test;
-    assert!(
-        after.loss < 0.8 * before.loss && after.top1 > before.top1 + 0.3,
-        "bm-sgd: test loss {:.3} → {:.3}, accuracy {:.3} → {:.3}",
-        before.loss,
-        after.loss,
-        before.top1,
-        after.top1
-    );
+    let (_, _, dir) = one_epoch_lowers_the_test_loss(&config, "bm-sgd");
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

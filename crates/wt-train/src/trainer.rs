@@ -284,6 +284,7 @@ pub fn fit<M: ImageClassifier>(
     let steps = data.train.len().div_ceil(config.batch_size);
     let terminal = std::io::stdout().is_terminal();
     let last_epoch = stop_after.map_or(config.epochs, |s| s.min(config.epochs));
+    let mut final_model_bytes = None;
     for epoch in progress.epochs_done..last_epoch {
         let order = permutation(
             data.train.len(),
@@ -424,15 +425,12 @@ pub fn fit<M: ImageClassifier>(
         progress.epochs_done = epoch + 1;
 
         // Checkpoint first, then the files derived from it.
-        let model_bytes = model
-            .clone()
-            .into_record()
-            .into_bytes()
-            .map_err(|e| TrainError::Checkpoint(format!("serialising the model: {e}")))?;
+        let model_bytes = record_bytes(&model)?;
         let optim_bytes = optim
             .into_bytes()
             .map_err(|e| TrainError::Checkpoint(format!("serialising the optimizer: {e}")))?;
         checkpoint::write(&run.checkpoint(), &progress, &model_bytes, &optim_bytes)?;
+        final_model_bytes = Some(model_bytes);
         RunDir::write_atomic(
             &run.metrics_csv(),
             metrics::to_csv(&progress.history).as_bytes(),
@@ -445,18 +443,27 @@ pub fn fit<M: ImageClassifier>(
             say(format!("warning: plots not drawn: {e}"));
         }
     }
-    // The record's burnpack bytes, as `save_file` writes them, through the atomic writer.
-    let model_bytes = model
-        .clone()
-        .into_record()
-        .into_bytes()
-        .map_err(|e| TrainError::Checkpoint(format!("serialising the model: {e}")))?;
+    // The last checkpoint's model bytes (the model is not changed after it); serialised here
+    // only when this call trained no epoch (a resume with nothing left to do).
+    let model_bytes = match final_model_bytes {
+        Some(bytes) => bytes,
+        None => record_bytes(&model)?,
+    };
     RunDir::write_atomic(&run.model(), &model_bytes)?;
     Ok(Trained {
         model,
         model_name: name,
         history: progress.history,
     })
+}
+
+/// The model's record as burnpack bytes (what `save_file` writes and `load_file` reads).
+fn record_bytes<M: burn::module::Module>(model: &M) -> Result<Bytes, TrainError> {
+    model
+        .clone()
+        .into_record()
+        .into_bytes()
+        .map_err(|e| TrainError::Checkpoint(format!("serialising the model: {e}")))
 }
 
 /// Each layer's error and update angles against backprop, averaged over the run's probe

@@ -119,7 +119,8 @@ multiversioned! {
     }
 }
 
-/// uSF's `B = scale·sign(weight)`: `±scale`, `0` where the weight is `±0` or NaN.
+/// uSF's `B = scale·sign(weight)`: `±scale`, `0` where the weight is `±0` or NaN. `scale` is
+/// a standard deviation; a negative one is taken by its magnitude (unlike Burn's product).
 pub fn scaled_sign(weight: &[f32], scale: f32) -> Vec<f32> {
     let magnitude = scale.abs();
     filled_in_parallel(weight.len(), |start, out| {
