@@ -23,9 +23,10 @@ mod layer_step;
 use layer_step::step;
 
 fn rules() -> impl Iterator<Item = (&'static str, Rule)> {
-    Rule::NAMES
-        .iter()
-        .map(|&name| (name, name.parse().expect("a name of Rule::NAMES")))
+    Rule::NAMES.iter().map(|&name| {
+        let rule: Rule = name.parse().expect("a name of Rule::NAMES");
+        (name, rule.with_outputs(10))
+    })
 }
 
 fn linear(c: &mut Criterion, device: &Device) {

@@ -66,7 +66,7 @@ fn main() {
     let ad = device.clone().autodiff();
     let rules: Vec<(&str, Rule)> = Rule::NAMES
         .iter()
-        .map(|n| (*n, n.parse().expect("rule name")))
+        .map(|n| (*n, n.parse::<Rule>().expect("rule name").with_outputs(10)))
         .collect();
     println!("layer   rule  median_ms  burn_ms  ratio   ({device_name})");
     let mut rows = Vec::new();

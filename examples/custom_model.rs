@@ -1,6 +1,7 @@
 //! Your own Burn model with feedback layers, trained by wt's loop: define the model with
 //! `FeedbackConv2d` / `FeedbackLinear` (and any Burn module: batch norm, pooling, dropout),
-//! implement `ImageClassifier`, and hand a builder to `wt_train::fit`. Every rule, the run
+//! implement `ImageClassifier` (its logits passed through `direct_error`, which direct feedback
+//! alignment reads), and hand a builder to `wt_train::fit`. Every rule, the run
 //! folder, checkpoints, `--resume`-exact restarts and the per-layer angles come with it.
 //!
 //! ```text
@@ -19,7 +20,9 @@ use wt::wt_train::{
     DataConfig, DatasetKind, FitOptions, OptimizerConfig, OptimizerKind, RunData, RunDir, RunMode,
     Schedule, ScheduleConfig, TrainConfig, final_json, fit,
 };
-use wt::{FeedbackConv2d, FeedbackConv2dConfig, FeedbackLinear, FeedbackLinearConfig, Rule};
+use wt::{
+    FeedbackConv2d, FeedbackConv2dConfig, FeedbackLinear, FeedbackLinearConfig, Rule, direct_error,
+};
 
 /// A small convnet: two 3×3 feedback convolutions with batch norm and pooling, then two
 /// feedback linear layers. `[n, 1, 28, 28]` → `[n, 10]`.
@@ -36,6 +39,8 @@ struct SmallConvNet {
 
 impl SmallConvNet {
     fn new(rule: Rule, device: &Device) -> Self {
+        // DFA's layers need the number of outputs the error has (a no-op for other rules).
+        let rule = rule.with_outputs(10);
         let conv = |i, o| {
             FeedbackConv2dConfig::new([i, o], [3, 3])
                 .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
@@ -66,7 +71,10 @@ impl ImageClassifier for SmallConvNet {
         let x = self
             .pool
             .forward(relu(self.bn2.forward(self.conv2.forward(x))));
-        self.fc2.forward(relu(self.fc1.forward(x.flatten(1, 3))))
+        let logits = self.fc2.forward(relu(self.fc1.forward(x.flatten(1, 3))));
+        // The one line direct feedback alignment needs: the error at the logits is what its
+        // layers receive (for every other rule, `logits` comes back untouched).
+        direct_error(logits)
     }
 }
 

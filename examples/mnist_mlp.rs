@@ -6,7 +6,7 @@
 //! cargo run --release --example mnist_mlp -- --rule kp --epochs 3
 //! cargo run --release --example mnist_mlp -- --rule wm --data /path/to/mnist --device flex
 //! ```
-//! Options: `--rule bp|fa|usf|brsf|frsf|kp|wm` (default bp), `--epochs N` (3), `--data DIR`
+//! Options: `--rule bp|fa|usf|brsf|frsf|kp|wm|dfa|dkp` (default bp), `--epochs N` (3), `--data DIR`
 //! (`../shared/data/mnist`), `--device flex|ndarray|wgpu|cuda[:N]` (flex), `--batch N` (128),
 //! `--lr X` (0.01), `--momentum X` (0.9), `--weight-decay X` (1e-4), `--seed N` (1),
 //! `--mirror-warmup N` (500, WM only), `--mirror-lr X` (0.005, WM only: a slow mirror suits
@@ -36,6 +36,7 @@ struct Mlp {
 
 impl Mlp {
     fn new(rule: Rule, device: &Device) -> Self {
+        let rule = rule.with_outputs(10);
         let layer = |i, o| FeedbackLinearConfig::new(i, o).with_rule(rule).init(device);
         Self {
             fc1: layer(784, 1000),
@@ -48,7 +49,7 @@ impl Mlp {
     fn forward(&self, x: Tensor<2>) -> Tensor<2> {
         let h = relu(self.fc1.forward(x));
         let h = relu(self.fc2.forward(h));
-        self.fc3.forward(h)
+        wt::direct_error(self.fc3.forward(h))
     }
 }
 
@@ -236,7 +237,14 @@ fn run() -> Result<(), String> {
             per_layer.join(", ")
         );
     }
-    let angles_json: Vec<String> = angles.iter().map(|a| format!("{a:.2}")).collect();
+    // DFA's layers have no B–W angle (NaN): JSON null.
+    let angles_json: Vec<String> = angles
+        .iter()
+        .map(|a| match a.is_finite() {
+            true => format!("{a:.2}"),
+            false => "null".to_string(),
+        })
+        .collect();
     println!(
         "{{\"rule\":\"{}\",\"epochs\":{},\"test_accuracy\":{:.4},\"angles_deg\":[{}]}}",
         args.rule.name(),

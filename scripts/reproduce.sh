@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Reruns one row of docs/results.md: scripts/reproduce.sh ROW [extra flags...]
 #
-# ROW is <table>-<rule>, with <rule> one of bp fa usf brsf frsf kp wm and <table> one of
+# ROW is <table>-<rule>, with <rule> one of bp fa usf brsf frsf kp wm dfa dkp and <table> one of
 #   mnist-mlp       MNIST, 784-1000-1000-10 MLP, 10 epochs            (mnist example defaults)
 #   fmnist-lenet    Fashion-MNIST, LeNet 6-16-120, 5 epochs
 #   cifar-lenet     CIFAR-10 (approximate copy), BioTorch's LeNetCIFAR, BioTorch's recipe (lr 0.1,
@@ -39,8 +39,8 @@ if [ "${1:-}" = --seeds ]; then
 fi
 rule=${row##*-}
 table=${row%-*}
-case "$rule" in bp | fa | usf | brsf | frsf | kp | wm) ;; *)
-  echo "unknown rule '$rule' in '$row': expected bp fa usf brsf frsf kp wm" >&2
+case "$rule" in bp | fa | usf | brsf | frsf | kp | wm | dfa | dkp) ;; *)
+  echo "unknown rule '$rule' in '$row': expected bp fa usf brsf frsf kp wm dfa dkp" >&2
   exit 2
   ;;
 esac
@@ -63,5 +63,11 @@ if [ -f "$out/checkpoint.wtck" ]; then
   args=("${args[0]}" "${args[1]}" -- --out "$out" --resume "$@")
 else
   args+=(--out "$out" --overwrite "$@")
+fi
+# WT_EXAMPLES_DIR=DIR runs DIR/<example>, a binary built before (e.g. a copy of
+# target/release/examples), instead of `cargo run`, so that edits made while a long row runs
+# do not rebuild it.
+if [ -n "${WT_EXAMPLES_DIR:-}" ]; then
+  exec "$WT_EXAMPLES_DIR/${args[1]}" "${args[@]:3}"
 fi
 exec cargo run --release "${args[@]}"

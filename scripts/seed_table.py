@@ -11,12 +11,13 @@ usage: scripts/seed_table.py TABLE [--epochs N] [--angles]
   angles (degrees), each the mean over the finished seeds.
 """
 import csv
+import math
 import statistics
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-RULES = ["bp", "fa", "usf", "brsf", "frsf", "kp", "wm"]
+RULES = ["bp", "fa", "usf", "brsf", "frsf", "kp", "wm", "dfa", "dkp"]
 
 
 def mean_sd(values):
@@ -55,6 +56,8 @@ def angle_rows(table, epochs):
             parts = []
             for prefix in ["angle", "error_angle", "update_angle"]:
                 vals = [float(r[f"{prefix}:{layer}"]) for _, r in runs if r.get(f"{prefix}:{layer}")]
+                # DFA's convolutions have no B–W angle (NaN): shown as –.
+                vals = [v for v in vals if math.isfinite(v)]
                 parts.append(f"{statistics.mean(vals):.1f}" if vals else "–")
             cells.append(" / ".join(parts))
         lines.append(f"| {rule} | " + " | ".join(cells) + " |")

@@ -1,7 +1,8 @@
 //! One layer's training-step work as both layer benchmarks time it (`benches/feedback_layers.rs`
 //! and `examples/bench_rules.rs` include this file): forward, a squared-output loss, backward
 //! (both feed a tracked input, so it includes the input gradient, `g·B` for a feedback layer),
-//! gradients collected per parameter, the rules' per-step work (a gradient-mode mirror's
+//! gradients collected per parameter (and a 10-output head marked with `direct_error`, whose
+//! error DFA sends to the input), the rules' per-step work (a gradient-mode mirror's
 //! pseudo-gradient, the default mirror's direct update), device sync.
 
 use burn::module::Module;
@@ -13,7 +14,13 @@ pub fn step<M: Module, const D: usize>(
     forward: &impl Fn(&M) -> Tensor<D>,
     device: &Device,
 ) {
-    let loss = forward(model).powi_scalar(2).mean();
+    let y = forward(model);
+    // A 10-output head marked as the network's output, as a classifier's logits would be: the
+    // error direct feedback alignment sends to the layer's input (a no-op for other rules).
+    let flat = y.clone().flatten::<2>(1, D - 1);
+    let features = flat.dims()[1];
+    let head = wt::direct_error(flat.narrow(1, 0, features.min(10)));
+    let loss = y.powi_scalar(2).mean() + head.powi_scalar(2).mean();
     let mut grads = GradientsParams::from_grads(loss.backward(), model);
     wt::add_feedback_gradients(model, &mut grads, 0.1);
     drop(grads);

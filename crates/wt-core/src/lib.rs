@@ -3,7 +3,10 @@
 //! The pieces every feedback layer is built from:
 //! - [`ops`]: the feedback operations, a Burn backend extension whose backward sends the error
 //!   through feedback weights `B` (`dx = g·Bᵀ`, `dx = conv_transpose2d(g, B)`),
-//! - [`rule`]: the learning rules (BP, FA, uSF, brSF, frSF, KP, WM), each a type of its own,
+//! - [`rule`]: the learning rules (BP, FA, uSF, brSF, frSF, KP, WM, DFA, DKP), each a type of its
+//!   own,
+//! - [`direct`]: direct feedback alignment's two ops, the output error and its delivery to
+//!   each layer's input,
 //! - [`mirror`]: the weight-mirror correlations `ξᵀ(ξW)/n` for dense and conv layers,
 //! - [`kernels`]: the convolutions of a training step and training-mode batch norm
 //!   ([`Kernels`]: wt's own kernels on Flex, Burn's ops elsewhere),
@@ -16,6 +19,7 @@
 
 pub mod allocator;
 pub mod device;
+pub mod direct;
 pub mod kernels;
 pub mod metrics;
 pub mod mirror;
@@ -23,6 +27,9 @@ pub mod norm;
 pub mod ops;
 pub mod rule;
 
+pub use direct::{
+    DirectFeedbackBackend, direct_error, direct_feedback_conv2d, direct_feedback_linear,
+};
 pub use kernels::Kernels;
 pub use metrics::{WeightAlignment, angle_degrees};
 pub use norm::batch_norm_train;
@@ -31,7 +38,7 @@ pub use ops::{
     feedback_conv2d_with, feedback_linear, feedback_linear_with,
 };
 pub use rule::{
-    Backprop, BatchRandomSignSymmetry, FeedbackAlignment, FeedbackStorage, FixedRandomSignSymmetry,
-    InvalidMirror, KolenPollack, MirrorUpdate, Rule, UniformSignSymmetry, UnknownRule,
-    WeightMirror,
+    Backprop, BatchRandomSignSymmetry, DirectFeedback, FeedbackAlignment, FeedbackStorage,
+    FixedRandomSignSymmetry, InvalidMirror, KolenPollack, MirrorUpdate, Rule, UniformSignSymmetry,
+    UnknownRule, WeightMirror,
 };

@@ -40,8 +40,58 @@ pub struct FixedRandomSignSymmetry;
 /// Kolen-Pollack (Kolen & Pollack 1994; Akrout et al. 2019, eq. 6): `B` receives exactly W's
 /// gradient. With weight decay λ on both and learning rate η, plain SGD gives
 /// `W − B ← (1 − ηλ)(W − B)` each step, so `B` converges to `W` without ever reading it.
+///
+/// `feedback_decay` (λ_K, default 0: the paper's KP) is a decay on `B` alone, added to B's
+/// gradient as `λ_K·B` on top of the optimizer's weight decay, so `W` keeps the recipe's λ.
+/// `B` then forgets its initial draw by `1 − η(λ + λ_K)` a step instead of `1 − ηλ`, and
+/// keeps the shared gradients of the last `1/(η(λ + λ_K))` steps only; when `W` settles, `B`
+/// tends to `λ/(λ + λ_K)·W` (aligned, but smaller). `docs/rules.md` has the derivation.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
-pub struct KolenPollack;
+pub struct KolenPollack {
+    /// Decay on `B` alone, `λ_K ≥ 0`, added to B's gradient as `λ_K·B`.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub feedback_decay: f64,
+}
+
+fn is_zero(x: &f64) -> bool {
+    *x == 0.0
+}
+
+impl KolenPollack {
+    /// Checks that `feedback_decay` is a finite `λ_K ≥ 0`.
+    pub fn validate(&self) -> Result<(), String> {
+        let d = self.feedback_decay;
+        if d.is_finite() && d >= 0.0 {
+            Ok(())
+        } else {
+            Err(format!(
+                "Kolen-Pollack: feedback_decay (λ_K) is {d}: it must be a finite number ≥ 0"
+            ))
+        }
+    }
+}
+
+/// The settings of the two direct rules, direct feedback alignment and direct Kolen-Pollack:
+/// every layer's input receives the network's output error `e = ∂L/∂ŷ` through the layer's
+/// own matrix `D` instead of the error from the layer above; `W` and `b` learn from the
+/// gradient reaching the layer's output, as usual. The model marks its output with
+/// [`direct_error`](crate::direct_error); [`crate::direct`] has the two ops. `D` is drawn as
+/// BioTorch draws DFA's: Xavier-uniform, `[d_input, outputs]` for a dense layer (fans
+/// `d_input`, `outputs`) and `[outputs, c_in, kh, kw]` for a convolution (fans `c_in·kh·kw`,
+/// `outputs·kh·kw`), stored with the layer as its `feedback` parameter.
+///
+/// - DFA (Nøkland 2016; BioTorch `dfa`): `D` is fixed.
+/// - Direct Kolen-Pollack (Webster, Choi, Ahn 2020): `D` learns the Kolen-Pollack way, with the
+///   transpose of the update a direct connection from the layer's input to the output would
+///   get from `e` — `∇D = xᵀ·e` (dense; conv: the weight gradient of a `classes`-channel
+///   convolution of `x` fed `e` at every position) — and the optimizer's weight decay.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct DirectFeedback {
+    /// The network's number of outputs (classes), the length of `e`; `0` until a model
+    /// constructor fills it in ([`Rule::with_outputs`]).
+    #[serde(default)]
+    pub outputs: usize,
+}
 
 /// Weight mirror (Akrout et al. 2019, section 4): in mirror mode each layer is driven by
 /// zero-mean noise `ξ` (std `sigma`) and `B` learns `ΔB = η_B·ξᵀ(ξ·W)/n − λ_B·B`; since
@@ -228,6 +278,12 @@ pub enum Rule {
     /// [`WeightMirror`]
     #[serde(rename = "wm", alias = "weight_mirror")]
     WeightMirror(WeightMirror),
+    /// Direct feedback alignment: [`DirectFeedback`] with a fixed `D`.
+    #[serde(rename = "dfa")]
+    DirectFeedbackAlignment(DirectFeedback),
+    /// Direct Kolen-Pollack: [`DirectFeedback`] whose `D` learns.
+    #[serde(rename = "dkp")]
+    DirectKolenPollack(DirectFeedback),
 }
 
 impl Default for Rule {
@@ -245,6 +301,8 @@ pub enum FeedbackStorage {
     Matrix,
     /// The magnitudes `|R0|` of frSF.
     Magnitudes,
+    /// DFA's direct matrix `D`, from the outputs to the layer's input (its own shape).
+    Direct,
 }
 
 /// Error for a rule name that is not one of [`Rule::NAMES`].
@@ -273,8 +331,10 @@ impl std::str::FromStr for Rule {
             "usf" => Rule::UniformSignSymmetry(UniformSignSymmetry),
             "brsf" => Rule::BatchRandomSignSymmetry(BatchRandomSignSymmetry),
             "frsf" => Rule::FixedRandomSignSymmetry(FixedRandomSignSymmetry),
-            "kp" => Rule::KolenPollack(KolenPollack),
+            "kp" => Rule::KolenPollack(KolenPollack::default()),
             "wm" => Rule::WeightMirror(WeightMirror::default()),
+            "dfa" => Rule::DirectFeedbackAlignment(DirectFeedback::default()),
+            "dkp" => Rule::DirectKolenPollack(DirectFeedback::default()),
             _ => return Err(UnknownRule(name.to_string())),
         })
     }
@@ -282,7 +342,8 @@ impl std::str::FromStr for Rule {
 
 impl Rule {
     /// Short names, as the examples' `--rule` takes them.
-    pub const NAMES: [&'static str; 7] = ["bp", "fa", "usf", "brsf", "frsf", "kp", "wm"];
+    pub const NAMES: [&'static str; 9] =
+        ["bp", "fa", "usf", "brsf", "frsf", "kp", "wm", "dfa", "dkp"];
 
     /// The short name of this rule.
     pub fn name(&self) -> &'static str {
@@ -294,6 +355,8 @@ impl Rule {
             Rule::FixedRandomSignSymmetry(_) => "frsf",
             Rule::KolenPollack(_) => "kp",
             Rule::WeightMirror(_) => "wm",
+            Rule::DirectFeedbackAlignment(_) => "dfa",
+            Rule::DirectKolenPollack(_) => "dkp",
         }
     }
 
@@ -307,12 +370,44 @@ impl Rule {
                 FeedbackStorage::Matrix
             }
             Rule::FixedRandomSignSymmetry(_) => FeedbackStorage::Magnitudes,
+            Rule::DirectFeedbackAlignment(_) | Rule::DirectKolenPollack(_) => {
+                FeedbackStorage::Direct
+            }
+        }
+    }
+
+    /// The direct-feedback settings, when this rule is DFA or DKP.
+    pub fn direct(&self) -> Option<&DirectFeedback> {
+        match self {
+            Rule::DirectFeedbackAlignment(d) | Rule::DirectKolenPollack(d) => Some(d),
+            _ => None,
+        }
+    }
+
+    /// This rule for a network with `outputs` outputs: fills in the direct rules'
+    /// [`outputs`](DirectFeedback::outputs) when it is still 0; other rules are returned as
+    /// they are. Model constructors call it with their number of classes.
+    pub fn with_outputs(self, outputs: usize) -> Rule {
+        match self {
+            Rule::DirectFeedbackAlignment(DirectFeedback { outputs: 0 }) => {
+                Rule::DirectFeedbackAlignment(DirectFeedback { outputs })
+            }
+            Rule::DirectKolenPollack(DirectFeedback { outputs: 0 }) => {
+                Rule::DirectKolenPollack(DirectFeedback { outputs })
+            }
+            rule => rule,
         }
     }
 
     /// Whether the stored `B` takes part in autodiff and receives W's gradient (Kolen-Pollack).
     pub fn feedback_receives_weight_gradient(&self) -> bool {
         matches!(self, Rule::KolenPollack(_))
+    }
+
+    /// Whether the stored tensor is trained by the optimizer: KP's `B` (W's gradient) and
+    /// DKP's `D` (the direct signal's own gradient).
+    pub fn feedback_is_trained(&self) -> bool {
+        matches!(self, Rule::KolenPollack(_) | Rule::DirectKolenPollack(_))
     }
 
     /// The weight-mirror settings, when this rule is a weight mirror.
@@ -341,7 +436,11 @@ impl Rule {
                 bound: 3f64.sqrt() * scale,
             },
             Rule::FixedRandomSignSymmetry(_) => Feedback::SignedMagnitudes(stored().detach()),
-            Rule::Backprop(_) => Feedback::Matrix(weight.clone().detach()),
+            // The direct rules' layers compute their op from a detached input, so no `B` is ever used;
+            // the direct signal joins after the op (`crate::direct`).
+            Rule::Backprop(_) | Rule::DirectFeedbackAlignment(_) | Rule::DirectKolenPollack(_) => {
+                Feedback::Matrix(weight.clone().detach())
+            }
             Rule::FeedbackAlignment(_) | Rule::WeightMirror(_) => {
                 Feedback::Matrix(stored().detach())
             }
@@ -376,7 +475,8 @@ impl Rule {
         scale: f64,
     ) -> Option<Tensor<D>> {
         match self.storage() {
-            FeedbackStorage::None => None,
+            // DFA's matrix has its own shape: the layers draw it (`wt-nn`).
+            FeedbackStorage::None | FeedbackStorage::Direct => None,
             FeedbackStorage::Matrix => Some(draw_like_weight()),
             FeedbackStorage::Magnitudes => Some(
                 weight
@@ -525,6 +625,31 @@ mod tests {
         )
         .unwrap();
         assert_eq!(wm, Rule::WeightMirror(WeightMirror::default()));
+        // KP's decay on B is written only when set, and read back.
+        let kp = Rule::KolenPollack(KolenPollack {
+            feedback_decay: 3e-3,
+        });
+        let json = serde_json::to_string(&kp).unwrap();
+        assert_eq!(json, r#"{"rule":"kp","feedback_decay":0.003}"#);
+        assert_eq!(serde_json::from_str::<Rule>(&json).unwrap(), kp);
+        assert_eq!(
+            serde_json::to_string(&Rule::KolenPollack(KolenPollack::default())).unwrap(),
+            r#"{"rule":"kp"}"#
+        );
+        assert!(
+            KolenPollack {
+                feedback_decay: -1e-3
+            }
+            .validate()
+            .is_err()
+        );
+        assert!(
+            KolenPollack {
+                feedback_decay: f64::NAN
+            }
+            .validate()
+            .is_err()
+        );
         let err = "sgd".parse::<Rule>().unwrap_err().to_string();
         assert!(err.contains("sgd") && err.contains("kp"), "{err}");
     }

@@ -8,7 +8,8 @@ use burn::module::Module;
 use burn::nn::Initializer;
 use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
-use wt_nn::Rule;
+use wt_nn::layer_rules::{layer_paths, pattern_matches};
+use wt_nn::{LayerRules, Rule, UnmatchedPattern, set_layer_rules};
 
 use crate::{
     CifarResNet, CifarResNetConfig, ImageClassifier, LeNet, LeNetConfig, Mlp, MlpConfig, ResNet,
@@ -144,9 +145,14 @@ pub struct ModelConfig {
     pub image_side: usize,
     /// Rule of every convolution and linear layer.
     pub rule: Rule,
-    /// Keep the last layer on backprop whatever `rule` is.
+    /// Keep the last feedback layer (the classifier) on backprop whatever `rule` is: an
+    /// override of [`rule_for`](Self::rule_for)'s kind for the model's last layer.
     #[serde(default)]
     pub last_layer_backprop: bool,
+    /// Rules of their own for the layers a path pattern names (`conv1`, `blocks.0`, `fc*`;
+    /// see [`wt_nn::layer_rules`]); every other layer runs `rule`.
+    #[serde(default, skip_serializing_if = "LayerRules::is_empty")]
+    pub rule_for: LayerRules,
     /// Weight initialisation.
     #[serde(default)]
     pub init: InitScheme,
@@ -183,6 +189,7 @@ impl ModelConfig {
             image_side,
             rule,
             last_layer_backprop: false,
+            rule_for: LayerRules::new(),
             init: InitScheme::Default,
             hidden: default_hidden(),
             shortcut: Shortcut::A,
@@ -190,10 +197,54 @@ impl ModelConfig {
         }
     }
 
-    /// Builds the model on `device`.
+    /// The default rule and every override's.
+    pub fn rules(&self) -> impl Iterator<Item = &Rule> {
+        std::iter::once(&self.rule).chain(self.rule_for.values())
+    }
+
+    /// Puts the layers of `model` (a zoo model or a user's) that [`rule_for`](Self::rule_for)
+    /// names, and the last one when [`last_layer_backprop`](Self::last_layer_backprop) is set,
+    /// on their own rules (the direct rules with this config's `num_classes` outputs). Layers
+    /// already on their rule are left as they are, so it can follow [`init`](Self::init),
+    /// which applies it already. Errors on a pattern that names no layer.
+    pub fn apply_layer_rules<M: Module>(&self, model: M) -> Result<M, UnmatchedPattern> {
+        let mut rules = self.rule_for.clone();
+        if self.last_layer_backprop
+            && let Some(last) = layer_paths(&model).pop()
+        {
+            rules
+                .entry(last)
+                .or_insert(Rule::Backprop(Default::default()));
+        }
+        for rule in rules.values_mut() {
+            *rule = rule.with_outputs(self.num_classes);
+        }
+        set_layer_rules(model, &rules)
+    }
+
+    /// Builds the model on `device`, with [`rule_for`](Self::rule_for)'s layers on their own
+    /// rules (a pattern that names no layer is reported by
+    /// [`apply_layer_rules`](Self::apply_layer_rules), which the trainer calls; here it is
+    /// skipped).
     pub fn init(&self, device: &Device) -> Model {
+        let model = self.init_uniform(device);
+        let paths = layer_paths(&model);
+        let config = Self {
+            rule_for: (self.rule_for.iter())
+                .filter(|(pattern, _)| paths.iter().any(|path| pattern_matches(pattern, path)))
+                .map(|(pattern, rule)| (pattern.clone(), *rule))
+                .collect(),
+            ..self.clone()
+        };
+        config
+            .apply_layer_rules(model)
+            .expect("unmatched patterns were dropped")
+    }
+
+    /// The model with every layer on `rule`.
+    fn init_uniform(&self, device: &Device) -> Model {
         let init = self.init.initializer();
-        let (classes, rule, last_bp) = (self.num_classes, self.rule, self.last_layer_backprop);
+        let (classes, rule) = (self.num_classes, self.rule);
         match self.architecture {
             Architecture::Mlp => {
                 let mut widths = vec![self.in_channels * self.image_side * self.image_side];
@@ -202,7 +253,6 @@ impl ModelConfig {
                 Model::Mlp(
                     MlpConfig::new(widths)
                         .with_rule(rule)
-                        .with_last_layer_backprop(last_bp)
                         .with_initializer(init)
                         .init(device),
                 )
@@ -216,12 +266,7 @@ impl ModelConfig {
                         ..LeNetConfig::cifar(classes)
                     }
                 };
-                Model::LeNet(
-                    base.with_rule(rule)
-                        .with_last_layer_backprop(last_bp)
-                        .with_initializer(init)
-                        .init(device),
-                )
+                Model::LeNet(base.with_rule(rule).with_initializer(init).init(device))
             }
             Architecture::Resnet20 | Architecture::Resnet56 => {
                 let n = if self.architecture == Architecture::Resnet20 {
@@ -234,7 +279,6 @@ impl ModelConfig {
                         .with_in_channels(self.in_channels)
                         .with_shortcut(self.shortcut)
                         .with_rule(rule)
-                        .with_last_layer_backprop(last_bp)
                         .with_initializer(init)
                         .init(device),
                 )
@@ -257,7 +301,6 @@ impl ModelConfig {
                         .with_stem(stem)
                         .with_in_channels(self.in_channels)
                         .with_rule(rule)
-                        .with_last_layer_backprop(last_bp)
                         .with_initializer(init)
                         .with_conv_initializer(conv_init)
                         .init(device),

@@ -8,7 +8,9 @@ use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
 use burn::tensor::activation::relu;
 use burn::tensor::ops::PadMode;
 use burn::tensor::{Device, Tensor};
-use wt_nn::{FeedbackConv2d, FeedbackConv2dConfig, FeedbackLinear, FeedbackLinearConfig, Rule};
+use wt_nn::{
+    FeedbackConv2d, FeedbackConv2dConfig, FeedbackLinear, FeedbackLinearConfig, Rule, direct_error,
+};
 
 use crate::ImageClassifier;
 
@@ -42,9 +44,6 @@ pub struct LeNetConfig {
     /// Rule of every layer.
     #[config(default = "Rule::default()")]
     pub rule: Rule,
-    /// Keep the last layer on backprop whatever `rule` is.
-    #[config(default = false)]
-    pub last_layer_backprop: bool,
     /// Initialiser of every layer (`None`: Burn's default, PyTorch's Kaiming-uniform).
     #[config(default = "None")]
     pub initializer: Option<Initializer>,
@@ -69,32 +68,28 @@ impl LeNetConfig {
     /// Initializes a [`LeNet`] on `device`.
     pub fn init(&self, device: &Device) -> LeNet {
         let [c1, c2, c3] = self.channels;
+        let rule = self.rule.with_outputs(self.num_classes);
         let conv = |i, o| {
             let k = self.kernel_size;
-            let mut c = FeedbackConv2dConfig::new([i, o], [k, k]).with_rule(self.rule);
+            let mut c = FeedbackConv2dConfig::new([i, o], [k, k]).with_rule(rule);
             if let Some(init) = &self.initializer {
                 c = c.with_initializer(init.clone());
             }
             c.init(device)
         };
-        let linear = |i, o, rule| {
+        let linear = |i, o| {
             let mut c = FeedbackLinearConfig::new(i, o).with_rule(rule);
             if let Some(init) = &self.initializer {
                 c = c.with_initializer(init.clone());
             }
             c.init(device)
         };
-        let last_rule = if self.last_layer_backprop {
-            Rule::Backprop(Default::default())
-        } else {
-            self.rule
-        };
         LeNet {
             conv1: conv(self.in_channels, c1),
             conv2: conv(c1, c2),
             conv3: conv(c2, c3),
-            fc1: linear(c3, self.hidden, self.rule),
-            fc2: linear(self.hidden, self.num_classes, last_rule),
+            fc1: linear(c3, self.hidden),
+            fc2: linear(self.hidden, self.num_classes),
             pool: MaxPool2dConfig::new([2, 2]).init(),
             global_average_pool: self.global_average_pool,
         }
@@ -139,7 +134,9 @@ impl ImageClassifier for LeNet {
         } else {
             x
         };
-        self.fc2
-            .forward(relu(self.fc1.forward(x.flatten::<2>(1, 3))))
+        direct_error(
+            self.fc2
+                .forward(relu(self.fc1.forward(x.flatten::<2>(1, 3)))),
+        )
     }
 }

@@ -10,13 +10,15 @@
 //! |---|---|---|
 //! | [`Mlp`] 784-1000-1000-10 | `[n, 1, 28, 28]` | 1,796,010 |
 //! | [`LeNet`] MNIST shape (6-16-120 convs) | `[n, 1, 28 or 32, ·]` | 61,706 |
-//! | [`LeNet`] CIFAR shape (32-64-128 convs) | `[n, 3, 32, 32]` | 270,310 |
+//! | [`LeNet`] CIFAR shape (3×3 32-64-128 convs, global average pool) | `[n, 3, 32, 32]` | 128,842 |
 //! | [`CifarResNet`] ResNet-20 / ResNet-56, option A | `[n, 3, 32, 32]` | 269,722 / 853,018 |
 //! | [`ResNet`] ResNet-18 / ResNet-50 (ImageNet stem) | `[n, 3, 224, 224]` | 11,689,512 / 25,557,032 |
 //! | [`ResNet`] ResNet-18 (CIFAR stem) | `[n, 3, 32, 32]` | 11,173,962 |
 //!
 //! All models implement [`ImageClassifier`] (images `[n, c, h, w]` → logits `[n, classes]`),
-//! the interface the training loop uses; a user's own model implements it too.
+//! the interface the training loop uses; a user's own model implements it too. Each passes its
+//! logits through [`wt_nn::direct_error`] (a no-op unless a layer runs direct feedback
+//! alignment) and gives its layers `rule.with_outputs(classes)`.
 
 mod config;
 mod lenet;

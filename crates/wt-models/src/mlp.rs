@@ -6,7 +6,7 @@ use burn::nn::Initializer;
 use burn::tensor::Device;
 use burn::tensor::Tensor;
 use burn::tensor::activation::relu;
-use wt_nn::{FeedbackLinear, FeedbackLinearConfig, Rule};
+use wt_nn::{FeedbackLinear, FeedbackLinearConfig, Rule, direct_error};
 
 use crate::ImageClassifier;
 
@@ -18,9 +18,6 @@ pub struct MlpConfig {
     /// Rule of every layer.
     #[config(default = "Rule::default()")]
     pub rule: Rule,
-    /// Keep the last layer on backprop whatever `rule` is.
-    #[config(default = false)]
-    pub last_layer_backprop: bool,
     /// Initialiser of every layer (`None`: Burn's default, PyTorch's Kaiming-uniform).
     #[config(default = "None")]
     pub initializer: Option<Initializer>,
@@ -48,13 +45,10 @@ impl MlpConfig {
             self.widths
         );
         let n = self.widths.len() - 1;
+        let outputs = self.widths[n];
         let layers = (0..n)
             .map(|i| {
-                let rule = if i + 1 == n && self.last_layer_backprop {
-                    Rule::Backprop(Default::default())
-                } else {
-                    self.rule
-                };
+                let rule = self.rule.with_outputs(outputs);
                 let mut c =
                     FeedbackLinearConfig::new(self.widths[i], self.widths[i + 1]).with_rule(rule);
                 if let Some(init) = &self.initializer {
@@ -68,7 +62,7 @@ impl MlpConfig {
 }
 
 impl Mlp {
-    /// `[batch, d_in]` → logits `[batch, d_out]`.
+    /// `[batch, d_in]` → logits `[batch, d_out]` (marked with `wt_nn::direct_error` for DFA).
     pub fn forward_flat(&self, x: Tensor<2>) -> Tensor<2> {
         let last = self.layers.len() - 1;
         let mut h = x;
@@ -78,7 +72,7 @@ impl Mlp {
                 h = relu(h);
             }
         }
-        h
+        direct_error(h)
     }
 }
 

@@ -7,7 +7,10 @@ use burn::nn::{Initializer, PaddingConfig2d};
 use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
-use wt_nn::{BatchNorm, BatchNormConfig, FeedbackConv2d, FeedbackLinear, Rule, probe_block_input};
+use wt_nn::{
+    BatchNorm, BatchNormConfig, FeedbackConv2d, FeedbackLinear, Rule, direct_error,
+    probe_block_input,
+};
 
 use crate::resnet_cifar::{BasicBlock, Projection, Shortcut, classifier, conv, conv3x3};
 use crate::{ImageClassifier, global_avg_pool};
@@ -49,9 +52,6 @@ pub struct ResNetConfig {
     /// Rule of every convolution and linear layer.
     #[config(default = "Rule::default()")]
     pub rule: Rule,
-    /// Keep the last layer on backprop whatever `rule` is.
-    #[config(default = false)]
-    pub last_layer_backprop: bool,
     /// Initialiser of the feedback layers (`None`: Burn's default, PyTorch's Kaiming-uniform).
     #[config(default = "None")]
     pub initializer: Option<Initializer>,
@@ -175,7 +175,7 @@ pub struct ResNet {
 impl ResNetConfig {
     /// Initializes a [`ResNet`] on `device`.
     pub fn init(&self, device: &Device) -> ResNet {
-        let rule = self.rule;
+        let rule = self.rule.with_outputs(self.num_classes);
         let init = match &self.conv_initializer {
             Some(_) => &self.conv_initializer,
             None => &self.initializer,
@@ -222,14 +222,7 @@ impl ResNetConfig {
             bn1: BatchNormConfig::new(64).init(device),
             pool,
             blocks,
-            fc: classifier(
-                c_in,
-                self.num_classes,
-                rule,
-                self.last_layer_backprop,
-                &self.initializer,
-                device,
-            ),
+            fc: classifier(c_in, self.num_classes, rule, &self.initializer, device),
         }
     }
 }
@@ -243,6 +236,6 @@ impl ImageClassifier for ResNet {
         for block in &self.blocks {
             x = block.forward(x);
         }
-        self.fc.forward(global_avg_pool(x))
+        direct_error(self.fc.forward(global_avg_pool(x)))
     }
 }

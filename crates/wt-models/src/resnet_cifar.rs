@@ -9,7 +9,7 @@ use burn::tensor::{Device, Tensor, s};
 use serde::{Deserialize, Serialize};
 use wt_nn::{
     BatchNorm, BatchNormConfig, FeedbackConv2d, FeedbackConv2dConfig, FeedbackLinear,
-    FeedbackLinearConfig, Rule, probe_block_input,
+    FeedbackLinearConfig, Rule, direct_error, probe_block_input,
 };
 
 use crate::{ImageClassifier, global_avg_pool};
@@ -42,9 +42,6 @@ pub struct CifarResNetConfig {
     /// Rule of every convolution and linear layer.
     #[config(default = "Rule::default()")]
     pub rule: Rule,
-    /// Keep the last layer on backprop whatever `rule` is.
-    #[config(default = false)]
-    pub last_layer_backprop: bool,
     /// Initialiser of the feedback layers (`None`: Burn's default, PyTorch's Kaiming-uniform).
     #[config(default = "None")]
     pub initializer: Option<Initializer>,
@@ -146,15 +143,9 @@ pub(crate) fn classifier(
     d_in: usize,
     classes: usize,
     rule: Rule,
-    last_layer_backprop: bool,
     init: &Option<Initializer>,
     device: &Device,
 ) -> FeedbackLinear {
-    let rule = if last_layer_backprop {
-        Rule::Backprop(Default::default())
-    } else {
-        rule
-    };
     let mut c = FeedbackLinearConfig::new(d_in, classes).with_rule(rule);
     if let Some(init) = init {
         c = c.with_initializer(init.clone());
@@ -251,6 +242,7 @@ impl CifarResNetConfig {
     /// Initializes a [`CifarResNet`] on `device`.
     pub fn init(&self, device: &Device) -> CifarResNet {
         let init = &self.initializer;
+        let rule = self.rule.with_outputs(self.num_classes);
         let mut blocks = Vec::new();
         let mut c_in = 16;
         for (stage, width) in [16, 32, 64].into_iter().enumerate() {
@@ -261,7 +253,7 @@ impl CifarResNetConfig {
                     width,
                     stride,
                     self.shortcut,
-                    self.rule,
+                    rule,
                     init,
                     device,
                 ));
@@ -269,17 +261,10 @@ impl CifarResNetConfig {
             }
         }
         CifarResNet {
-            conv1: conv3x3(self.in_channels, 16, 1, self.rule, init, device),
+            conv1: conv3x3(self.in_channels, 16, 1, rule, init, device),
             bn1: BatchNormConfig::new(16).init(device),
             blocks,
-            fc: classifier(
-                64,
-                self.num_classes,
-                self.rule,
-                self.last_layer_backprop,
-                init,
-                device,
-            ),
+            fc: classifier(64, self.num_classes, rule, init, device),
         }
     }
 }
@@ -290,6 +275,6 @@ impl ImageClassifier for CifarResNet {
         for block in &self.blocks {
             x = block.forward(x);
         }
-        self.fc.forward(global_avg_pool(x))
+        direct_error(self.fc.forward(global_avg_pool(x)))
     }
 }

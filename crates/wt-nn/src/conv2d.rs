@@ -6,7 +6,10 @@ use burn::nn::conv::Conv2d;
 use burn::nn::{Initializer, PaddingConfig2d};
 use burn::tensor::ops::ConvOptions;
 use burn::tensor::{Device, Tensor};
-use wt_core::{Rule, WeightMirror, feedback_conv2d_with, mirror::conv2d_mirror_correlation};
+use wt_core::{
+    Rule, WeightMirror, direct_feedback_conv2d, feedback_conv2d_with,
+    mirror::conv2d_mirror_correlation,
+};
 
 use crate::feedback::{self, init_rule_state};
 use crate::module_impl::feedback_module;
@@ -57,7 +60,8 @@ pub struct FeedbackConv2d {
     pub weight: Param<Tensor<4>>,
     /// `b`, `[c_out]`.
     pub bias: Option<Param<Tensor<1>>>,
-    /// What the rule stores (shape of `W`): `B` (FA, KP, WM), `|R0|` (frSF), or nothing.
+    /// What the rule stores (shape of `W`): `B` (FA, KP, WM), `|R0|` (frSF), or nothing; DFA's
+    /// direct kernel, `[outputs, c_in, kh, kw]`.
     pub feedback: Option<Param<Tensor<4>>>,
     /// Stride of the convolution.
     pub stride: [usize; 2],
@@ -73,12 +77,14 @@ pub struct FeedbackConv2d {
     pub rule: Rule,
     /// Standard deviation of W's initialiser, the scale `s` of the sign-symmetry rules.
     pub sign_scale: f64,
+    /// W's initialiser, from which a rule's `B` is drawn ([`with_rule`](Self::with_rule)).
+    pub initializer: Initializer,
 }
 
 feedback_module!(
     FeedbackConv2d,
     params: [weight, bias, feedback],
-    consts: [stride, kernel_size, dilation, groups, padding, rule, sign_scale]
+    consts: [stride, kernel_size, dilation, groups, padding, rule, sign_scale, initializer]
 );
 
 impl FeedbackConv2dConfig {
@@ -115,6 +121,7 @@ impl FeedbackConv2dConfig {
             shape,
             (fan_in, fan_out),
             &weight.val(),
+            |outputs| direct_shape(c_in, self.kernel_size, outputs),
         );
         FeedbackConv2d {
             weight,
@@ -127,8 +134,15 @@ impl FeedbackConv2dConfig {
             padding: self.padding.clone(),
             rule: self.rule,
             sign_scale,
+            initializer: self.initializer.clone(),
         }
     }
+}
+
+/// DFA's direct kernel for a convolution: `[outputs, c_in, kh, kw]`, fans
+/// `(c_in·kh·kw, outputs·kh·kw)` (BioTorch's, whose Xavier init reads them from that shape).
+fn direct_shape(c_in: usize, [kh, kw]: [usize; 2], outputs: usize) -> ([usize; 4], (usize, usize)) {
+    ([outputs, c_in, kh, kw], (c_in * kh * kw, outputs * kh * kw))
 }
 
 /// `(start, end)` padding that keeps `ceil(size / stride)` outputs, as Burn's `Same` padding.
@@ -155,6 +169,7 @@ impl FeedbackConv2d {
             [c_out, c_in_group, kh, kw],
             (fan_in, fan_out),
             &conv.weight.val(),
+            |outputs| direct_shape(c_in_group * conv.groups, [kh, kw], outputs),
         );
         FeedbackConv2d {
             weight: conv.weight,
@@ -167,6 +182,29 @@ impl FeedbackConv2d {
             padding: conv.padding,
             rule,
             sign_scale,
+            initializer: init.initializer,
+        }
+    }
+
+    /// The same layer (`W`, `b` and geometry kept) on another rule: what the rule stores is
+    /// drawn afresh from the layer's initialiser, as [`FeedbackConv2dConfig::init`] would.
+    pub fn with_rule(self, rule: Rule) -> Self {
+        let [c_out, c_in_group, kh, kw] = self.weight.dims();
+        let fans = (c_in_group * kh * kw, c_out / self.groups * kh * kw);
+        let c_in = c_in_group * self.groups;
+        let (feedback, sign_scale) = init_rule_state(
+            &rule,
+            &self.initializer,
+            [c_out, c_in_group, kh, kw],
+            fans,
+            &self.weight.val(),
+            |outputs| direct_shape(c_in, [kh, kw], outputs),
+        );
+        FeedbackConv2d {
+            feedback,
+            rule,
+            sign_scale,
+            ..self
         }
     }
 
@@ -200,13 +238,16 @@ impl FeedbackConv2d {
             self.feedback.as_ref().map(|p| p.val()),
             self.sign_scale,
         );
-        feedback_conv2d_with(
-            input,
-            weight,
-            fb,
-            self.bias.as_ref().map(|b| b.val()),
-            options,
-        )
+        let bias = self.bias.as_ref().map(|b| b.val());
+        match (rule.direct(), &self.feedback) {
+            // DFA on autodiff: the op never sends an error to its input; the direct signal does.
+            (Some(_), Some(direct)) if input.is_autodiff() => {
+                let y =
+                    feedback_conv2d_with(input.clone().detach(), weight, fb, bias, options.clone());
+                direct_feedback_conv2d(y, input, direct.val(), options)
+            }
+            _ => feedback_conv2d_with(input, weight, fb, bias, options),
+        }
     }
 
     /// The `B` the backward pass uses now, shaped like `W` (a fresh draw for brSF).
@@ -246,6 +287,11 @@ impl FeedbackConv2d {
     }
 
     fn on_map(mut self) -> Self {
+        if let Some(rule) = pass::rule_to_set()
+            && rule != self.rule
+        {
+            self = self.with_rule(rule);
+        }
         let correlation = self.mirror_correlation();
         self.feedback = feedback::on_map(&self.rule, &self.weight, self.feedback, correlation);
         self

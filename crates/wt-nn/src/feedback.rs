@@ -11,14 +11,39 @@ use crate::pass::{self, LayerSnapshot, Pass};
 /// with the module, moved between devices; it requires grad only for Kolen-Pollack, whose `B`
 /// receives W's gradient) and the sign-symmetry scale `s`, the std of W's initialiser for the
 /// given fans (measured from `weight` for initialisers without a closed form).
+///
+/// `direct` gives, for a network of `outputs` outputs, the shape and fans of DFA's direct
+/// matrix, drawn Xavier-uniform as BioTorch draws it.
+///
+/// # Panics
+/// For DFA whose `outputs` is still 0 (the model did not call `Rule::with_outputs`).
 pub(crate) fn init_rule_state<const D: usize>(
     rule: &Rule,
     initializer: &burn::nn::Initializer,
     shape: [usize; D],
     (fan_in, fan_out): (usize, usize),
     weight: &Tensor<D>,
+    direct: impl FnOnce(usize) -> ([usize; D], (usize, usize)),
 ) -> (Option<Param<Tensor<D>>>, f64) {
     let scale = initializer_std(initializer, fan_in, fan_out).unwrap_or_else(|| rms(weight));
+    if let Some(dfa) = rule.direct() {
+        assert!(
+            dfa.outputs > 0,
+            "direct feedback alignment needs the network's number of outputs: build the \
+             layer with rule.with_outputs(classes) (the zoo's models do)"
+        );
+        let (shape, (fan_in, fan_out)) = direct(dfa.outputs);
+        let matrix = burn::nn::Initializer::XavierUniform { gain: 1.0 }.init_with::<D, _>(
+            shape,
+            Some(fan_in),
+            Some(fan_out),
+            &weight.device(),
+        );
+        return (
+            Some(matrix.set_require_grad(rule.feedback_is_trained())),
+            scale,
+        );
+    }
     let draw = || {
         initializer
             .init_with::<D, _>(shape, Some(fan_in), Some(fan_out), &weight.device())
@@ -103,14 +128,20 @@ pub(crate) fn on_visit<const D: usize>(
     match todo {
         Todo::Nothing => {}
         Todo::Step(learning_rate) => {
-            let (Some(wm), Some(stored)) = (rule.weight_mirror(), feedback) else {
+            let Some(stored) = feedback else {
                 return;
             };
-            if wm.update != MirrorUpdate::Gradient {
-                return;
-            }
-            let corrs = mirror_correlations(weight, wm, wm.mirror_steps, &correlation);
-            let g = wm.pseudo_gradient(stored.val().inner(), corrs, learning_rate);
+            let g = match rule {
+                Rule::WeightMirror(wm) if wm.update == MirrorUpdate::Gradient => {
+                    let corrs = mirror_correlations(weight, wm, wm.mirror_steps, &correlation);
+                    wm.pseudo_gradient(stored.val().inner(), corrs, learning_rate)
+                }
+                // KP's decay on B alone: λ_K·B joins the W gradient B received in backward.
+                Rule::KolenPollack(kp) if kp.feedback_decay != 0.0 => {
+                    stored.val().inner().mul_scalar(kp.feedback_decay)
+                }
+                _ => return,
+            };
             pass::current(|p| {
                 if let Some(Pass::Step { grads, .. }) = p {
                     let g = match grads.remove::<D>(stored.id) {
@@ -123,12 +154,18 @@ pub(crate) fn on_visit<const D: usize>(
         }
         Todo::Report => {
             let w = weight.val().inner();
-            let b = rule.feedback_matrix(&w, feedback.map(|p| p.val().inner()), scale);
+            let stored = feedback.map(|p| p.val().inner());
+            // DFA reports its direct matrix, of its own shape (no angle to W).
+            let b = match (rule.direct(), stored) {
+                (Some(_), Some(direct)) => direct,
+                (_, stored) => rule.feedback_matrix(&w, stored, scale),
+            };
             let snapshot = LayerSnapshot {
                 path: pass::report_path(),
                 kind,
                 rule: rule.name(),
                 weight_id: weight.id,
+                weight_dims: w.dims().to_vec(),
                 weight: w.flatten(0, D - 1),
                 feedback: b.inner().flatten(0, D - 1),
                 stored_feedback: feedback.map_or(0, |p| p.shape().num_elements()),

@@ -4,7 +4,9 @@ use burn::config::Config;
 use burn::module::Param;
 use burn::nn::{Initializer, Linear};
 use burn::tensor::{Device, Tensor};
-use wt_core::{Rule, WeightMirror, feedback_linear_with, mirror::linear_correlation};
+use wt_core::{
+    Rule, WeightMirror, direct_feedback_linear, feedback_linear_with, mirror::linear_correlation,
+};
 
 use crate::feedback::{self, init_rule_state};
 use crate::module_impl::feedback_module;
@@ -48,15 +50,22 @@ pub struct FeedbackLinear {
     /// `b`, `[d_output]`.
     pub bias: Option<Param<Tensor<1>>>,
     /// What the rule stores, `[d_input, d_output]`: `B` (FA, KP, WM), `|R0|` (frSF), or
-    /// nothing (BP, uSF, brSF). Saved with the module.
+    /// nothing (BP, uSF, brSF); DFA's direct matrix, `[d_input, outputs]`. Saved with the
+    /// module.
     pub feedback: Option<Param<Tensor<2>>>,
     /// The learning rule.
     pub rule: Rule,
     /// Standard deviation of W's initialiser, the scale `s` of the sign-symmetry rules.
     pub sign_scale: f64,
+    /// W's initialiser, from which a rule's `B` is drawn ([`with_rule`](Self::with_rule)).
+    pub initializer: Initializer,
 }
 
-feedback_module!(FeedbackLinear, params: [weight, bias, feedback], consts: [rule, sign_scale]);
+feedback_module!(
+    FeedbackLinear,
+    params: [weight, bias, feedback],
+    consts: [rule, sign_scale, initializer]
+);
 
 impl FeedbackLinearConfig {
     /// Initializes a [`FeedbackLinear`] on `device`.
@@ -74,6 +83,7 @@ impl FeedbackLinearConfig {
             shape,
             (self.d_input, self.d_output),
             &weight.val(),
+            |outputs| direct_shape(self.d_input, outputs),
         );
         FeedbackLinear {
             weight,
@@ -81,8 +91,14 @@ impl FeedbackLinearConfig {
             feedback,
             rule: self.rule,
             sign_scale,
+            initializer: self.initializer.clone(),
         }
     }
+}
+
+/// DFA's direct matrix for a dense layer: `[d_input, outputs]`, fans `(d_input, outputs)`.
+fn direct_shape(d_input: usize, outputs: usize) -> ([usize; 2], (usize, usize)) {
+    ([d_input, outputs], (d_input, outputs))
 }
 
 impl FeedbackLinear {
@@ -97,6 +113,7 @@ impl FeedbackLinear {
             [d_input, d_output],
             (d_input, d_output),
             &linear.weight.val(),
+            |outputs| direct_shape(d_input, outputs),
         );
         FeedbackLinear {
             weight: linear.weight,
@@ -104,6 +121,27 @@ impl FeedbackLinear {
             feedback,
             rule,
             sign_scale,
+            initializer: init.initializer,
+        }
+    }
+
+    /// The same layer (`W`, `b` kept) on another rule: what the rule stores is drawn afresh
+    /// from the layer's initialiser, as [`FeedbackLinearConfig::init`] would draw it.
+    pub fn with_rule(self, rule: Rule) -> Self {
+        let [d_input, d_output] = self.weight.dims();
+        let (feedback, sign_scale) = init_rule_state(
+            &rule,
+            &self.initializer,
+            [d_input, d_output],
+            (d_input, d_output),
+            &self.weight.val(),
+            |outputs| direct_shape(d_input, outputs),
+        );
+        FeedbackLinear {
+            feedback,
+            rule,
+            sign_scale,
+            ..self
         }
     }
 
@@ -120,7 +158,15 @@ impl FeedbackLinear {
             self.feedback.as_ref().map(|p| p.val()),
             self.sign_scale,
         );
-        feedback_linear_with(input, weight, fb, self.bias.as_ref().map(|b| b.val()))
+        let bias = self.bias.as_ref().map(|b| b.val());
+        match (rule.direct(), &self.feedback) {
+            // DFA on autodiff: the op never sends an error to its input; the direct signal does.
+            (Some(_), Some(direct)) if input.is_autodiff() => {
+                let y = feedback_linear_with(input.clone().detach(), weight, fb, bias);
+                direct_feedback_linear(y, input, direct.val())
+            }
+            _ => feedback_linear_with(input, weight, fb, bias),
+        }
     }
 
     /// The `B` the backward pass uses now, `[d_input, d_output]` (a fresh draw for brSF).
@@ -149,6 +195,11 @@ impl FeedbackLinear {
     }
 
     fn on_map(mut self) -> Self {
+        if let Some(rule) = pass::rule_to_set()
+            && rule != self.rule
+        {
+            self = self.with_rule(rule);
+        }
         self.feedback = feedback::on_map(
             &self.rule,
             &self.weight,

@@ -3,7 +3,8 @@
 //! Burn's derived `Module::visit` / `Module::map` walk every submodule of a user's model. The
 //! feedback layers implement `Module` by hand, and before walking their own parameters they
 //! look at the *current pass* of this thread: a step pass (weight-mirror pseudo-gradients), a
-//! mirror pass (plain mirror updates) or a report pass (alignment metrics). A pass is installed only
+//! mirror pass (plain mirror updates), a report pass (alignment metrics) or a rule pass (mixed
+//! rules, [`crate::layer_rules`]). A pass is installed only
 //! for the duration of one walk by the functions in [`crate::step`], so ordinary visitors,
 //! mappers, optimizers and record loading are unaffected.
 
@@ -26,6 +27,8 @@ pub struct LayerSnapshot {
     pub weight_id: ParamId,
     /// `W`, flattened, outside autodiff.
     pub weight: Tensor<1>,
+    /// `W`'s shape.
+    pub weight_dims: Vec<usize>,
     /// The `B` the backward pass would use now, flattened, outside autodiff.
     pub feedback: Tensor<1>,
     /// Number of values the layer stores for its rule (`B`, `|R0|`; 0 for BP and uSF).
@@ -56,6 +59,11 @@ pub(crate) enum Pass {
     Report {
         path: Vec<String>,
         layers: Vec<LayerSnapshot>,
+    },
+    /// Put the layers at the given paths on the given rules (`path`: where the walk is).
+    SetRules {
+        rules: Vec<(String, wt_core::Rule)>,
+        path: Vec<String>,
     },
     /// Record input-gradient probes in forward; optionally run every layer as backprop.
     Probe {
@@ -138,14 +146,36 @@ fn add_probe<const D: usize>(x: Tensor<D>, weight_id: ParamId, at_block_input: b
     x + probe.reshape(dims)
 }
 
+/// The path component a module contributes: its field name or index; an enum's variant
+/// (Burn's container type `Enum:…`) is a choice between models, not a place in one, so it
+/// contributes nothing (a zoo `Model::CifarResNet`'s stem is `conv1`, not
+/// `CifarResNet.conv1`).
+pub(crate) fn path_component(name: &str, container_type: &str) -> String {
+    if container_type.starts_with("Enum:") {
+        String::new()
+    } else {
+        name.to_string()
+    }
+}
+
+/// Joins path components, skipping the empty ones of enum variants.
+pub(crate) fn join_path(path: &[String]) -> String {
+    let parts: Vec<&str> = path
+        .iter()
+        .map(String::as_str)
+        .filter(|s| !s.is_empty())
+        .collect();
+    parts.join(".")
+}
+
 /// A visitor that only tracks the module path for report passes.
 pub(crate) struct PathVisitor;
 
 impl ModuleVisitor for PathVisitor {
-    fn enter_module(&mut self, name: &str, _container_type: &str) {
+    fn enter_module(&mut self, name: &str, container_type: &str) {
         current(|p| {
             if let Some(Pass::Report { path, .. }) = p {
-                path.push(name.to_string())
+                path.push(path_component(name, container_type))
             }
         })
     }
@@ -163,10 +193,21 @@ pub(crate) struct IdentityMapper;
 
 impl ModuleMapper for IdentityMapper {}
 
+/// In a rule pass, the rule for the layer being walked, if it gets one.
+pub(crate) fn rule_to_set() -> Option<wt_core::Rule> {
+    current(|p| match p {
+        Some(Pass::SetRules { rules, path }) => {
+            let here = join_path(path);
+            rules.iter().find(|(p, _)| *p == here).map(|(_, r)| *r)
+        }
+        _ => None,
+    })
+}
+
 /// Current dotted path in a report pass.
 pub(crate) fn report_path() -> String {
     current(|p| match p {
-        Some(Pass::Report { path, .. }) => path.join("."),
+        Some(Pass::Report { path, .. }) => join_path(path),
         _ => String::new(),
     })
 }

@@ -15,17 +15,19 @@
 use burn::module::Module;
 use burn::optim::GradientsParams;
 use burn::tensor::Tensor;
-use wt_core::{WeightAlignment, angle_degrees};
+use wt_core::{Rule, WeightAlignment, angle_degrees};
 
 use crate::pass::{self, IdentityMapper, LayerSnapshot, Pass, PathVisitor};
 
 /// Adds the gradients of `B` that do not come out of backward: the weight mirror's
 /// pseudo-gradient `−(η_B/η)·ξᵀ(ξW)/n + (λ_B/η)·B` for every weight-mirror layer whose
 /// update is [`MirrorUpdate::Gradient`](wt_core::MirrorUpdate::Gradient), so the optimizer's
-/// step of size `learning_rate` (η) applies the mirror update. With momentum β, pass
-/// `lr / (1 − β)`, the step size momentum converges to. Other rules need nothing here: KP's
-/// `B` gets W's gradient in backward, brSF redraws in forward, and
-/// [`Direct`](wt_core::MirrorUpdate::Direct) mirrors update in [`mirror_update`].
+/// step of size `learning_rate` (η) applies the mirror update (with momentum β, pass
+/// `lr / (1 − β)`, the step size momentum converges to), and Kolen-Pollack's decay on `B`
+/// alone, `λ_K·B` ([`KolenPollack::feedback_decay`](wt_core::KolenPollack), when not 0), added
+/// to the W gradient its `B` received in backward. Other rules need nothing here: brSF
+/// redraws in forward, and [`Direct`](wt_core::MirrorUpdate::Direct) mirrors update in
+/// [`mirror_update`].
 pub fn add_feedback_gradients<M: Module>(
     model: &M,
     grads: &mut GradientsParams,
@@ -148,14 +150,57 @@ pub struct LayerAlignment {
 }
 
 /// Angle between `B` and `W` and `‖B‖/‖W‖` for every feedback layer, in visiting order.
+///
+/// A direct rule's (DFA, DKP) matrix `D` maps the output error to the layer's input, so it is
+/// compared with what backprop would send there in a linear net: the product `W_l·…·W_L` of
+/// the layer's and the following dense layers' weights (`[d_input, classes]`), formed for the
+/// dense layers at the end of the visiting order whose shapes chain (an MLP's every layer, a
+/// LeNet's or ResNet's classifier tail); `‖B‖/‖W‖` is then `‖D‖/‖W_l·…·W_L‖`. Where no such
+/// product is formed (convolutions) the angle is NaN and the ratio `‖D‖/‖W‖`.
 pub fn weight_alignment<M: Module>(model: &M) -> Vec<LayerAlignment> {
-    snapshots(model)
+    let layers = snapshots(model);
+    let mut products: Vec<Option<Tensor<2>>> = vec![None; layers.len()];
+    let mut product: Option<Tensor<2>> = None;
+    for (i, l) in layers.iter().enumerate().rev() {
+        let &[d_input, d_output] = l.weight_dims.as_slice() else {
+            break;
+        };
+        if l.kind != "linear" {
+            break;
+        }
+        let w = l.weight.clone().reshape([d_input, d_output]);
+        product = match product {
+            None => Some(w),
+            Some(p) if p.dims()[0] == d_output => Some(w.matmul(p)),
+            Some(_) => break,
+        };
+        products[i] = product.clone();
+    }
+    let norm = |t: Tensor<1>| t.powi_scalar(2).sum().into_scalar::<f64>().sqrt();
+    layers
         .into_iter()
-        .map(|l| LayerAlignment {
-            path: l.path,
-            kind: l.kind,
-            rule: l.rule,
-            weight: WeightAlignment::measure(l.feedback, l.weight),
+        .zip(products)
+        .map(|(l, product)| {
+            let direct = l.rule.parse::<Rule>().is_ok_and(|r| r.direct().is_some());
+            let weight = if !direct {
+                WeightAlignment::measure(l.feedback, l.weight)
+            } else {
+                match product.map(|p| p.flatten::<1>(0, 1)) {
+                    Some(p) if p.dims() == l.feedback.dims() => {
+                        WeightAlignment::measure(l.feedback, p)
+                    }
+                    _ => WeightAlignment {
+                        angle_deg: f64::NAN,
+                        norm_ratio: norm(l.feedback) / norm(l.weight),
+                    },
+                }
+            };
+            LayerAlignment {
+                path: l.path,
+                kind: l.kind,
+                rule: l.rule,
+                weight,
+            }
         })
         .collect()
 }

@@ -7,7 +7,7 @@ use burn::optim::momentum::MomentumConfig;
 use burn::optim::{GradientsParams, SgdConfig, decay::WeightDecayConfig};
 use burn::tensor::{Device, Distribution, Tensor, Tolerance};
 use wt_core::device::test_devices;
-use wt_core::{MirrorUpdate, Rule, WeightMirror};
+use wt_core::{MirrorUpdate, Rule, WeightMirror, angle_degrees};
 
 use crate::*;
 
@@ -21,8 +21,20 @@ fn close<const D: usize>(what: &str, a: Tensor<D>, b: Tensor<D>) {
         .assert_approx_eq::<f32>(&b.into_data(), Tolerance::rel_abs(1e-4, 1e-5));
 }
 
+/// Every rule; DFA for a network of `outputs` outputs.
+fn all_rules_for(outputs: usize) -> Vec<Rule> {
+    Rule::NAMES
+        .iter()
+        .map(|n| n.parse::<Rule>().unwrap().with_outputs(outputs))
+        .collect()
+}
+
+/// The rules that send the error through a `B` shaped like `W` (all but DFA).
 fn all_rules() -> Vec<Rule> {
-    Rule::NAMES.iter().map(|n| n.parse().unwrap()).collect()
+    all_rules_for(1)
+        .into_iter()
+        .filter(|r| r.direct().is_none())
+        .collect()
 }
 
 #[test]
@@ -199,7 +211,7 @@ fn kp_gap(layer: &FeedbackLinear) -> f64 {
 fn kp_run(device: &Device, sgd: SgdConfig, lr: f64, steps: usize) -> Vec<f64> {
     let ad = device.clone().autodiff();
     let mut layer = FeedbackLinearConfig::new(16, 8)
-        .with_rule(Rule::KolenPollack(wt_core::KolenPollack))
+        .with_rule(Rule::KolenPollack(wt_core::KolenPollack::default()))
         .init(&ad);
     let mut optim = sgd.init();
     let mut gaps = vec![kp_gap(&layer)];
@@ -252,8 +264,51 @@ fn kolen_pollack_closes_the_gap_at_the_weight_decay_rate() {
     }
 }
 
+/// KP's `feedback_decay` λ_K: with plain SGD (lr η, the optimizer's weight decay λ on both),
+/// each step is `W ← (1 − ηλ)·W − η·G` and `B ← (1 − η(λ + λ_K))·B − η·G`, with `G` the W
+/// gradient of backward, which `B` receives too. Checked step by step against that math, on
+/// a conv layer (the same Step pass serves both layer kinds; the linear one is in
+/// `kolen_pollack_closes_the_gap_at_the_weight_decay_rate`).
+#[test]
+fn kolen_pollack_feedback_decay_shrinks_b_alone() {
+    let _serial = wt_core::device::device_test_lock();
+    for (name, device) in test_devices() {
+        let ad = device.clone().autodiff();
+        let (lr, wd, kd) = (0.05, 0.02f64, 0.4);
+        let rule = Rule::KolenPollack(wt_core::KolenPollack { feedback_decay: kd });
+        let mut layer = FeedbackConv2dConfig::new([3, 4], [3, 3])
+            .with_padding(PaddingConfig2d::Same)
+            .with_rule(rule)
+            .init(&ad);
+        let mut optim = SgdConfig::new()
+            .with_weight_decay(Some(WeightDecayConfig::new(wd as f32)))
+            .init();
+        for step in 0..3 {
+            let w = layer.weight.val().inner();
+            let b = layer.feedback.as_ref().unwrap().val().inner();
+            let loss = layer.forward(rand([2, 3, 6, 6], &ad)).powi_scalar(2).mean();
+            let mut grads = GradientsParams::from_grads(loss.backward(), &layer);
+            let g = grads.get::<4>(layer.weight.id).unwrap();
+            add_feedback_gradients(&layer, &mut grads, lr);
+            layer = optim.step(lr, layer, grads);
+            let what = |t: &str| format!("{name} step {step}: {t}");
+            close(
+                &what("W"),
+                layer.weight.val().inner(),
+                w.mul_scalar(1.0 - lr * wd) - g.clone().mul_scalar(lr),
+            );
+            close(
+                &what("B"),
+                layer.feedback.as_ref().unwrap().val().inner(),
+                b.mul_scalar(1.0 - lr * (wd + kd)) - g.mul_scalar(lr),
+            );
+        }
+    }
+}
+
 fn two_layers(rule: Rule, device: &Device) -> TwoLayer {
     let ad = device.clone().autodiff();
+    let rule = rule.with_outputs(3);
     TwoLayer {
         a: FeedbackLinearConfig::new(10, 32).with_rule(rule).init(&ad),
         b: FeedbackLinearConfig::new(32, 3).with_rule(rule).init(&ad),
@@ -271,9 +326,11 @@ fn train_two_layers(mut model: TwoLayer, device: &Device, steps: usize) -> (f32,
     let lr = 0.05;
     let (mut first, mut last) = (0.0, 0.0);
     for step in 0..steps {
-        let out = model
-            .b
-            .forward(burn::tensor::activation::relu(model.a.forward(x.clone())));
+        let out = direct_error(
+            model
+                .b
+                .forward(burn::tensor::activation::relu(model.a.forward(x.clone()))),
+        );
         let loss = (out - target.clone()).powi_scalar(2).mean();
         let value = loss.clone().into_scalar::<f32>();
         if step == 0 {
@@ -298,7 +355,7 @@ struct TwoLayer {
 fn a_two_layer_model_learns_with_every_rule() {
     let _serial = wt_core::device::device_test_lock();
     for (name, device) in test_devices() {
-        for rule in all_rules() {
+        for rule in all_rules_for(3) {
             let (first, last, _) = train_two_layers(two_layers(rule, &device), &device, 30);
             assert!(
                 last < 0.8 * first,
@@ -472,7 +529,7 @@ fn records_carry_feedback_weights() {
     let device = test_devices()[0].1.clone();
     let dir = std::env::temp_dir().join(format!("wt-nn-record-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    for rule in all_rules() {
+    for rule in all_rules_for(4) {
         let layer = FeedbackLinearConfig::new(6, 4)
             .with_rule(rule)
             .init(&device);
@@ -599,7 +656,7 @@ fn gradient_alignment_measures_error_and_update_angles_against_backprop() {
             e2_rule.clone().matmul(b(&net.a).transpose()),
             e2_bp.clone().matmul(w(&net.a).transpose()),
         );
-        let update_a = wt_core::angle_degrees(
+        let update_a = angle_degrees(
             xi.clone().transpose().matmul(e2_rule.clone()),
             xi.clone().transpose().matmul(e2_bp.clone()),
         );
@@ -692,5 +749,60 @@ fn block_probe_measures_the_error_at_the_blocks_input_shortcut_included() {
         );
         // The shortcut carries an exact share of the error: the block's angle is smaller.
         assert!(at_block + 5.0 < at_conv, "{name}: {at_block} vs {at_conv}");
+    }
+}
+
+/// A direct rule's `D` is compared with the product of the dense weights from its layer to the
+/// output (`W_l·…·W_L`, what backprop sends to the layer's input in a linear net); a conv
+/// layer's `D` has no such product: NaN, with `‖D‖/‖W‖`.
+#[test]
+fn direct_matrices_are_compared_with_the_product_of_the_dense_layers_above() {
+    let _serial = wt_core::device::device_test_lock();
+    #[derive(Module, Debug)]
+    struct Net {
+        conv: FeedbackConv2d,
+        a: FeedbackLinear,
+        b: FeedbackLinear,
+        c: FeedbackLinear,
+    }
+    let device = test_devices()[0].1.clone();
+    for name in ["dfa", "dkp"] {
+        let rule = name.parse::<Rule>().unwrap().with_outputs(3);
+        let net = Net {
+            conv: FeedbackConv2dConfig::new([2, 4], [3, 3])
+                .with_rule(rule)
+                .init(&device),
+            a: FeedbackLinearConfig::new(7, 6)
+                .with_rule(rule)
+                .init(&device),
+            b: FeedbackLinearConfig::new(6, 5)
+                .with_rule(rule)
+                .init(&device),
+            c: FeedbackLinearConfig::new(5, 3)
+                .with_rule(rule)
+                .init(&device),
+        };
+        let report = weight_alignment(&net);
+        let w = |l: &FeedbackLinear| l.weight.val();
+        let d = |l: &FeedbackLinear| l.feedback.as_ref().unwrap().val();
+        let expected = [
+            angle_degrees(d(&net.a), w(&net.a).matmul(w(&net.b)).matmul(w(&net.c))),
+            angle_degrees(d(&net.b), w(&net.b).matmul(w(&net.c))),
+            angle_degrees(d(&net.c), w(&net.c)),
+        ];
+        for (l, e) in report[1..].iter().zip(expected) {
+            assert!(
+                (l.weight.angle_deg - e).abs() < 1e-3,
+                "{name} {}: {} against {e}",
+                l.path,
+                l.weight.angle_deg
+            );
+        }
+        assert!(report[0].weight.angle_deg.is_nan(), "{name}: conv angle");
+        let conv_ratio = {
+            let n = |t: Tensor<4>| t.powi_scalar(2).sum().into_scalar::<f64>().sqrt();
+            n(net.conv.feedback.as_ref().unwrap().val()) / n(net.conv.weight.val())
+        };
+        assert!((report[0].weight.norm_ratio - conv_ratio).abs() < 1e-5 * conv_ratio);
     }
 }

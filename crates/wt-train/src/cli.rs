@@ -126,12 +126,15 @@ Run folder and config:
   --overwrite            delete the run files in --out and start again
 Model:
   --model NAME           mlp, lenet, resnet20, resnet56, resnet18, resnet50
-  --rule NAME            bp, fa, usf, brsf, frsf, kp, wm
-  --last-layer-bp        keep the classifier layer on backprop
+  --rule NAME            bp, fa, usf, brsf, frsf, kp, wm, dfa, dkp
+  --last-layer-bp        keep the classifier (the last feedback layer) on backprop
+  --rule-for P=R,..      rules of their own for the layers path pattern P names, e.g.
+                         'conv1=bp,fc=bp', 'blocks.0=fa', 'fc*=bp' (model.rule_for in a config)
   --init NAME            default, pytorch, xavier, kaiming_normal, kaiming_normal_fan_out
   --hidden W,W,..        MLP hidden widths (default 1000,1000)
   --shortcut a|b         CIFAR ResNet shortcut (default a)
   --stem imagenet|cifar  ResNet-18/50 stem (default: imagenet above 64 pixels, cifar below)
+  --kp-decay X           Kolen-Pollack: decay on B alone, added to the weight decay (0)
   --mirror-warmup N      weight-mirror steps before epoch 1 (default 500 with wm)
   --mirror-lr X  --mirror-decay X  --mirror-sigma X  --mirror-batch N  --mirror-steps N
   --mirror-update direct|gradient
@@ -223,11 +226,23 @@ fn list(flag: &str, v: &str) -> Result<Vec<usize>, TrainError> {
     v.split(',').map(|x| number(flag, x.trim())).collect()
 }
 
-/// Applies the weight-mirror flags to `c`'s rule (after `--rule`, wherever they stood).
-fn apply_mirror(
+/// Applies the rules' own flags to `c`'s rule (after `--rule`, wherever they stood): KP's
+/// `--kp-decay`, then the weight mirror's.
+fn apply_rule_flags(
     c: &mut TrainConfig,
     flags: &[&(String, Option<String>)],
 ) -> Result<(), TrainError> {
+    let (kp, flags): (Vec<_>, Vec<_>) =
+        (flags.iter().copied()).partition(|(f, _)| f.as_str() == "--kp-decay");
+    for (f, v) in kp {
+        let Rule::KolenPollack(rule) = &mut c.model.rule else {
+            return Err(TrainError::Config(format!(
+                "{f} needs --rule kp (the rule is {})",
+                c.model.rule.name()
+            )));
+        };
+        rule.feedback_decay = number(f, v.as_deref().unwrap_or(""))?;
+    }
     let Some(first) = flags.first() else {
         return Ok(());
     };
@@ -262,7 +277,8 @@ fn apply_mirror(
     Ok(())
 }
 
-const MIRROR_FLAGS: [&str; 6] = [
+const RULE_FLAGS: [&str; 7] = [
+    "--kp-decay",
     "--mirror-lr",
     "--mirror-decay",
     "--mirror-sigma",
@@ -274,9 +290,9 @@ const MIRROR_FLAGS: [&str; 6] = [
 /// Applies `flags` to `c`.
 fn apply(c: &mut TrainConfig, flags: &[(String, Option<String>)]) -> Result<(), TrainError> {
     let cfg = |m: String| TrainError::Config(m);
-    let (mirror, flags): (Vec<_>, Vec<_>) = flags
+    let (rule_flags, flags): (Vec<_>, Vec<_>) = flags
         .iter()
-        .partition(|(f, _)| MIRROR_FLAGS.contains(&f.as_str()));
+        .partition(|(f, _)| RULE_FLAGS.contains(&f.as_str()));
     for (flag, value) in flags {
         let v = value.as_deref().unwrap_or("");
         let f = flag.as_str();
@@ -284,6 +300,18 @@ fn apply(c: &mut TrainConfig, flags: &[(String, Option<String>)]) -> Result<(), 
             "--model" => c.model.architecture = v.parse().map_err(cfg)?,
             "--rule" => c.model.rule = v.parse::<Rule>().map_err(|e| cfg(e.to_string()))?,
             "--last-layer-bp" => c.model.last_layer_backprop = true,
+            "--rule-for" => {
+                for item in v.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+                    let (pattern, rule) = item.split_once('=').ok_or_else(|| {
+                        cfg(format!("--rule-for: `{item}` is not PATTERN=RULE (e.g. fc=bp)"))
+                    })?;
+                    let rule = rule
+                        .trim()
+                        .parse::<Rule>()
+                        .map_err(|e| cfg(format!("--rule-for {item}: {e}")))?;
+                    c.model.rule_for.insert(pattern.trim().to_string(), rule);
+                }
+            }
             "--init" => c.model.init = v.parse().map_err(cfg)?,
             "--stem" => {
                 c.model.stem = Some(match v {
@@ -379,7 +407,7 @@ fn apply(c: &mut TrainConfig, flags: &[(String, Option<String>)]) -> Result<(), 
             _ => return Err(cfg(format!("unknown option {f} (try --help)"))),
         }
     }
-    apply_mirror(c, &mirror)
+    apply_rule_flags(c, &rule_flags)
 }
 
 /// The preset's config for a rule, before the data is known (`num_classes` etc. are filled in
@@ -453,7 +481,7 @@ pub fn run(preset: Preset, args: &[String]) -> Result<(), TrainError> {
         }
     };
     apply(&mut config, &cli.flags)?;
-    if config.model.rule.weight_mirror().is_none() {
+    if config.model.rules().all(|r| r.weight_mirror().is_none()) {
         config.mirror_warmup = 0;
     }
     let data = RunData::open(&config.data, config.seed)?;
@@ -566,9 +594,9 @@ mod tests {
         }
     }
 
-    /// Mirror flags apply to the WM rule wherever they stand on the line, and need it.
+    /// Mirror and KP flags apply to their rule wherever they stand on the line, and need it.
     #[test]
-    fn mirror_flags_set_the_weight_mirror_and_need_rule_wm() {
+    fn rule_flags_set_their_rule_and_need_it() {
         let cli = parse(&args(
             "--mirror-lr 0.2 --mirror-batch 64 --rule wm --mirror-decay 0.1 --mirror-sigma 0.5 --mirror-steps 2 --mirror-update gradient --devices flex,flex",
         ))
@@ -589,7 +617,30 @@ mod tests {
         );
         assert_eq!(c.devices, vec!["flex".to_string(), "flex".into()]);
         assert_eq!(c.device, "flex");
+        let cli = parse(&args(
+            "--rule-for conv1=bp,fc*=fa --rule kp --rule-for blocks.0=dfa",
+        ))
+        .unwrap();
+        let mut c = preset_config(&Preset::mnist());
+        apply(&mut c, &cli.flags).unwrap();
+        let names: Vec<(&str, &str)> = (c.model.rule_for.iter())
+            .map(|(p, r)| (p.as_str(), r.name()))
+            .collect();
+        assert_eq!(names, [("blocks.0", "dfa"), ("conv1", "bp"), ("fc*", "fa")]);
+        let cli = parse(&args("--kp-decay 0.003 --rule kp")).unwrap();
+        let mut c = preset_config(&Preset::mnist());
+        apply(&mut c, &cli.flags).unwrap();
+        assert_eq!(
+            c.model.rule,
+            Rule::KolenPollack(wt_models::wt_nn::wt_core::KolenPollack {
+                feedback_decay: 0.003
+            })
+        );
         for (bad, expect) in [
+            ("--rule wm --kp-decay 0.1", "--kp-decay needs --rule kp"),
+            ("--rule-for fc", "not PATTERN=RULE"),
+            ("--rule-for fc=sgd", "unknown learning rule `sgd`"),
+            ("--rule kp --kp-decay lots", "--kp-decay"),
             ("--rule kp --mirror-lr 0.1", "--mirror-lr needs --rule wm"),
             ("--rule wm --mirror-update later", "not direct or gradient"),
             ("--rule wm --mirror-batch many", "--mirror-batch"),

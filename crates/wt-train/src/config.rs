@@ -248,18 +248,25 @@ impl TrainConfig {
         if self.schedule.warmup_epochs < 0.0 {
             return bad("schedule.warmup_epochs must be ≥ 0".into());
         }
-        if let Some(wm) = self.model.rule.weight_mirror() {
-            wm.validate()
-                .map_err(|e| TrainError::Config(format!("model.rule: {e}")))?;
-            if wm.update == wt_models::wt_nn::wt_core::MirrorUpdate::Gradient
-                && self.optimizer.kind == OptimizerKind::BmSgd
-            {
-                return bad(
-                    "model.rule: a weight mirror with update = \"gradient\" cannot train with \
-                     bm_sgd, which would step by the sign of its pseudo-gradient; use \
-                     update = \"direct\""
-                        .into(),
-                );
+        let rules = std::iter::once(("model.rule".to_string(), &self.model.rule))
+            .chain((self.model.rule_for.iter()).map(|(p, r)| (format!("model.rule_for.{p}"), r)));
+        for (field, rule) in rules {
+            if let wt_models::wt_nn::wt_core::Rule::KolenPollack(kp) = rule {
+                kp.validate()
+                    .map_err(|e| TrainError::Config(format!("{field}: {e}")))?;
+            }
+            if let Some(wm) = rule.weight_mirror() {
+                wm.validate()
+                    .map_err(|e| TrainError::Config(format!("{field}: {e}")))?;
+                if wm.update == wt_models::wt_nn::wt_core::MirrorUpdate::Gradient
+                    && self.optimizer.kind == OptimizerKind::BmSgd
+                {
+                    return bad(format!(
+                        "{field}: a weight mirror with update = \"gradient\" cannot train with \
+                         bm_sgd, which would step by the sign of its pseudo-gradient; use \
+                         update = \"direct\""
+                    ));
+                }
             }
         }
         if let Some(first) = self.devices.first() {

@@ -2,6 +2,11 @@
 
 use serde::{Deserialize, Serialize};
 
+/// Reads a number, or `null` (how serde_json writes NaN) as NaN.
+fn null_as_nan<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
+}
+
 /// Alignment of one feedback layer at the end of an epoch.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LayerMetrics {
@@ -9,7 +14,9 @@ pub struct LayerMetrics {
     pub path: String,
     /// Rule name.
     pub rule: String,
-    /// Angle between B and W, degrees.
+    /// Angle between B and W, degrees; NaN where there is none (DFA's direct matrix has
+    /// another shape), written `null` in JSON.
+    #[serde(deserialize_with = "null_as_nan")]
     pub angle_deg: f64,
     /// ‖B‖ / ‖W‖.
     pub norm_ratio: f64,
@@ -191,5 +198,12 @@ mod tests {
         let back: EpochMetrics =
             serde_json::from_str(to_json_lines(std::slice::from_ref(&m)).trim_end()).unwrap();
         assert_eq!(back, m);
+        // A DFA layer's angle (none: NaN) is written null and read back as NaN.
+        let mut dfa = m.clone();
+        dfa.layers[0].angle_deg = f64::NAN;
+        let json = to_json_lines(std::slice::from_ref(&dfa));
+        assert!(json.contains(r#""angle_deg":null"#), "{json}");
+        let back: EpochMetrics = serde_json::from_str(json.trim_end()).unwrap();
+        assert!(back.layers[0].angle_deg.is_nan());
     }
 }

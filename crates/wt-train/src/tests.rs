@@ -128,7 +128,7 @@ fn one_epoch_lowers_the_test_loss(
 #[test]
 fn one_epoch_on_real_mnist_lowers_the_test_loss_for_every_rule() {
     let _serial = serial();
-    for rule in ["bp", "fa", "usf", "brsf", "frsf", "kp", "wm"] {
+    for rule in ["bp", "fa", "usf", "brsf", "frsf", "kp", "wm", "dfa", "dkp"] {
         let config = mnist_config(rule, 1, 2000);
         let (trained, run, dir) = one_epoch_lowers_the_test_loss(&config, rule);
         let layers = &trained.history[0].layers;
@@ -146,7 +146,9 @@ fn one_epoch_on_real_mnist_lowers_the_test_loss_for_every_rule() {
         );
         match rule {
             "bp" => assert!(update(0) < 0.5 && layers[0].error_angle_deg.unwrap() < 0.5),
-            "fa" => assert!(update(0) > 5.0, "FA's first update angle {}", update(0)),
+            "fa" | "dfa" | "dkp" => {
+                assert!(update(0) > 5.0, "{rule}'s first update angle {}", update(0))
+            }
             _ => {}
         }
         for f in [

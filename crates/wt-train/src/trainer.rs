@@ -221,7 +221,11 @@ pub fn fit<M: ImageClassifier>(
         .map(|d| parse_device(d).map(|d| d.autodiff()))
         .collect::<Result<_, _>>()
         .map_err(TrainError::Config)?;
-    let mut model = build(&ad);
+    // The config's per-layer rules reach a user's model too (a zoo model has them already).
+    let mut model = config
+        .model
+        .apply_layer_rules(build(&ad))
+        .map_err(|e| TrainError::Config(format!("model.rule_for: {e}")))?;
     let mut optim = optimizer(&config.optimizer);
     let count = parameter_count(&model);
     let name = model_name::<M>(config);
@@ -257,7 +261,7 @@ pub fn fit<M: ImageClassifier>(
         ));
         ckpt.progress
     } else {
-        if config.model.rule.weight_mirror().is_some() && config.mirror_warmup > 0 {
+        if config.model.rules().any(|r| r.weight_mirror().is_some()) && config.mirror_warmup > 0 {
             model = mirror_steps(model, config.mirror_warmup);
             say(format!(
                 "weight-mirror warm-up: {} steps",

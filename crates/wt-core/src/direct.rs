@@ -1,0 +1,596 @@
+//! Direct feedback alignment (Nøkland 2016): the network's output error `e = ∂L/∂ŷ` sent
+//! straight to each layer's input through a fixed random matrix, instead of the error from
+//! the layer above.
+//!
+//! Two autodiff ops carry it, both identities in the forward pass:
+//! - [`direct_error`] on the network's output (the logits) copies `e` into an [`ErrorCell`] as
+//!   the backward pass goes through it — the first node the backward pass reaches, so `e` is
+//!   there before any layer needs it;
+//! - [`direct_feedback_linear`] / [`direct_feedback_conv2d`] join a layer's output `y` (computed
+//!   from its input *detached*, so the layer's own input gradient is never computed) with the
+//!   input `x` and the direct matrix `D`: backward passes `y`'s gradient on unchanged (the
+//!   layer's `W` and `b` learn from it as usual) and gives `x` the direct signal
+//!   - dense: `dx = e·Dᵀ`, `D`: `[d_input, classes]` (the weight of a linear from the layer's
+//!     input to the outputs), broadcast over any middle dimensions of `x`;
+//!   - conv: `dx = conv_transpose2d(ē, D)`, `D`: `[classes, c_in, kh, kw]`, where `ē` is `e`
+//!     repeated at each of the layer's output positions, with the layer's stride, padding and
+//!     dilation (groups 1) — BioTorch's DFA convolution: a fixed random map from `e` to the
+//!     whole `[c_in, h, w]` input, shared across positions;
+//!
+//!   and, when `D` is tracked (direct Kolen-Pollack), gives `D` the gradient a direct
+//!   connection from `x` to the outputs would get from `e`: `xᵀ·e` summed over `x`'s middle
+//!   dimensions (dense), the weight gradient of a conv with `D`'s shape fed `ē` (conv).
+//!
+//! The cell links the layers of one forward pass with the `direct_error` call that closes it
+//! ([`pending_cell`], [`take_pending_cell`]): the layers' forwards open it, the output call takes
+//! it, so the next forward pass starts a new one.
+
+// NdArray is deprecated in Burn 0.22 but still a supported CPU backend here.
+#![allow(deprecated)]
+
+use std::any::Any;
+use std::cell::RefCell;
+use std::sync::{Arc, Mutex};
+
+use burn::backend::Backend;
+use burn::backend::TensorMetadata;
+use burn::backend::autodiff::Autodiff;
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::backend_extension;
+use burn::backend::tensor::FloatTensor;
+use burn::tensor::ops::ConvOptions;
+use burn::tensor::{Shape, Tensor};
+
+use crate::kernels::Kernels;
+
+/// Where the output error `e` of one forward pass is kept for the layers' backward passes.
+/// Holds the inner backend's tensor, type-erased; cloning shares the cell.
+#[derive(Clone, Default)]
+pub struct ErrorCell(Arc<Mutex<Option<Box<dyn Any + Send>>>>);
+
+impl std::fmt::Debug for ErrorCell {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let filled = self.0.lock().map(|e| e.is_some()).unwrap_or(false);
+        write!(f, "ErrorCell {{ filled: {filled} }}")
+    }
+}
+
+impl ErrorCell {
+    fn put<T: Any + Send>(&self, error: T) {
+        *self.0.lock().expect("error cell poisoned") = Some(Box::new(error));
+    }
+
+    fn get<T: Any + Clone>(&self) -> T {
+        let slot = self.0.lock().expect("error cell poisoned");
+        let error = slot.as_ref().expect(
+            "direct feedback alignment: no output error reached this layer's backward pass; \
+             pass the network's output through wt_core::direct_error (wt_nn::direct_error) \
+             before the loss",
+        );
+        error
+            .downcast_ref::<T>()
+            .expect("the output error is a tensor of the layer's backend")
+            .clone()
+    }
+}
+
+thread_local! {
+    static PENDING: RefCell<Option<ErrorCell>> = const { RefCell::new(None) };
+}
+
+/// The cell of the forward pass running on this thread, opened by its first DFA layer.
+pub fn pending_cell() -> ErrorCell {
+    PENDING.with(|p| {
+        p.borrow_mut()
+            .get_or_insert_with(ErrorCell::default)
+            .clone()
+    })
+}
+
+/// Takes the cell of this thread's forward pass (`None` when no DFA layer ran since the last
+/// call), so that the next forward pass opens a new one.
+pub fn take_pending_cell() -> Option<ErrorCell> {
+    PENDING.with(|p| p.borrow_mut().take())
+}
+
+/// Backend extension of the two direct-feedback ops; identities outside autodiff.
+#[backend_extension(
+    Autodiff,
+    Flex: cfg(feature = "flex"),
+    NdArray: cfg(feature = "ndarray"),
+    Cube: cfg(any(feature = "wgpu", feature = "cuda"))
+)]
+pub trait DirectFeedbackBackend: Backend + Kernels {
+    /// Returns `output`; its backward keeps the incoming gradient in `cell`.
+    fn direct_error(output: FloatTensor<Self>, cell: ErrorCell) -> FloatTensor<Self> {
+        let _ = cell;
+        output
+    }
+
+    /// Returns `y`; its backward gives `x` the dense direct signal `e·Dᵀ`.
+    fn direct_feedback_linear(
+        y: FloatTensor<Self>,
+        x: FloatTensor<Self>,
+        direct: FloatTensor<Self>,
+        cell: ErrorCell,
+    ) -> FloatTensor<Self> {
+        let _ = (x, direct, cell);
+        y
+    }
+
+    /// Returns `y`; its backward gives `x` the convolutional direct signal.
+    fn direct_feedback_conv2d(
+        y: FloatTensor<Self>,
+        x: FloatTensor<Self>,
+        direct: FloatTensor<Self>,
+        options: ConvOptions<2>,
+        cell: ErrorCell,
+    ) -> FloatTensor<Self> {
+        let _ = (x, direct, options, cell);
+        y
+    }
+}
+
+#[cfg(feature = "flex")]
+impl DirectFeedbackBackend for burn::backend::Flex {}
+#[cfg(feature = "ndarray")]
+#[allow(deprecated)]
+impl DirectFeedbackBackend for burn::backend::NdArray {}
+#[cfg(any(feature = "wgpu", feature = "cuda"))]
+impl DirectFeedbackBackend for burn::backend::Cube {}
+
+type Primitive<B> = <B as burn::backend::BackendTypes>::FloatTensorPrimitive;
+
+#[derive(Debug)]
+struct DirectErrorBackward;
+
+impl<B: Kernels> Backward<B, 1> for DirectErrorBackward {
+    type State = ErrorCell;
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let grad = grads.consume::<B>(&ops.node);
+        ops.state.put::<Primitive<B>>(grad.clone());
+        if let Some(node) = &ops.parents[0] {
+            grads.register::<B>(node.id, grad);
+        }
+    }
+}
+
+/// The geometry of the direct signal: dense, or conv with the layer's options.
+#[derive(Debug, Clone)]
+enum Geometry {
+    Linear,
+    Conv2d(ConvOptions<2>),
+}
+
+#[derive(Debug)]
+struct DirectFeedbackBackward;
+
+/// State: the direct matrix, `x`'s shape (conv: `x` itself, whose shape the kernel reads), the
+/// output's shape, the geometry and the cell.
+type DirectState<B> = (Primitive<B>, Primitive<B>, Shape, Geometry, ErrorCell);
+
+impl<B: Kernels> Backward<B, 3> for DirectFeedbackBackward {
+    type State = DirectState<B>;
+
+    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let grad = grads.consume::<B>(&ops.node);
+        let (direct, x, y_shape, geometry, cell) = ops.state;
+        let [y_node, x_node, direct_node] = &ops.parents;
+        if let Some(node) = y_node {
+            grads.register::<B>(node.id, grad);
+        }
+        if x_node.is_none() && direct_node.is_none() {
+            return;
+        }
+        let error: Primitive<B> = cell.get();
+        let x_shape = x.shape();
+        let rank = x_shape.num_dims();
+        let [batch, classes] = error.shape().dims::<2>();
+        match geometry {
+            Geometry::Linear => {
+                let d_input = x_shape[rank - 1];
+                if let Some(node) = direct_node {
+                    // xᵀ·e, x summed over its middle dimensions first: [d_input, classes].
+                    let x = B::float_reshape(
+                        x,
+                        Shape::new([batch, x_shape.num_elements() / batch / d_input, d_input]),
+                    );
+                    let x = B::float_reshape(B::float_sum_dim(x, 1), Shape::new([batch, d_input]));
+                    grads.register::<B>(node.id, B::linear_weight_backward(x, error.clone()));
+                }
+                if let Some(node) = x_node {
+                    // [batch, classes]·[classes, d_input], repeated over x's middle dims.
+                    let dx = B::linear_x_backward(direct, error);
+                    let mut ones = vec![1; rank];
+                    ones[0] = batch;
+                    ones[rank - 1] = d_input;
+                    let dx = B::float_reshape(dx, Shape::from(ones));
+                    grads.register::<B>(node.id, B::float_expand(dx, x_shape));
+                }
+            }
+            Geometry::Conv2d(options) => {
+                let [_, _, h_out, w_out] = y_shape.dims::<4>();
+                let e = B::float_reshape(error, Shape::new([batch, classes, 1, 1]));
+                let e = B::float_expand(e, Shape::new([batch, classes, h_out, w_out]));
+                let options = ConvOptions {
+                    groups: 1,
+                    ..options
+                };
+                if let Some(node) = direct_node {
+                    let g = B::conv2d_weight_gradient(
+                        x.clone(),
+                        direct.clone(),
+                        e.clone(),
+                        options.clone(),
+                    );
+                    grads.register::<B>(node.id, g);
+                }
+                if let Some(node) = x_node {
+                    grads.register::<B>(node.id, B::conv2d_input_gradient(x, direct, e, options));
+                }
+            }
+        }
+    }
+}
+
+fn autodiff_direct<B: Kernels, C: CheckpointStrategy>(
+    y: FloatTensor<Autodiff<B, C>>,
+    x: FloatTensor<Autodiff<B, C>>,
+    direct: FloatTensor<Autodiff<B, C>>,
+    geometry: Geometry,
+    cell: ErrorCell,
+) -> FloatTensor<Autodiff<B, C>> {
+    let y_shape = y.primitive().shape();
+    let prep = DirectFeedbackBackward
+        .prepare::<C>([y.node(), x.node(), direct.node()])
+        .compute_bound()
+        .stateful();
+    match prep {
+        OpsKind::Tracked(prep) => {
+            let state = (
+                direct.primitive().clone(),
+                x.primitive().clone(),
+                y_shape,
+                geometry,
+                cell,
+            );
+            prep.finish(state, y.into_primitive())
+        }
+        OpsKind::UnTracked(prep) => prep.finish(y.into_primitive()),
+    }
+}
+
+impl<B: DirectFeedbackBackend, C: CheckpointStrategy> DirectFeedbackBackend for Autodiff<B, C> {
+    fn direct_error(output: FloatTensor<Self>, cell: ErrorCell) -> FloatTensor<Self> {
+        let prep = DirectErrorBackward
+            .prepare::<C>([output.node()])
+            .compute_bound()
+            .stateful();
+        match prep {
+            OpsKind::Tracked(prep) => prep.finish(cell, output.into_primitive()),
+            OpsKind::UnTracked(prep) => prep.finish(output.into_primitive()),
+        }
+    }
+
+    fn direct_feedback_linear(
+        y: FloatTensor<Self>,
+        x: FloatTensor<Self>,
+        direct: FloatTensor<Self>,
+        cell: ErrorCell,
+    ) -> FloatTensor<Self> {
+        autodiff_direct::<B, C>(y, x, direct, Geometry::Linear, cell)
+    }
+
+    fn direct_feedback_conv2d(
+        y: FloatTensor<Self>,
+        x: FloatTensor<Self>,
+        direct: FloatTensor<Self>,
+        options: ConvOptions<2>,
+        cell: ErrorCell,
+    ) -> FloatTensor<Self> {
+        autodiff_direct::<B, C>(y, x, direct, Geometry::Conv2d(options), cell)
+    }
+}
+
+type Ext = burn::backend::Dispatch;
+
+/// Marks the network's output (`[batch, classes]`, the logits the loss reads) for direct
+/// feedback alignment: the gradient the loss sends back to it is the error `e` that every DFA
+/// layer of the same forward pass receives. Returns `output` itself when no DFA layer ran in
+/// this forward pass, so it costs nothing under the other rules.
+pub fn direct_error(output: Tensor<2>) -> Tensor<2> {
+    match take_pending_cell() {
+        Some(cell) => Tensor::from_dispatch(<Ext as DirectFeedbackBackend>::direct_error(
+            output.into_dispatch(),
+            cell,
+        )),
+        None => output,
+    }
+}
+
+/// A dense layer's output `y` (computed from its input detached) joined with its input `x`
+/// (`[batch, ..., d_input]`): `x` receives `e·directᵀ`, `direct`: `[d_input, classes]`; a
+/// tracked `direct` (DKP) receives `xᵀ·e`.
+pub fn direct_feedback_linear<const D: usize>(
+    y: Tensor<D>,
+    x: Tensor<D>,
+    direct: Tensor<2>,
+) -> Tensor<D> {
+    assert_eq!(
+        direct.dims()[0],
+        x.dims()[D - 1],
+        "direct_feedback_linear: the direct matrix must be [d_input, classes]"
+    );
+    Tensor::from_dispatch(<Ext as DirectFeedbackBackend>::direct_feedback_linear(
+        y.into_dispatch(),
+        x.into_dispatch(),
+        direct.into_dispatch(),
+        pending_cell(),
+    ))
+}
+
+/// A conv layer's output `y` (`[batch, c_out, h_out, w_out]`, computed from its input
+/// detached) joined with its input `x` (`[batch, c_in, h, w]`): `x` receives
+/// `conv_transpose2d(ē, direct)`, `direct`: `[classes, c_in, kh, kw]`, `ē` the error at every
+/// output position, with `options`' stride, padding and dilation; a tracked `direct` (DKP)
+/// receives the weight gradient of a conv of `x` with `direct`'s shape fed `ē`.
+pub fn direct_feedback_conv2d(
+    y: Tensor<4>,
+    x: Tensor<4>,
+    direct: Tensor<4>,
+    options: ConvOptions<2>,
+) -> Tensor<4> {
+    assert_eq!(
+        direct.dims()[1],
+        x.dims()[1],
+        "direct_feedback_conv2d: the direct kernel must be [classes, c_in, kh, kw]"
+    );
+    Tensor::from_dispatch(<Ext as DirectFeedbackBackend>::direct_feedback_conv2d(
+        y.into_dispatch(),
+        x.into_dispatch(),
+        direct.into_dispatch(),
+        options,
+        pending_cell(),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::device::test_devices;
+    use crate::ops::{feedback_conv2d, feedback_linear};
+    use burn::tensor::activation::relu;
+    use burn::tensor::module::{conv_transpose2d, conv2d};
+    use burn::tensor::ops::ConvTransposeOptions;
+    use burn::tensor::{Device, Distribution, Tolerance};
+
+    fn rand<const D: usize>(shape: [usize; D], device: &Device) -> Tensor<D> {
+        Tensor::random(shape, Distribution::Normal(0.0, 1.0), device)
+    }
+
+    fn close<const D: usize>(what: &str, a: Tensor<D>, b: Tensor<D>) {
+        assert_eq!(a.dims(), b.dims(), "{what}: shapes differ");
+        a.into_data()
+            .assert_approx_eq::<f32>(&b.into_data(), Tolerance::rel_abs(1e-4, 1e-4));
+    }
+
+    /// A dense DFA layer as `wt_nn::FeedbackLinear` runs it: the op on the detached input,
+    /// then the join.
+    fn dense(x: Tensor<2>, w: &Tensor<2>, direct: &Tensor<2>) -> Tensor<2> {
+        let y = feedback_linear(x.clone().detach(), w.clone(), w.clone().detach(), None);
+        direct_feedback_linear(y, x, direct.clone())
+    }
+
+    /// 5 → 8 → 6 → 3 with ReLUs and loss `Σ ŷ ⊙ u`, so `e = u`: each hidden layer's output
+    /// gradient is `(e·Dᵀ of the layer above) ⊙ relu'`, the last layer's is `e`, and the input
+    /// receives `e·D1ᵀ`. Checked against that math, and against backprop's differing gradients.
+    /// The `D`s are tracked, as DKP's are: each receives `(its layer's input)ᵀ·e`.
+    #[test]
+    fn dense_dfa_gradients_are_the_direct_signals_through_each_layers_derivative() {
+        let _serial = crate::device::device_test_lock();
+        for (name, device) in test_devices() {
+            let ad = device.clone().autodiff();
+            let leaf = |t: Tensor<2>| Tensor::<2>::from_data(t.to_data(), &ad).require_grad();
+            let (x, u) = (rand([4, 5], &device), rand([4, 3], &device));
+            let w: Vec<Tensor<2>> = [[5, 8], [8, 6], [6, 3]]
+                .into_iter()
+                .map(|s| rand(s, &device))
+                .collect();
+            let d: Vec<Tensor<2>> = [[5, 3], [8, 3], [6, 3]]
+                .into_iter()
+                .map(|s| Tensor::from_data(rand(s, &device).to_data(), &ad).require_grad())
+                .collect();
+            let (xt, wt) = (
+                leaf(x.clone()),
+                w.iter().cloned().map(leaf).collect::<Vec<_>>(),
+            );
+            let h1 = relu(dense(xt.clone(), &wt[0], &d[0]));
+            let h2 = relu(dense(h1.clone(), &wt[1], &d[1]));
+            let out = direct_error(dense(h2.clone(), &wt[2], &d[2]));
+            let u_ad = Tensor::<2>::from_data(u.to_data(), &ad);
+            let grads = (out * u_ad).sum().backward();
+
+            let dd: Vec<Tensor<2>> = d.iter().map(|t| t.grad(&grads).unwrap()).collect();
+            let d: Vec<Tensor<2>> = d.into_iter().map(|t| t.inner()).collect();
+            let (h1, h2) = (h1.inner(), h2.inner());
+            let relu_grad = |h: &Tensor<2>| h.clone().greater_elem(0.0).float();
+            let delta2 = u.clone().matmul(d[2].clone().transpose()) * relu_grad(&h2);
+            let delta1 = u.clone().matmul(d[1].clone().transpose()) * relu_grad(&h1);
+            let what = |t: &str| format!("{name}: {t}");
+            close(
+                &what("dW3 = h2ᵀ·e"),
+                wt[2].grad(&grads).unwrap(),
+                h2.clone().transpose().matmul(u.clone()),
+            );
+            close(
+                &what("dW2"),
+                wt[1].grad(&grads).unwrap(),
+                h1.clone().transpose().matmul(delta2.clone()),
+            );
+            close(
+                &what("dW1"),
+                wt[0].grad(&grads).unwrap(),
+                x.clone().transpose().matmul(delta1),
+            );
+            close(
+                &what("dx = e·D1ᵀ"),
+                xt.grad(&grads).unwrap(),
+                u.clone().matmul(d[0].clone().transpose()),
+            );
+            close(
+                &what("dD1 = xᵀ·e"),
+                dd[0].clone(),
+                x.clone().transpose().matmul(u.clone()),
+            );
+            close(
+                &what("dD2 = h1ᵀ·e"),
+                dd[1].clone(),
+                h1.clone().transpose().matmul(u.clone()),
+            );
+            close(
+                &what("dD3 = h2ᵀ·e"),
+                dd[2].clone(),
+                h2.clone().transpose().matmul(u.clone()),
+            );
+            // Backprop's dW2 differs: DFA really replaced the error from above.
+            let bp_delta2 = u.matmul(w[2].clone().transpose()) * relu_grad(&h2);
+            let bp = h1.transpose().matmul(bp_delta2);
+            let gap = (wt[1].grad(&grads).unwrap() - bp)
+                .abs()
+                .max()
+                .into_scalar::<f64>();
+            assert!(gap > 1e-2, "{name}: DFA's dW2 equals backprop's");
+        }
+    }
+
+    /// A conv DFA net: x `[2, 2, 6, 6]` → conv 3×3 pad 1 (2→3) → ReLU → conv 3×3 stride 2
+    /// pad 1 (3→4) → ReLU → flatten (36) → dense (36→5) → `direct_error`. Each conv's input
+    /// receives `conv_transpose2d(ē, D)`, `ē` the error at each of its output positions; each
+    /// tracked `D` (DKP) the weight gradient of a conv of the layer's input fed `ē`.
+    #[test]
+    fn conv_dfa_gradients_are_the_direct_signals_through_each_layers_derivative() {
+        let _serial = crate::device::device_test_lock();
+        for (name, device) in test_devices() {
+            let ad = device.clone().autodiff();
+            let on_ad = |t: &Tensor<4>| Tensor::<4>::from_data(t.to_data(), &ad);
+            let (x, u) = (rand([2, 2, 6, 6], &device), rand([2, 5], &device));
+            let (w1, w2, w3) = (
+                rand([3, 2, 3, 3], &device),
+                rand([4, 3, 3, 3], &device),
+                rand([36, 5], &device),
+            );
+            let (d1, d2, d3) = (
+                rand([5, 2, 3, 3], &device),
+                rand([5, 3, 3, 3], &device),
+                rand([36, 5], &device),
+            );
+            let o1 = ConvOptions::new([1, 1], [1, 1], [1, 1], 1);
+            let o2 = ConvOptions::new([2, 2], [1, 1], [1, 1], 1);
+            let conv = |x: Tensor<4>, w: &Tensor<4>, d: &Tensor<4>, o: &ConvOptions<2>| {
+                let (w, d) = (on_ad(w).require_grad(), on_ad(d).require_grad());
+                let y = feedback_conv2d(
+                    x.clone().detach(),
+                    w.clone(),
+                    w.clone().detach(),
+                    None,
+                    o.clone(),
+                );
+                (direct_feedback_conv2d(y, x, d.clone(), o.clone()), w, d)
+            };
+            let xt = on_ad(&x).require_grad();
+            let (z1, w1t, d1t) = conv(xt.clone(), &w1, &d1, &o1);
+            let h1 = relu(z1);
+            let (z2, w2t, d2t) = conv(h1.clone(), &w2, &d2, &o2);
+            let h2 = relu(z2);
+            let w3t = Tensor::<2>::from_data(w3.to_data(), &ad).require_grad();
+            let d3t = Tensor::<2>::from_data(d3.to_data(), &ad).require_grad();
+            let flat: Tensor<2> = h2.clone().flatten(1, 3);
+            let y3 = feedback_linear(
+                flat.clone().detach(),
+                w3t.clone(),
+                w3t.clone().detach(),
+                None,
+            );
+            let out = direct_error(direct_feedback_linear(y3, flat.clone(), d3t.clone()));
+            let grads = (out * Tensor::<2>::from_data(u.to_data(), &ad))
+                .sum()
+                .backward();
+
+            let (h1, h2) = (h1.inner(), h2.inner());
+            let spread = |hw: usize| u.clone().reshape([2, 5, 1, 1]).expand([2, 5, hw, hw]);
+            let step = |stride: usize, out_pad: usize| {
+                ConvTransposeOptions::new([stride; 2], [1, 1], [out_pad; 2], [1, 1], 1)
+            };
+            // conv2's output gradient: the dense layer's direct signal, through ReLU.
+            let delta2 = u
+                .clone()
+                .matmul(d3.clone().transpose())
+                .reshape([2, 4, 3, 3])
+                * h2.greater_elem(0.0).float();
+            // conv1's output gradient: conv2's direct signal (3×3 outputs back to 6×6).
+            let delta1 = conv_transpose2d(spread(3), d2.clone(), None, step(2, 1))
+                * h1.clone().greater_elem(0.0).float();
+            // Weight gradients of a plain conv with those output gradients (Burn's autodiff).
+            let weight_grad =
+                |input: Tensor<4>, w: &Tensor<4>, delta: Tensor<4>, o: &ConvOptions<2>| {
+                    let w = on_ad(w).require_grad();
+                    let g = (conv2d(on_ad(&input), w.clone(), None, o.clone()) * on_ad(&delta))
+                        .sum()
+                        .backward();
+                    w.grad(&g).unwrap()
+                };
+            let what = |t: &str| format!("{name}: {t}");
+            close(
+                &what("conv2 dW"),
+                w2t.grad(&grads).unwrap(),
+                weight_grad(h1.clone(), &w2, delta2, &o2),
+            );
+            close(
+                &what("conv1 dW"),
+                w1t.grad(&grads).unwrap(),
+                weight_grad(x.clone(), &w1, delta1, &o1),
+            );
+            close(
+                &what("dx"),
+                xt.grad(&grads).unwrap(),
+                conv_transpose2d(spread(6), d1.clone(), None, step(1, 0)),
+            );
+            close(
+                &what("conv2 dD"),
+                d2t.grad(&grads).unwrap(),
+                weight_grad(h1, &d2, spread(3), &o2),
+            );
+            close(
+                &what("conv1 dD"),
+                d1t.grad(&grads).unwrap(),
+                weight_grad(x, &d1, spread(6), &o1),
+            );
+            close(
+                &what("dense dD"),
+                d3t.grad(&grads).unwrap(),
+                flat.inner().transpose().matmul(u.clone()),
+            );
+        }
+    }
+
+    #[test]
+    fn outside_autodiff_and_without_dfa_layers_the_ops_are_identities() {
+        let _serial = crate::device::device_test_lock();
+        let device = test_devices()[0].1.clone();
+        let _ = take_pending_cell();
+        let logits = rand([3, 4], &device);
+        let same = direct_error(logits.clone());
+        close("no DFA layer ran", same, logits.clone());
+        let y =
+            direct_feedback_linear(logits.clone(), rand([3, 2], &device), rand([2, 4], &device));
+        close("join outside autodiff", y, logits);
+        assert!(
+            take_pending_cell().is_some(),
+            "the join opened this forward pass's cell"
+        );
+    }
+}
