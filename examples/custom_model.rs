@@ -144,6 +144,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         label_smoothing: None,
         error_alignment: true,
         alignment_batches: 4,
+        tensorboard: None,
     };
     let data = RunData::open(&config.data, config.seed)?;
     let out = out.unwrap_or_else(|| format!("runs/custom-{}", rule.name()));

@@ -158,6 +158,7 @@ Running:
   --workers N            batch-preparing threads (default 2)
   --no-error-alignment   skip the per-epoch error- and update-angle measurement
   --alignment-batches K  probe batches the angles are averaged over (4)
+  --tensorboard DIR      also write every scalar as TensorBoard event files into DIR
   --quiet                print only the final JSON line";
 
 /// Parsed command line.
@@ -404,6 +405,7 @@ fn apply(c: &mut TrainConfig, flags: &[(String, Option<String>)]) -> Result<(), 
             "--workers" => c.workers = number(f, v)?,
             "--no-error-alignment" => c.error_alignment = false,
             "--alignment-batches" => c.alignment_batches = number(f, v)?,
+            "--tensorboard" => c.tensorboard = Some(v.into()),
             _ => return Err(cfg(format!("unknown option {f} (try --help)"))),
         }
     }
@@ -447,6 +449,7 @@ fn preset_config(p: &Preset) -> TrainConfig {
         label_smoothing: None,
         error_alignment: true,
         alignment_batches: 4,
+        tensorboard: None,
     }
 }
 

@@ -170,6 +170,10 @@ pub struct TrainConfig {
     /// `alignment_batches · min(batch_size, 128)` training images).
     #[serde(default = "alignment_batches")]
     pub alignment_batches: usize,
+    /// Also write every logged scalar as TensorBoard event files into this folder
+    /// (`crate::tensorboard`); the CSV and JSON lines stay the record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tensorboard: Option<PathBuf>,
 }
 
 fn alignment_batches() -> usize {
@@ -340,6 +344,7 @@ mod tests {
             label_smoothing: None,
             error_alignment: true,
             alignment_batches: 4,
+            tensorboard: None,
         }
     }
 

@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod plot;
 pub mod run_dir;
 mod schedule;
+pub mod tensorboard;
 pub mod trainer;
 
 pub use bm_sgd::{BatchManhattanSgd, BatchManhattanSgdConfig};

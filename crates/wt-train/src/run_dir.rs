@@ -68,6 +68,12 @@ impl RunDir {
         &self.root
     }
 
+    /// The folder's name (its last path component); it names the run's TensorBoard file.
+    pub fn name(&self) -> String {
+        (self.root.file_name())
+            .map_or_else(|| "run".to_string(), |n| n.to_string_lossy().into_owned())
+    }
+
     /// `config.toml`: the resolved config of the run.
     pub fn config(&self) -> PathBuf {
         self.root.join("config.toml")

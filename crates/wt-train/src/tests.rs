@@ -62,6 +62,7 @@ fn mnist_config(rule: &str, epochs: usize, subset: usize) -> TrainConfig {
         label_smoothing: None,
         error_alignment: true,
         alignment_batches: 2,
+        tensorboard: None,
     }
 }
 
@@ -129,8 +130,20 @@ fn one_epoch_lowers_the_test_loss(
 fn one_epoch_on_real_mnist_lowers_the_test_loss_for_every_rule() {
     let _serial = serial();
     for rule in ["bp", "fa", "usf", "brsf", "frsf", "kp", "wm", "dfa", "dkp"] {
-        let config = mnist_config(rule, 1, 2000);
+        let mut config = mnist_config(rule, 1, 2000);
+        let tb = std::env::temp_dir().join(format!("wt-tb-{rule}-{}", std::process::id()));
+        config.tensorboard = (rule == "kp").then(|| tb.clone());
         let (trained, run, dir) = one_epoch_lowers_the_test_loss(&config, rule);
+        if rule == "kp" {
+            // The run's TensorBoard file: the version event and one for the epoch.
+            let events = crate::tensorboard::event_path(&tb, &run.name());
+            let bytes = std::fs::read(&events).unwrap();
+            assert_eq!(
+                bytes,
+                crate::tensorboard::event_file_at(&trained.history, &bytes)
+            );
+            std::fs::remove_dir_all(&tb).unwrap();
+        }
         let layers = &trained.history[0].layers;
         assert_eq!(layers.len(), 2);
         assert!(layers.iter().all(|l| l.rule == rule

@@ -34,6 +34,7 @@ use crate::metrics::BlockMetrics;
 use crate::metrics::{self, EpochMetrics, Evaluation, LayerMetrics};
 use crate::plot;
 use crate::run_dir::RunDir;
+use crate::tensorboard;
 
 /// What [`fit`] returns: the trained model (on the autodiff device) and every epoch's metrics.
 #[derive(Debug)]
@@ -445,6 +446,9 @@ pub fn fit<M: ImageClassifier>(
         )?;
         if let Err(e) = plot::draw_all(&progress.history, &run.plots()) {
             say(format!("warning: plots not drawn: {e}"));
+        }
+        if let Some(dir) = &config.tensorboard {
+            tensorboard::write(dir, &run.name(), &progress.history)?;
         }
     }
     // The last checkpoint's model bytes (the model is not changed after it); serialised here
