@@ -538,14 +538,23 @@ pub fn epoch_line(m: &EpochMetrics, epochs: usize) -> String {
         .validation
         .map(|v| format!(", validation {:.2}%", 100.0 * v.top1))
         .unwrap_or_default();
-    let angles: Vec<String> = m
-        .layers
-        .iter()
-        .map(|l| match l.error_angle_deg {
-            Some(e) => format!("{} {:.1}°/{:.1}°", l.path, l.angle_deg, e),
-            None => format!("{} {:.1}°", l.path, l.angle_deg),
-        })
-        .collect();
+    let angles = if m.layers.len() <= EPOCH_LINE_LAYERS {
+        let each: Vec<String> = (m.layers.iter())
+            .map(|l| match l.error_angle_deg {
+                Some(e) => format!("{} {:.1}°/{:.1}°", l.path, l.angle_deg, e),
+                None => format!("{} {:.1}°", l.path, l.angle_deg),
+            })
+            .collect();
+        each.join(", ")
+    } else {
+        // A deep net's layers do not fit a line: their spread, the list is in metrics.csv.
+        let bw = spread(m.layers.iter().map(|l| l.angle_deg));
+        let error = spread(m.layers.iter().filter_map(|l| l.error_angle_deg));
+        format!(
+            "{} layers, B-W {bw}, error {error} (per layer: metrics.csv)",
+            m.layers.len()
+        )
+    };
     format!(
         "epoch {}/{epochs}: train loss {:.4}, train {:.2}%{val}, test {:.2}% (top-5 {:.2}%), {:.1}s, {:.0} img/s; B-W / error angles: {}",
         m.epoch,
@@ -555,8 +564,26 @@ pub fn epoch_line(m: &EpochMetrics, epochs: usize) -> String {
         100.0 * m.test.top5,
         m.train_seconds,
         m.images_per_s,
-        angles.join(", ")
+        angles
     )
+}
+
+/// Layers the epoch line lists one by one; deeper nets get [`spread`]s.
+const EPOCH_LINE_LAYERS: usize = 8;
+
+/// `median m° (a–b°)` of the finite values, or `–` when there are none.
+fn spread(values: impl Iterator<Item = f64>) -> String {
+    let mut v: Vec<f64> = values.filter(|x| x.is_finite()).collect();
+    if v.is_empty() {
+        return "–".to_string();
+    }
+    v.sort_by(f64::total_cmp);
+    let median = if v.len() % 2 == 1 {
+        v[v.len() / 2]
+    } else {
+        (v[v.len() / 2 - 1] + v[v.len() / 2]) / 2.0
+    };
+    format!("median {median:.1}° ({:.1}–{:.1}°)", v[0], v[v.len() - 1])
 }
 
 /// The JSON line examples end with: rule, model, epochs, test accuracy, per-layer angles.
