@@ -362,21 +362,11 @@ pub fn direct_feedback_conv2d(
 mod tests {
     use super::*;
     use crate::device::test_devices;
+    use crate::ops::tests::{close, rand};
     use crate::ops::{feedback_conv2d, feedback_linear};
     use burn::tensor::activation::relu;
     use burn::tensor::module::{conv_transpose2d, conv2d};
     use burn::tensor::ops::ConvTransposeOptions;
-    use burn::tensor::{Device, Distribution, Tolerance};
-
-    fn rand<const D: usize>(shape: [usize; D], device: &Device) -> Tensor<D> {
-        Tensor::random(shape, Distribution::Normal(0.0, 1.0), device)
-    }
-
-    fn close<const D: usize>(what: &str, a: Tensor<D>, b: Tensor<D>) {
-        assert_eq!(a.dims(), b.dims(), "{what}: shapes differ");
-        a.into_data()
-            .assert_approx_eq::<f32>(&b.into_data(), Tolerance::rel_abs(1e-4, 1e-4));
-    }
 
     /// A dense DFA layer as `wt_nn::FeedbackLinear` runs it: the op on the detached input,
     /// then the join.

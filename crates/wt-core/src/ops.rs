@@ -680,18 +680,18 @@ pub fn conv2d_correlation(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::device::test_devices;
     use burn::tensor::module::{conv_transpose2d, conv2d, linear};
     use burn::tensor::ops::ConvTransposeOptions;
     use burn::tensor::{Device, Distribution, Tolerance};
 
-    fn rand<const D: usize>(shape: [usize; D], device: &Device) -> Tensor<D> {
+    pub(crate) fn rand<const D: usize>(shape: [usize; D], device: &Device) -> Tensor<D> {
         Tensor::random(shape, Distribution::Normal(0.0, 1.0), device)
     }
 
-    fn close<const D: usize>(what: &str, a: Tensor<D>, b: Tensor<D>) {
+    pub(crate) fn close<const D: usize>(what: &str, a: Tensor<D>, b: Tensor<D>) {
         assert_eq!(a.dims(), b.dims(), "{what}: shapes differ");
         a.into_data()
             .assert_approx_eq::<f32>(&b.into_data(), Tolerance::rel_abs(1e-4, 1e-4));

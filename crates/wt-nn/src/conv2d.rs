@@ -161,29 +161,21 @@ impl FeedbackConv2d {
     /// the rule draws one) comes from Burn's default conv initialiser for the same fans.
     pub fn from_conv2d(conv: Conv2d, rule: Rule) -> Self {
         let [c_out, c_in_group, kh, kw] = conv.weight.dims();
-        let (fan_in, fan_out) = (c_in_group * kh * kw, c_out / conv.groups * kh * kw);
         let init = FeedbackConv2dConfig::new([c_in_group * conv.groups, c_out], [kh, kw]);
-        let (feedback, sign_scale) = init_rule_state(
-            &rule,
-            &init.initializer,
-            [c_out, c_in_group, kh, kw],
-            (fan_in, fan_out),
-            &conv.weight.val(),
-            |outputs| direct_shape(c_in_group * conv.groups, [kh, kw], outputs),
-        );
         FeedbackConv2d {
             weight: conv.weight,
             bias: conv.bias,
-            feedback,
+            feedback: None,
             stride: conv.stride,
             kernel_size: conv.kernel_size,
             dilation: conv.dilation,
             groups: conv.groups,
             padding: conv.padding,
-            rule,
-            sign_scale,
+            rule: Rule::default(),
+            sign_scale: 0.0,
             initializer: init.initializer,
         }
+        .with_rule(rule)
     }
 
     /// The same layer (`W`, `b` and geometry kept) on another rule: what the rule stores is

@@ -10,7 +10,6 @@ use std::collections::BTreeMap;
 use burn::module::{Module, ModuleMapper};
 
 use crate::pass::{self, Pass};
-use crate::step::weight_alignment;
 use wt_core::Rule;
 
 /// Rule overrides by layer-path pattern.
@@ -41,13 +40,7 @@ pub fn rule_for(rules: &LayerRules, path: &str) -> Option<Rule> {
         .map(|(_, rule)| *rule)
 }
 
-/// Dotted paths of every feedback layer of `model`, in visiting order.
-pub fn layer_paths<M: Module>(model: &M) -> Vec<String> {
-    weight_alignment(model)
-        .into_iter()
-        .map(|l| l.path)
-        .collect()
-}
+pub use crate::step::layer_paths;
 
 /// A pattern that names no layer: the message lists the layers there are.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,6 +70,15 @@ impl std::error::Error for UnmatchedPattern {}
 /// so applying the same overrides twice changes nothing.
 pub fn map_layer_rules<M: Module>(model: M, rule_at: impl Fn(&str) -> Option<Rule>) -> M {
     let paths = layer_paths(&model);
+    map_rules_at(model, paths, rule_at)
+}
+
+/// [`map_layer_rules`] for the model's `paths`, already read.
+fn map_rules_at<M: Module>(
+    model: M,
+    paths: Vec<String>,
+    rule_at: impl Fn(&str) -> Option<Rule>,
+) -> M {
     let rules: Vec<(String, Rule)> = paths
         .into_iter()
         .filter_map(|p| rule_at(&p).map(|r| (p, r)))
@@ -106,7 +108,7 @@ pub fn set_layer_rules<M: Module>(model: M, rules: &LayerRules) -> Result<M, Unm
             layers,
         });
     }
-    Ok(map_layer_rules(model, |path| rule_for(rules, path)))
+    Ok(map_rules_at(model, layers, |path| rule_for(rules, path)))
 }
 
 /// A mapper that only tracks the module path for rule passes.

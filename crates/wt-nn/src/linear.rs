@@ -106,23 +106,15 @@ impl FeedbackLinear {
     /// the rule draws one) comes from Burn's default linear initialiser for the same fans.
     pub fn from_linear(linear: Linear, rule: Rule) -> Self {
         let [d_input, d_output] = linear.weight.dims();
-        let init = FeedbackLinearConfig::new(d_input, d_output).with_rule(rule);
-        let (feedback, sign_scale) = init_rule_state(
-            &rule,
-            &init.initializer,
-            [d_input, d_output],
-            (d_input, d_output),
-            &linear.weight.val(),
-            |outputs| direct_shape(d_input, outputs),
-        );
         FeedbackLinear {
             weight: linear.weight,
             bias: linear.bias,
-            feedback,
-            rule,
-            sign_scale,
-            initializer: init.initializer,
+            feedback: None,
+            rule: Rule::default(),
+            sign_scale: 0.0,
+            initializer: FeedbackLinearConfig::new(d_input, d_output).initializer,
         }
+        .with_rule(rule)
     }
 
     /// The same layer (`W`, `b` kept) on another rule: what the rule stores is drawn afresh

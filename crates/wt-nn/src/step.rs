@@ -82,6 +82,11 @@ fn snapshots<M: Module>(model: &M) -> Vec<LayerSnapshot> {
     }
 }
 
+/// Dotted paths of every feedback layer of `model`, in visiting order.
+pub fn layer_paths<M: Module>(model: &M) -> Vec<String> {
+    snapshots(model).into_iter().map(|l| l.path).collect()
+}
+
 /// Number of values the feedback layers of `model` store for their rules (`B` for FA, KP
 /// and WM, `|R0|` for frSF; nothing for BP, uSF and brSF). `model.num_params()` minus this is
 /// the parameter count of the same network trained with backprop.
