@@ -16,6 +16,7 @@ use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{Linear, LinearConfig, PaddingConfig2d};
 use burn::tensor::{Device, Distribution, Tensor};
 use criterion::{Criterion, criterion_group, criterion_main};
+use wt::wt_core::Named;
 use wt::{FeedbackConv2d, FeedbackConv2dConfig, FeedbackLinear, FeedbackLinearConfig, Rule};
 
 #[path = "common/layer_step.rs"]
@@ -23,10 +24,7 @@ mod layer_step;
 use layer_step::step;
 
 fn rules() -> impl Iterator<Item = (&'static str, Rule)> {
-    Rule::NAMES.iter().map(|&name| {
-        let rule: Rule = name.parse().expect("a name of Rule::NAMES");
-        (name, rule.with_outputs(10))
-    })
+    (Rule::all().into_iter()).map(|rule| (rule.name(), rule.with_outputs(10)))
 }
 
 fn linear(c: &mut Criterion, device: &Device) {

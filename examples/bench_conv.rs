@@ -8,14 +8,14 @@
 //! ```text
 //! cargo run --release --example bench_conv                 # about 2 minutes on 2 cores
 //! ```
-//! Options: `--reps N` (9), `--warmup N` (2), `--layers resnet20,resnet18` (both). Prints a
-//! table and one JSON line per layer and op: `{"model":"resnet20","layer":"s1",
+//! `--help` lists the options (rounds, warm-up, which models' layers). Prints a table and one JSON line per layer and op: `{"model":"resnet20","layer":"s1",
 //! "op":"forward","wt_ms":..,"burn_ms":..,"gflops":..}` (`gflops`: wt's, 2·MACs per second).
 
 use burn::backend::Flex;
 use burn::backend::flex::FlexTensor;
 use burn::tensor::TensorData;
 use burn::tensor::ops::ConvOptions;
+use clap::Parser;
 use wt::wt_core::Kernels;
 use wt::wt_core::kernels::{ConvGeometry, set_flex_kernels};
 
@@ -73,35 +73,33 @@ fn random(shape: [usize; 4], seed: u64) -> FlexTensor {
     FlexTensor::from_data(TensorData::new(data, shape))
 }
 
+/// wt's convolution kernels against Burn's Flex ops, per layer.
+#[derive(Parser)]
+struct Cli {
+    /// Measured rounds
+    #[arg(long, default_value_t = 9)]
+    reps: usize,
+    /// Unmeasured rounds first
+    #[arg(long, default_value_t = 2)]
+    warmup: usize,
+    /// Models whose conv layers are timed
+    #[arg(long, value_delimiter = ',', default_value = "resnet20,resnet18",
+          value_parser = ["resnet20", "resnet18"])]
+    layers: Vec<String>,
+}
+
 fn main() {
     wt::wt_core::allocator::keep_freed_memory();
-    let (mut reps, mut warmup, mut models) = (9usize, 2usize, "resnet20,resnet18".to_string());
-    let mut args = std::env::args().skip(1);
-    while let Some(flag) = args.next() {
-        let Some(value) = args.next() else {
-            eprintln!("error: {flag} needs a value");
-            std::process::exit(2)
-        };
-        let count = || {
-            value.parse::<usize>().unwrap_or_else(|_| {
-                eprintln!("error: {flag}: `{value}` is not a count");
-                std::process::exit(2)
-            })
-        };
-        match flag.as_str() {
-            "--reps" => reps = count().max(1),
-            "--warmup" => warmup = count(),
-            "--layers" => models = value.clone(),
-            _ => {
-                eprintln!("error: unknown option {flag}");
-                std::process::exit(2)
-            }
-        }
-    }
+    let Cli {
+        reps,
+        warmup,
+        layers: models,
+    } = Cli::parse();
+    let reps = reps.max(1);
     println!("model     layer                op        wt_ms   burn_ms  burn/wt  wt_GFLOP/s");
     let mut json = Vec::new();
     for &(model, layer, batch, c_in, c_out, side, k, stride) in LAYERS {
-        if !models.split(',').any(|m| m.trim() == model) {
+        if !models.iter().any(|m| m == model) {
             continue;
         }
         let pad = k / 2;

@@ -9,11 +9,8 @@
 //! cargo run --release --features ndarray --example bench_models -- --device ndarray --models mlp
 //! cargo run --release --features wgpu --example bench_models -- --device wgpu --steps 3
 //! ```
-//! Options: `--device NAME` (flex), `--models mlp,resnet20,resnet18` (all three; ResNet-18 with
-//! the CIFAR stem at batch 32, the others at batch 128), `--rules bp,fa,...` (all),
-//! `--steps N` (41 for the MLP, whose steps take 10-20 ms, 5 for the others), `--warmup N` (2),
-//! `--conv-kernels wt|burn|both` (Flex's convolutions through wt's kernels, the default, through
-//! Burn's own ops, or both as separate cases of the same rounds). Prints a table and one JSON
+//! `--help` lists the options (device, models, rules, steps, warm-up, convolution kernels).
+//! Prints a table and one JSON
 //! line per row: `{"model":"resnet20","rule":"fa","backend":"flex","conv":"wt","batch":128,
 //! "step_ms":..,"images_per_s":..,"ratio_to_bp":..}` (`ratio_to_bp`: to BP with the same kernels).
 
@@ -21,9 +18,12 @@ use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::momentum::MomentumConfig;
 use burn::optim::{GradientsParams, ModuleOptimizer, SgdConfig};
 use burn::tensor::{Distribution, Int, Tensor, TensorData};
+use clap::Parser;
 use wt::Rule;
+use wt::wt_core::Named;
 use wt::wt_core::device::parse_device;
 use wt::wt_models::{Architecture, ImageClassifier, Model, ModelConfig};
+use wt::wt_train::cli::one_of;
 
 /// (architecture, batch, channels, side, classes) of a benchmarked model.
 fn shape(name: &str) -> Result<(Architecture, usize, usize, usize), String> {
@@ -50,50 +50,48 @@ fn main() {
     }
 }
 
+/// Training-step throughput of the zoo models for every rule on one device.
+#[derive(Parser)]
+struct Cli {
+    /// Device: flex, ndarray, wgpu, cuda[:N] (what this build has)
+    #[arg(long, default_value = "flex")]
+    device: String,
+    /// Models (ResNet-18 with the CIFAR stem at batch 32, the others at batch 128)
+    #[arg(long, value_delimiter = ',', default_value = "mlp,resnet20,resnet18",
+          value_parser = ["mlp", "resnet20", "resnet18", "lenet"])]
+    models: Vec<String>,
+    /// Rules (default: all)
+    #[arg(long, value_delimiter = ',', value_parser = one_of::<Rule>())]
+    rules: Vec<Rule>,
+    /// Timed steps (default 41 for the MLP, 5 for the others)
+    #[arg(long)]
+    steps: Option<usize>,
+    /// Untimed steps first
+    #[arg(long, default_value_t = 2)]
+    warmup: usize,
+    /// Flex's convolutions through wt's kernels, through Burn's own ops, or both as separate
+    /// cases of the same rounds
+    #[arg(long, default_value = "wt", value_parser = ["wt", "burn", "both"])]
+    conv_kernels: String,
+}
+
 fn run() -> Result<(), String> {
-    let (mut device_name, mut models, mut rules) = (
-        "flex".to_string(),
-        "mlp,resnet20,resnet18".to_string(),
-        Rule::NAMES.join(","),
-    );
-    let (mut steps, mut warmup) = (None::<usize>, 2usize);
-    let mut kernels = vec![("wt", true)];
-    let mut args = std::env::args().skip(1);
-    while let Some(flag) = args.next() {
-        let value = args.next().ok_or(format!("{flag} needs a value"))?;
-        let int = |v: &str| {
-            v.parse::<usize>()
-                .map_err(|_| format!("{flag}: `{v}` is not a count"))
-        };
-        match flag.as_str() {
-            "--device" => device_name = value,
-            "--models" => models = value,
-            "--rules" => rules = value,
-            "--steps" => steps = Some(int(&value)?.max(1)),
-            "--warmup" => warmup = int(&value)?,
-            "--conv-kernels" => {
-                kernels = match value.as_str() {
-                    "wt" => vec![("wt", true)],
-                    "burn" => vec![("burn", false)],
-                    "both" => vec![("wt", true), ("burn", false)],
-                    _ => return Err(format!("--conv-kernels: `{value}` is not wt, burn or both")),
-                }
-            }
-            _ => return Err(format!("unknown option {flag}")),
-        }
-    }
+    let cli = Cli::parse();
+    let (device_name, models, warmup) = (cli.device, cli.models.join(","), cli.warmup);
+    let steps = cli.steps.map(|s| s.max(1));
+    let kernels = match cli.conv_kernels.as_str() {
+        "wt" => vec![("wt", true)],
+        "burn" => vec![("burn", false)],
+        _ => vec![("wt", true), ("burn", false)],
+    };
+    let rules = if cli.rules.is_empty() {
+        Rule::all()
+    } else {
+        cli.rules
+    };
+    let rule_names: Vec<&'static str> = rules.iter().map(|r| r.name()).collect();
     let device = parse_device(&device_name)?;
     let ad = device.clone().autodiff();
-    let rule_names: Vec<&'static str> = rules
-        .split(',')
-        .map(|r| {
-            Rule::NAMES
-                .iter()
-                .find(|n| **n == r.trim())
-                .copied()
-                .ok_or(format!("--rules: unknown rule `{r}`"))
-        })
-        .collect::<Result<_, _>>()?;
     let criterion = CrossEntropyLossConfig::new().init(&ad);
     let mut rows = Vec::new();
     println!("model     rule  conv  batch  step_ms  images/s  ratio_to_bp   ({device_name})");
@@ -116,7 +114,7 @@ fn run() -> Result<(), String> {
         let mut cases: Vec<Box<dyn FnMut() -> Result<(), String> + '_>> = case_keys
             .iter()
             .map(|&(rule, _, kernels_on)| {
-                let rule: Rule = rule.parse().expect("a rule of Rule::NAMES");
+                let rule: Rule = rule.parse().expect("a rule name");
                 let mut model: Option<Model> =
                     Some(ModelConfig::new(arch, 10, channels, side, rule).init(&ad));
                 let mut optim: ModuleOptimizer = SgdConfig::new()

@@ -8,12 +8,14 @@
 //! cargo run --release --example bench_rules                      # flex, under 5 minutes
 //! cargo run --release --features ndarray --example bench_rules -- --device ndarray
 //! ```
-//! Options: `--device NAME` (flex), `--reps N` (15), `--warmup N` (3). Prints a table and one
+//! `--help` lists the options (device, rounds, warm-up). Prints a table and one
 //! JSON line per row: `{"layer":"linear","rule":"fa","backend":"flex","ratio_to_burn":1.01}`.
 
 use burn::nn::conv::Conv2dConfig;
 use burn::nn::{LinearConfig, PaddingConfig2d};
 use burn::tensor::{Device, Distribution, Tensor};
+use clap::Parser;
+use wt::wt_core::Named;
 use wt::wt_core::device::parse_device;
 use wt::{FeedbackConv2dConfig, FeedbackLinearConfig, Rule};
 
@@ -34,39 +36,35 @@ fn case<'a>(mut step: impl FnMut() + 'a) -> Case<'a> {
     })
 }
 
+/// Each rule's layer cost against Burn's own layers.
+#[derive(Parser)]
+struct Cli {
+    /// Device: flex, ndarray, wgpu, cuda[:N] (what this build has)
+    #[arg(long, default_value = "flex")]
+    device: String,
+    /// Measured rounds
+    #[arg(long, default_value_t = 15)]
+    reps: usize,
+    /// Unmeasured rounds first
+    #[arg(long, default_value_t = 3)]
+    warmup: usize,
+}
+
 fn main() {
     wt::wt_core::allocator::keep_freed_memory();
-    let (mut device_name, mut reps, mut warmup) = ("flex".to_string(), 15usize, 3usize);
-    let mut args = std::env::args().skip(1);
-    while let Some(flag) = args.next() {
-        let value = args.next().unwrap_or_else(|| {
-            eprintln!("error: {flag} needs a value");
-            std::process::exit(2)
-        });
-        let count = || {
-            value.parse::<usize>().unwrap_or_else(|_| {
-                eprintln!("error: {flag}: `{value}` is not a count");
-                std::process::exit(2)
-            })
-        };
-        match flag.as_str() {
-            "--device" => device_name = value.clone(),
-            "--reps" => reps = count().max(1),
-            "--warmup" => warmup = count(),
-            _ => {
-                eprintln!("error: unknown option {flag}");
-                std::process::exit(2)
-            }
-        }
-    }
+    let Cli {
+        device: device_name,
+        reps,
+        warmup,
+    } = Cli::parse();
+    let reps = reps.max(1);
     let device: Device = parse_device(&device_name).unwrap_or_else(|e| {
         eprintln!("error: {e}");
         std::process::exit(2)
     });
     let ad = device.clone().autodiff();
-    let rules: Vec<(&str, Rule)> = Rule::NAMES
-        .iter()
-        .map(|n| (*n, n.parse::<Rule>().expect("rule name").with_outputs(10)))
+    let rules: Vec<(&str, Rule)> = (Rule::all().into_iter())
+        .map(|r| (r.name(), r.with_outputs(10)))
         .collect();
     println!("layer   rule  median_ms  burn_ms  ratio   ({device_name})");
     let mut rows = Vec::new();

@@ -4,13 +4,14 @@
 //! and ending with one JSON line.
 //!
 //! ```text
-//! cargo run --release --example cifar10 -- --model resnet20 --rule kp --epochs 20 --out runs/r20-kp
+//! cargo run --release --example cifar10 -- --data ../shared/data/cifar-10-approx --model resnet20 --rule kp --epochs 20 --out runs/r20-kp
 //! cargo run --release --example cifar10 -- --out runs/r20-kp --resume
 //! cargo run --release --example cifar10 -- --config runs/r20-kp/config.toml --out runs/r20-kp-again
 //! ```
-//! The default data is `../shared/data/cifar-10-approx` (an approximate copy of CIFAR-10; see
-//! its README); point `--data` at `cifar-10-binary.tar.gz` or `cifar-10-batches-bin/`.
-//! `--help` lists every option.
+//! `--data` takes `cifar-10-binary.tar.gz`, `cifar-10-batches-bin/` or its parent; without it
+//! the data is looked for under `$WT_DATA` and the cache folder, and `--download` fetches the
+//! official archive (docs/training.md). `../shared/data/cifar-10-approx` is an approximate copy
+//! (see its README). `--help` lists every option.
 
 fn main() {
     wt::wt_train::cli::main(wt::wt_train::cli::Preset::cifar10());

@@ -7,15 +7,21 @@
 //! ```text
 //! cargo run --release --example custom_model -- --rule kp --epochs 2
 //! ```
-//! Options: `--rule NAME` (kp), `--epochs N` (2), `--data DIR` (../shared/data/mnist),
-//! `--device NAME` (flex), `--out DIR` (runs/custom-<rule>, replaced if it exists).
+//! `--help` lists the options: rule (kp), epochs (2), `--data DIR` (default `mnist` under
+//! `$WT_DATA` or the cache folder), device (flex), `--out DIR` (runs/custom-<rule>, replaced if
+//! it exists).
+
+use std::path::PathBuf;
 
 use burn::module::Module;
 use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig, PaddingConfig2d};
 use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
+use clap::Parser;
 use wt::wt_models::{Architecture, ImageClassifier, ModelConfig};
+use wt::wt_train::cli::one_of;
+use wt::wt_train::data::locate_data;
 use wt::wt_train::{
     DataConfig, DatasetKind, FitOptions, OptimizerConfig, OptimizerKind, RunData, RunDir, RunMode,
     Schedule, ScheduleConfig, TrainConfig, final_json, fit,
@@ -78,6 +84,26 @@ impl ImageClassifier for SmallConvNet {
     }
 }
 
+/// Trains a user's own Burn model (a small conv net) on MNIST with any rule.
+#[derive(Parser)]
+struct Cli {
+    /// Learning rule of every feedback layer
+    #[arg(long, default_value = "kp", value_parser = one_of::<Rule>())]
+    rule: Rule,
+    /// Epochs
+    #[arg(long, default_value_t = 2)]
+    epochs: usize,
+    /// MNIST folder (default: found under $WT_DATA or the cache folder)
+    #[arg(long, value_name = "DIR")]
+    data: Option<PathBuf>,
+    /// flex, ndarray, wgpu, cuda[:N] (what this build has)
+    #[arg(long, default_value = "flex")]
+    device: String,
+    /// Run folder (default runs/custom-<rule>)
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+}
+
 fn main() {
     wt::wt_core::allocator::keep_freed_memory();
     if let Err(e) = run() {
@@ -87,39 +113,32 @@ fn main() {
 }
 
 fn run() -> Result<(), Box<dyn std::error::Error>> {
-    let mut args = std::env::args().skip(1);
-    let (mut rule, mut epochs, mut data, mut device, mut out) = (
-        "kp".to_string(),
-        2usize,
-        "../shared/data/mnist".to_string(),
-        "flex".to_string(),
-        None,
-    );
-    while let Some(flag) = args.next() {
-        let value = args.next().ok_or(format!("{flag} needs a value"))?;
-        match flag.as_str() {
-            "--rule" => rule = value,
-            "--epochs" => epochs = value.parse()?,
-            "--data" => data = value,
-            "--device" => device = value,
-            "--out" => out = Some(value),
-            _ => return Err(format!("unknown option {flag}").into()),
-        }
-    }
-    let rule: Rule = rule.parse()?;
+    let Cli {
+        rule,
+        epochs,
+        data,
+        device,
+        out,
+    } = Cli::parse();
+    let data = match data {
+        Some(dir) => dir,
+        None => locate_data(DatasetKind::Mnist, false)?,
+    };
     let config = TrainConfig {
         // Only `rule` (for reports) and `mirror_warmup`'s rule check are read from here: the
         // network comes from the builder given to `fit`.
         model: ModelConfig::new(Architecture::Lenet, 10, 1, 28, rule),
         data: DataConfig {
             dataset: DatasetKind::Mnist,
-            dir: data.into(),
+            dir: data,
             validation: 0,
             train_subset: None,
             test_subset: None,
             augment: false,
             class_index: None,
             image_size: None,
+            skip_undecodable: false,
+            val_labels: None,
         },
         optimizer: OptimizerConfig {
             kind: OptimizerKind::Sgd,
@@ -147,7 +166,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         tensorboard: None,
     };
     let data = RunData::open(&config.data, config.seed)?;
-    let out = out.unwrap_or_else(|| format!("runs/custom-{}", rule.name()));
+    let out = out.unwrap_or_else(|| format!("runs/custom-{}", rule.name()).into());
     let run = RunDir::open(&out, RunMode::Overwrite)?;
     let trained = fit(&config, &data, &run, FitOptions::default(), |device| {
         SmallConvNet::new(rule, device)

@@ -5,11 +5,8 @@
 //! ```text
 //! cargo run --release --example data_throughput -- --imagenet-train ../shared/data/imagenette-mini/train --workers 2
 //! ```
-//! Options: `--imagenet-train DIR` (a folder of class folders), `--cifar DIR` (CIFAR-10, default
-//! `../shared/data/cifar-10-approx`; `none` to skip), `--workers N` (2), `--batch N` (64 for
-//! ImageNet), `--epochs N` (passes over the ImageNet tree, 2), `--skip-bad` (skip images that do
-//! not decode and count them; without it the first one stops the run with an error naming the
-//! file). Ends with one JSON line for the ImageNet pipeline,
+//! `--help` lists the options (`--imagenet-train DIR`, `--cifar DIR|none`, workers, batch,
+//! passes, `--skip-bad`). Ends with one JSON line for the ImageNet pipeline,
 //! `{"images":N,"images_per_s":X,"skipped":K}`: N images loaded and K skipped over all passes
 //! (a bad file counts once per pass); the skipped files are listed on stderr.
 
@@ -21,49 +18,45 @@ use burn::data::dataloader::batcher::Batcher;
 use burn::data::dataloader::{DataLoader, DataLoaderBuilder};
 use burn::data::dataset::Dataset;
 use burn::tensor::Device;
+use clap::Parser;
+use wt::wt_train::DatasetKind;
+use wt::wt_train::cli::positive;
 use wt_data::{
     CifarBatcher, CifarDataset, CifarTransform, ImageBatch, ImageFolderDataset, ImageNetBatcher,
     ImageNetTransform, Indexed, SkipLog, Split,
 };
 
+/// Data pipeline throughput through Burn's data loader.
+#[derive(Parser)]
 struct Args {
+    /// ImageNet-style training folder (a folder of class folders)
+    #[arg(long = "imagenet-train", value_name = "DIR")]
     imagenet: Option<PathBuf>,
+    /// CIFAR-10 folder or archive (default: found under $WT_DATA or the cache; `none` skips)
+    #[arg(long, value_name = "DIR")]
     cifar: Option<PathBuf>,
+    /// Data-loader worker threads
+    #[arg(long, default_value_t = 2, value_parser = positive)]
     workers: usize,
+    /// ImageNet batch size
+    #[arg(long, default_value_t = 64, value_parser = positive)]
     batch: usize,
+    /// Passes over the ImageNet tree
+    #[arg(long, default_value_t = 2, value_parser = positive)]
     epochs: usize,
+    /// Skip images that do not decode and count them (without it the first one stops the run
+    /// with an error naming the file)
+    #[arg(long)]
     skip_bad: bool,
 }
 
 fn parse() -> Result<Args, String> {
-    let mut a = Args {
-        imagenet: None,
-        cifar: Some(PathBuf::from("../shared/data/cifar-10-approx")),
-        workers: 2,
-        batch: 64,
-        epochs: 2,
-        skip_bad: false,
+    let mut a = Args::parse();
+    a.cifar = match a.cifar.take() {
+        Some(dir) if dir.as_os_str() == "none" => None,
+        Some(dir) => Some(dir),
+        None => wt_data::locate::find(DatasetKind::Cifar10.usual_names()),
     };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        if flag == "--skip-bad" {
-            a.skip_bad = true;
-            continue;
-        }
-        let v = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
-        let int = |v: &str| {
-            v.parse::<usize>()
-                .map_err(|_| format!("{flag}: `{v}` is not a whole number"))
-        };
-        match flag.as_str() {
-            "--imagenet-train" => a.imagenet = Some(PathBuf::from(v)),
-            "--cifar" => a.cifar = (v != "none").then(|| PathBuf::from(v)),
-            "--workers" => a.workers = int(&v)?.max(1),
-            "--batch" => a.batch = int(&v)?.max(1),
-            "--epochs" => a.epochs = int(&v)?.max(1),
-            _ => return Err(format!("unknown option {flag}")),
-        }
-    }
     Ok(a)
 }
 

@@ -8,9 +8,10 @@
 //! cargo run --release --example imagenet -- --data /data/imagenet --rule wm --device cuda --batch 256 --epochs 90
 //! ```
 //! Labels follow the ILSVRC class index (`--class-index`, default
-//! `../shared/data/imagenet-classes/imagenet1k_classes.tsv`, 1000 outputs); pass
-//! `--class-index none` to number the classes by sorted folder names instead. The default
-//! data is the small `../shared/data/imagenette-mini` tree. `--help` lists every option.
+//! `imagenet-classes/imagenet1k_classes.tsv` under `$WT_DATA` or the cache folder, 1000
+//! outputs); pass `--class-index none` to number the classes by sorted folder names instead.
+//! Without `--data` the tree is `imagenet`, `imagenette` or `imagenette-mini` under `$WT_DATA`
+//! (`../shared/data/imagenette-mini` here). `--help` lists every option.
 
 fn main() {
     wt::wt_train::cli::main(wt::wt_train::cli::Preset::imagenet());

@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! cargo run --release --example mnist -- --rule kp --epochs 10
-//! cargo run --release --example mnist -- --dataset fashion_mnist --data ../shared/data/fashion-mnist --model lenet --rule usf
+//! cargo run --release --example mnist -- --dataset fashion_mnist --model lenet --rule usf
 //! cargo run --release --example mnist -- --out runs/mnist-mlp-kp-s1 --resume
 //! ```
 //! Defaults: MLP 784-1000-1000-10, SGD lr 0.01, momentum 0.9, weight decay 1e-4, cosine

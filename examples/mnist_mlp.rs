@@ -6,11 +6,9 @@
 //! cargo run --release --example mnist_mlp -- --rule kp --epochs 3
 //! cargo run --release --example mnist_mlp -- --rule wm --data /path/to/mnist --device flex
 //! ```
-//! Options: `--rule bp|fa|usf|brsf|frsf|kp|wm|dfa|dkp` (default bp), `--epochs N` (3), `--data DIR`
-//! (`../shared/data/mnist`), `--device flex|ndarray|wgpu|cuda[:N]` (flex), `--batch N` (128),
-//! `--lr X` (0.01), `--momentum X` (0.9), `--weight-decay X` (1e-4), `--seed N` (1),
-//! `--mirror-warmup N` (500, WM only), `--mirror-lr X` (0.005, WM only: a slow mirror suits
-//! this MLP, see docs/rules.md). Ends with one JSON line of the final metrics.
+//! `--help` lists the options and their defaults (rule bp, 3 epochs, SGD 0.01 momentum 0.9,
+//! weight decay 1e-4; a slow mirror, `--mirror-lr 0.005`, for WM: see docs/rules.md). Ends
+//! with one JSON line of the final metrics.
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -23,7 +21,10 @@ use burn::optim::momentum::MomentumConfig;
 use burn::optim::{GradientsParams, SgdConfig, decay::WeightDecayConfig};
 use burn::tensor::activation::relu;
 use burn::tensor::{Device, Int, Tensor};
+use clap::Parser;
 use wt::wt_core::device::parse_device;
+use wt::wt_train::cli::one_of;
+use wt::wt_train::cli::positive;
 use wt::{FeedbackLinear, FeedbackLinearConfig, Rule};
 use wt_data::{MnistBatcher, MnistDataset, Split};
 
@@ -74,75 +75,59 @@ fn accuracy(model: &Mlp, split: &MnistDataset, device: &Device) -> f64 {
     correct as f64 / split.len() as f64
 }
 
+/// The smallest complete training loop written by hand: an MLP on MNIST with any rule.
+#[derive(Parser)]
 struct Args {
+    /// Learning rule of every layer
+    #[arg(long, default_value = "bp", value_parser = one_of::<Rule>())]
     rule: Rule,
+    /// Epochs
+    #[arg(long, default_value_t = 3)]
     epochs: usize,
-    data: PathBuf,
+    /// MNIST folder (default: `mnist` under $WT_DATA or the cache folder)
+    #[arg(long, value_name = "DIR")]
+    data: Option<PathBuf>,
+    /// flex, ndarray, wgpu, cuda[:N] (what this build has)
+    #[arg(long, default_value = "flex")]
     device: String,
+    /// Batch size
+    #[arg(long, default_value_t = 128, value_parser = positive)]
     batch: usize,
+    /// Learning rate
+    #[arg(long, default_value_t = 0.01)]
     lr: f64,
+    /// SGD momentum
+    #[arg(long, default_value_t = 0.9)]
     momentum: f64,
+    /// L2 weight decay
+    #[arg(long, default_value_t = 1e-4)]
     weight_decay: f64,
+    /// Seed
+    #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Weight-mirror steps before training (WM only)
+    #[arg(long, default_value_t = 500)]
     mirror_warmup: usize,
+    /// Mirror learning rate (WM only: a slow mirror suits this MLP, see docs/rules.md)
+    #[arg(long, default_value_t = 0.005)]
     mirror_lr: f64,
 }
 
-fn parse_args() -> Result<Args, String> {
-    let mut a = Args {
-        rule: Rule::default(),
-        epochs: 3,
-        data: PathBuf::from("../shared/data/mnist"),
-        device: "flex".into(),
-        batch: 128,
-        lr: 0.01,
-        momentum: 0.9,
-        weight_decay: 1e-4,
-        seed: 1,
-        mirror_warmup: 500,
-        mirror_lr: 0.005,
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        if flag == "--help" || flag == "-h" {
-            println!(
-                "{}",
-                include_str!("mnist_mlp.rs")
-                    .lines()
-                    .take(13)
-                    .collect::<Vec<_>>()
-                    .join("\n")
-            );
-            std::process::exit(0);
-        }
-        let value = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
-        let num = |v: &str| -> Result<f64, String> {
-            v.parse()
-                .map_err(|_| format!("{flag}: `{v}` is not a number"))
-        };
-        let int = |v: &str| -> Result<usize, String> {
-            v.parse()
-                .map_err(|_| format!("{flag}: `{v}` is not a whole number"))
-        };
-        match flag.as_str() {
-            "--rule" => a.rule = value.parse().map_err(|e| format!("{e}"))?,
-            "--epochs" => a.epochs = int(&value)?,
-            "--data" => a.data = PathBuf::from(value),
-            "--device" => a.device = value,
-            "--batch" => a.batch = int(&value)?.max(1),
-            "--lr" => a.lr = num(&value)?,
-            "--momentum" => a.momentum = num(&value)?,
-            "--weight-decay" => a.weight_decay = num(&value)?,
-            "--seed" => a.seed = int(&value)? as u64,
-            "--mirror-warmup" => a.mirror_warmup = int(&value)?,
-            "--mirror-lr" => a.mirror_lr = num(&value)?,
-            _ => return Err(format!("unknown option {flag} (try --help)")),
-        }
-    }
+fn parse_args() -> Result<(Args, PathBuf), String> {
+    let mut a = Args::parse();
     if let Rule::WeightMirror(wm) = &mut a.rule {
         wm.mirror_lr = a.mirror_lr;
     }
-    Ok(a)
+    let data = match a.data.clone() {
+        Some(dir) => dir,
+        None => wt_data::locate::find(&["mnist"]).ok_or_else(|| {
+            format!(
+                "no MNIST data: give --data DIR or set {} to a folder holding mnist/",
+                wt_data::locate::DATA_VAR
+            )
+        })?,
+    };
+    Ok((a, data))
 }
 
 /// A small deterministic shuffle (xorshift), so runs repeat with the same seed.
@@ -167,16 +152,16 @@ fn main() {
 }
 
 fn run() -> Result<(), String> {
-    let args = parse_args()?;
+    let (args, data) = parse_args()?;
     let device = parse_device(&args.device)?;
     device.seed(args.seed);
-    let train = MnistDataset::new(&args.data, Split::Train).map_err(|e| e.to_string())?;
-    let test = MnistDataset::new(&args.data, Split::Test).map_err(|e| e.to_string())?;
+    let train = MnistDataset::new(&data, Split::Train).map_err(|e| e.to_string())?;
+    let test = MnistDataset::new(&data, Split::Test).map_err(|e| e.to_string())?;
     println!(
         "MNIST: {} train, {} test from {}; rule {}; device {}",
         train.len(),
         test.len(),
-        args.data.display(),
+        data.display(),
         args.rule.name(),
         args.device
     );

@@ -5,15 +5,21 @@
 //! cargo run --release --example replot -- runs/mnist-mlp-kp-s1 [more run folders]
 //! ```
 
+use std::path::PathBuf;
+
+use clap::Parser;
 use wt::wt_train::{EpochMetrics, RunDir, RunMode, plot};
 
+/// Redraws the PNG plots of run folders from their metrics.jsonl.
+#[derive(Parser)]
+struct Cli {
+    /// Run folders
+    #[arg(required = true, value_name = "RUN_DIR")]
+    dirs: Vec<PathBuf>,
+}
+
 fn main() {
-    let dirs: Vec<String> = std::env::args().skip(1).collect();
-    if dirs.is_empty() {
-        eprintln!("usage: replot RUN_DIR [RUN_DIR ...]");
-        std::process::exit(2);
-    }
-    for dir in dirs {
+    for dir in Cli::parse().dirs {
         let result = RunDir::open(&dir, RunMode::Resume)
             .map_err(|e| e.to_string())
             .and_then(|run| {

@@ -15,7 +15,11 @@
 # `--seeds N,M,...` (one run after another; scripts/seed_table.py TABLE prints mean ± sd over
 # them). If a folder already holds a checkpoint the run continues from it (--resume), so a
 # long row can be built up over several sittings; delete the folder to start again. Extra
-# flags go to the example (e.g. --device wgpu, --data DIR).
+# flags go to the example (e.g. --device wgpu).
+#
+# Data: $WT_DATA is the folder of data sets (the README's quick start sets it), holding
+# mnist/, fashion-mnist/ and the approximate CIFAR-10 copy as cifar-10-approx/ (its README says
+# how it differs from the official files); CIFAR10_DATA names another CIFAR-10 folder.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 row=${1:?usage: scripts/reproduce.sh ROW [--seeds N,M,...] [flags]   (see the top of this script)}
@@ -44,12 +48,14 @@ case "$rule" in bp | fa | usf | brsf | frsf | kp | wm | dfa | dkp) ;; *)
   exit 2
   ;;
 esac
+cifar=${CIFAR10_DATA:-${WT_DATA:?set WT_DATA to the folder of data sets (see the README)}/cifar-10-approx}
 case "$table" in
 mnist-mlp) args=(--example mnist -- --rule "$rule" --epochs 10) ;;
-fmnist-lenet) args=(--example mnist -- --dataset fashion_mnist --data ../shared/data/fashion-mnist
-  --model lenet --rule "$rule" --epochs 5) ;;
-cifar-lenet) args=(--example cifar10 -- --model lenet --rule "$rule" --epochs 5) ;;
-cifar-resnet20) args=(--example cifar10 -- --model resnet20 --rule "$rule" --epochs 5) ;;
+fmnist-lenet) args=(--example mnist -- --dataset fashion_mnist --model lenet --rule "$rule"
+  --epochs 5) ;;
+cifar-lenet) args=(--example cifar10 -- --data "$cifar" --model lenet --rule "$rule" --epochs 5) ;;
+cifar-resnet20) args=(--example cifar10 -- --data "$cifar" --model resnet20 --rule "$rule"
+  --epochs 5) ;;
 *)
   echo "unknown table '$table' in '$row': expected mnist-mlp fmnist-lenet cifar-lenet cifar-resnet20" >&2
   exit 2

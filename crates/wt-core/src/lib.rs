@@ -12,6 +12,7 @@
 //!   ([`Kernels`]: wt's own kernels on Flex, Burn's ops elsewhere),
 //! - [`norm`]: training-mode batch norm as one autodiff op on those kernels,
 //! - [`metrics`]: angles and norm ratios between `B` and `W`, or between two error signals,
+//! - [`named`]: the one name table of each enum (serde and command-line names),
 //! - [`device`]: backend and device names, [`allocator`]: glibc's allocator kept from unmapping
 //!   the temporaries every CPU training step frees.
 //!
@@ -23,6 +24,7 @@ pub mod direct;
 pub mod kernels;
 pub mod metrics;
 pub mod mirror;
+pub mod named;
 pub mod norm;
 pub mod ops;
 pub mod rule;
@@ -32,6 +34,7 @@ pub use direct::{
 };
 pub use kernels::Kernels;
 pub use metrics::{WeightAlignment, angle_degrees};
+pub use named::{Named, UnknownName};
 pub use norm::batch_norm_train;
 pub use ops::{
     Feedback, FeedbackBackend, FeedbackForm, conv2d_correlation, feedback_conv2d,
@@ -40,5 +43,5 @@ pub use ops::{
 pub use rule::{
     Backprop, BatchRandomSignSymmetry, DirectFeedback, FeedbackAlignment, FeedbackStorage,
     FixedRandomSignSymmetry, InvalidMirror, KolenPollack, MirrorUpdate, Rule, UniformSignSymmetry,
-    UnknownRule, WeightMirror,
+    WeightMirror,
 };

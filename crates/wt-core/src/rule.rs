@@ -11,6 +11,8 @@ use burn::tensor::{Distribution, Tensor};
 use crate::ops::Feedback;
 use serde::{Deserialize, Serialize};
 
+use crate::named::Named;
+
 /// Backpropagation, the control: `B` is `W`. Gradients equal Burn's own layers exactly.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct Backprop;
@@ -305,47 +307,48 @@ pub enum FeedbackStorage {
     Direct,
 }
 
-/// Error for a rule name that is not one of [`Rule::NAMES`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UnknownRule(pub String);
+impl Named for Rule {
+    const WHAT: &'static str = "learning rule";
 
-impl std::fmt::Display for UnknownRule {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "unknown learning rule `{}`: expected one of {}",
-            self.0,
-            Rule::NAMES.join(", ")
-        )
+    fn all() -> Vec<Self> {
+        vec![
+            Rule::Backprop(Backprop),
+            Rule::FeedbackAlignment(FeedbackAlignment),
+            Rule::UniformSignSymmetry(UniformSignSymmetry),
+            Rule::BatchRandomSignSymmetry(BatchRandomSignSymmetry),
+            Rule::FixedRandomSignSymmetry(FixedRandomSignSymmetry),
+            Rule::KolenPollack(KolenPollack::default()),
+            Rule::WeightMirror(WeightMirror::default()),
+            Rule::DirectFeedbackAlignment(DirectFeedback::default()),
+            Rule::DirectKolenPollack(DirectFeedback::default()),
+        ]
+    }
+
+    fn name(&self) -> &'static str {
+        Rule::name(self)
     }
 }
 
-impl std::error::Error for UnknownRule {}
+crate::named_str!(Rule, MirrorUpdate);
 
-impl std::str::FromStr for Rule {
-    type Err = UnknownRule;
-    fn from_str(name: &str) -> Result<Self, UnknownRule> {
-        Ok(match name.to_ascii_lowercase().as_str() {
-            "bp" | "backprop" => Rule::Backprop(Backprop),
-            "fa" => Rule::FeedbackAlignment(FeedbackAlignment),
-            "usf" => Rule::UniformSignSymmetry(UniformSignSymmetry),
-            "brsf" => Rule::BatchRandomSignSymmetry(BatchRandomSignSymmetry),
-            "frsf" => Rule::FixedRandomSignSymmetry(FixedRandomSignSymmetry),
-            "kp" => Rule::KolenPollack(KolenPollack::default()),
-            "wm" => Rule::WeightMirror(WeightMirror::default()),
-            "dfa" => Rule::DirectFeedbackAlignment(DirectFeedback::default()),
-            "dkp" => Rule::DirectKolenPollack(DirectFeedback::default()),
-            _ => return Err(UnknownRule(name.to_string())),
-        })
+impl Named for MirrorUpdate {
+    const WHAT: &'static str = "mirror update";
+
+    fn all() -> Vec<Self> {
+        vec![MirrorUpdate::Direct, MirrorUpdate::Gradient]
+    }
+
+    fn name(&self) -> &'static str {
+        match self {
+            MirrorUpdate::Direct => "direct",
+            MirrorUpdate::Gradient => "gradient",
+        }
     }
 }
 
 impl Rule {
-    /// Short names, as the examples' `--rule` takes them.
-    pub const NAMES: [&'static str; 9] =
-        ["bp", "fa", "usf", "brsf", "frsf", "kp", "wm", "dfa", "dkp"];
-
-    /// The short name of this rule.
+    /// The short name of this rule: its serde name and its command-line name (the one
+    /// [`Named`] table of rules).
     pub fn name(&self) -> &'static str {
         match self {
             Rule::Backprop(_) => "bp",
@@ -600,14 +603,17 @@ mod tests {
     #[test]
     fn rule_names_round_trip_and_unknown_names_are_errors() {
         let _serial = crate::device::device_test_lock();
-        for name in Rule::NAMES {
-            let rule = name.parse::<Rule>().unwrap();
-            assert_eq!(rule.name(), name);
-            // Serialised under the same name, and read back.
+        let tag = |v: &serde_json::Value, key: &str| v[key].as_str().unwrap().to_string();
+        crate::named::assert_table::<Rule>(|r| tag(&serde_json::to_value(r).unwrap(), "rule"));
+        crate::named::assert_table::<MirrorUpdate>(|u| {
+            serde_json::to_value(u).unwrap().as_str().unwrap().into()
+        });
+        for rule in Rule::all() {
             let json = serde_json::to_string(&rule).unwrap();
-            assert!(json.contains(&format!("\"rule\":\"{name}\"")), "{json}");
             assert_eq!(serde_json::from_str::<Rule>(&json).unwrap(), rule);
         }
+        let err = "sgd".parse::<Rule>().unwrap_err().to_string();
+        assert!(err.contains("unknown learning rule `sgd`"), "{err}");
         // Configs written before the short names still load.
         for (long, short) in [
             ("backprop", "bp"),

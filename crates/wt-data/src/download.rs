@@ -220,20 +220,9 @@ impl Downloader {
         }
     }
 
-    /// `$WT_DATA_CACHE` when set, else `$XDG_CACHE_HOME/wt-data`, else `$HOME/.cache/wt-data`,
-    /// else `wt-data-cache` in the current folder.
+    /// The cache folder, [`locate::cache_dir`](crate::locate::cache_dir).
     pub fn default_cache_dir() -> PathBuf {
-        let var = |name| std::env::var_os(name).filter(|v| !v.is_empty());
-        if let Some(dir) = var("WT_DATA_CACHE") {
-            return PathBuf::from(dir);
-        }
-        if let Some(dir) = var("XDG_CACHE_HOME") {
-            return PathBuf::from(dir).join("wt-data");
-        }
-        if let Some(home) = var("HOME") {
-            return PathBuf::from(home).join(".cache/wt-data");
-        }
-        PathBuf::from("wt-data-cache")
+        crate::locate::cache_dir()
     }
 
     /// Downloads from `url` (a mirror, or a local server) instead of the official URLs: file

@@ -318,10 +318,13 @@ impl ImageFolderDataset {
     /// [`ImageNetBatcher`](crate::ImageNetBatcher) drops the `None` items, so a batch holding a
     /// skipped image is that much smaller (a batch of only skipped images has 0 images).
     pub fn skip_undecodable(self) -> SkipUndecodable {
-        SkipUndecodable {
-            inner: self,
-            log: SkipLog::default(),
-        }
+        self.skip_undecodable_into(SkipLog::default())
+    }
+
+    /// [`skip_undecodable`](Self::skip_undecodable), counting into `log` (so that several
+    /// data sets, a training and a test folder say, share one count).
+    pub fn skip_undecodable_into(self, log: SkipLog) -> SkipUndecodable {
+        SkipUndecodable { inner: self, log }
     }
 }
 

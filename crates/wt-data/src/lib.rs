@@ -12,7 +12,8 @@
 //! the record or offset, and what was expected; nothing panics on malformed files (the parsers
 //! are fuzzed: see `fuzz/`). Undecodable images can be skipped and counted
 //! ([`ImageFolderDataset::skip_undecodable`]). With the `download` feature, the `download` module
-//! fetches the official MNIST, Fashion-MNIST and CIFAR archives, checksums verified.
+//! fetches the official MNIST, Fashion-MNIST and CIFAR archives, checksums verified; [`locate`]
+//! finds a data set under `$WT_DATA` or the cache folder.
 
 pub mod augment;
 pub mod batch;
@@ -22,10 +23,14 @@ pub mod download;
 pub mod error;
 pub mod idx;
 pub mod imagenet;
+pub mod locate;
 pub mod mnist;
 mod split;
-#[cfg(test)]
-mod testdata;
+/// Test support (real data sets under `$WT_DATA`, temporary folders), for this crate's tests
+/// and, with the `test-util` feature, other crates'.
+#[cfg(any(test, feature = "test-util"))]
+#[doc(hidden)]
+pub mod testdata;
 
 pub use augment::{CifarTransform, ItemRng};
 pub use batch::{CifarBatcher, EpochSeed, ImageBatch, ImageNetBatcher, Indexed, MnistBatcher};

@@ -5,18 +5,20 @@ use std::path::{Path, PathBuf};
 use crate::cifar::{CIFAR_PIXELS, CifarKind};
 use crate::split::Split;
 
-/// `../shared/data/<name>` from the workspace root. The crate folder is read at run time
-/// (cargo sets `CARGO_MANIFEST_DIR` for test runs): a test binary reused from a build in
-/// another checkout that shares the target folder must not look beside that checkout.
+/// `$WT_DATA/<name>`: a real data set for the tests (`.ci/run` sets `WT_DATA` to the folder
+/// of data sets; `mnist/`, `fashion-mnist/`, `cifar-10-approx/`, ... as `../shared/data`
+/// holds them).
 pub fn shared_data(name: &str) -> PathBuf {
-    let crate_dir = std::env::var_os("CARGO_MANIFEST_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
-    let root = crate_dir.join("../../../shared/data");
-    let dir = root.join(name);
+    let var = crate::locate::DATA_VAR;
+    let root = std::env::var_os(var)
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| {
+            panic!("the tests read real data: set {var} to the folder of data sets")
+        });
+    let dir = PathBuf::from(root).join(name);
     assert!(
         dir.is_dir(),
-        "real data set {} not found (expected ../shared/data beside the checkout)",
+        "real data set {} not found (under {var})",
         dir.display()
     );
     dir

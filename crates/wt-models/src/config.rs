@@ -1,14 +1,12 @@
 //! [`ModelConfig`]: pick a zoo model by name, with the rule and the data's shape; [`Model`]
 //! holds any of them.
 
-use std::fmt;
-use std::str::FromStr;
-
 use burn::module::Module;
 use burn::nn::Initializer;
 use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 use wt_nn::layer_rules::{layer_paths, pattern_matches};
+use wt_nn::wt_core::{Named, named_str};
 use wt_nn::{LayerRules, Rule, UnmatchedPattern, set_layer_rules};
 
 use crate::{
@@ -34,18 +32,28 @@ pub enum Architecture {
     Resnet50,
 }
 
-impl Architecture {
-    /// Every architecture, in the order of [`Architecture::name`]s.
-    pub const ALL: [Architecture; 6] = [
-        Self::Mlp,
-        Self::Lenet,
-        Self::Resnet20,
-        Self::Resnet56,
-        Self::Resnet18,
-        Self::Resnet50,
-    ];
+impl Named for Architecture {
+    const WHAT: &'static str = "model";
 
-    /// Command-line name: `mlp`, `lenet`, `resnet20`, `resnet56`, `resnet18`, `resnet50`.
+    fn all() -> Vec<Self> {
+        vec![
+            Self::Mlp,
+            Self::Lenet,
+            Self::Resnet20,
+            Self::Resnet56,
+            Self::Resnet18,
+            Self::Resnet50,
+        ]
+    }
+
+    fn name(&self) -> &'static str {
+        Architecture::name(*self)
+    }
+}
+
+impl Architecture {
+    /// Command-line and serde name: `mlp`, `lenet`, `resnet20`, `resnet56`, `resnet18`,
+    /// `resnet50`.
     pub fn name(self) -> &'static str {
         match self {
             Self::Mlp => "mlp",
@@ -58,25 +66,7 @@ impl Architecture {
     }
 }
 
-impl fmt::Display for Architecture {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl FromStr for Architecture {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, String> {
-        Self::ALL
-            .into_iter()
-            .find(|a| a.name() == s.to_ascii_lowercase())
-            .ok_or_else(|| {
-                let names: Vec<_> = Self::ALL.iter().map(|a| a.name()).collect();
-                format!("unknown model `{s}`; expected one of {}", names.join(", "))
-            })
-    }
-}
+named_str!(Architecture, InitScheme);
 
 /// Weight initialisation of the feedback layers (and of B for the rules that draw it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -114,20 +104,26 @@ impl InitScheme {
     }
 }
 
-impl FromStr for InitScheme {
-    type Err = String;
+impl Named for InitScheme {
+    const WHAT: &'static str = "initialisation";
 
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "default" => Ok(Self::Default),
-            "pytorch" => Ok(Self::Pytorch),
-            "xavier" => Ok(Self::Xavier),
-            "kaiming_normal" | "kaiming-normal" => Ok(Self::KaimingNormal),
-            "kaiming_normal_fan_out" | "kaiming-normal-fan-out" => Ok(Self::KaimingNormalFanOut),
-            _ => Err(format!(
-                "unknown init `{s}`; expected default, pytorch, xavier, kaiming_normal or \
-                 kaiming_normal_fan_out"
-            )),
+    fn all() -> Vec<Self> {
+        vec![
+            Self::Default,
+            Self::Pytorch,
+            Self::Xavier,
+            Self::KaimingNormal,
+            Self::KaimingNormalFanOut,
+        ]
+    }
+
+    fn name(&self) -> &'static str {
+        match self {
+            Self::Default => "default",
+            Self::Pytorch => "pytorch",
+            Self::Xavier => "xavier",
+            Self::KaimingNormal => "kaiming_normal",
+            Self::KaimingNormalFanOut => "kaiming_normal_fan_out",
         }
     }
 }

@@ -7,6 +7,7 @@ use burn::nn::{Initializer, PaddingConfig2d};
 use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
+use wt_nn::wt_core::{Named, named_str};
 use wt_nn::{
     BatchNorm, BatchNormConfig, FeedbackConv2d, FeedbackLinear, Rule, direct_error,
     probe_block_input,
@@ -31,10 +32,28 @@ pub enum ResNetDepth {
 pub enum Stem {
     /// 7×7 stride-2 convolution and 3×3 stride-2 max pooling (224×224 images).
     #[default]
+    #[serde(rename = "imagenet", alias = "image_net")]
     ImageNet,
     /// 3×3 stride-1 convolution, no pooling (32×32 images), as in most CIFAR ports.
     Cifar,
 }
+
+impl Named for Stem {
+    const WHAT: &'static str = "stem";
+
+    fn all() -> Vec<Self> {
+        vec![Stem::ImageNet, Stem::Cifar]
+    }
+
+    fn name(&self) -> &'static str {
+        match self {
+            Stem::ImageNet => "imagenet",
+            Stem::Cifar => "cifar",
+        }
+    }
+}
+
+named_str!(Stem);
 
 /// Configuration of a [`ResNet`].
 #[derive(Config, Debug)]

@@ -7,6 +7,7 @@ use burn::tensor::activation::relu;
 use burn::tensor::ops::PadMode;
 use burn::tensor::{Device, Tensor, s};
 use serde::{Deserialize, Serialize};
+use wt_nn::wt_core::{Named, named_str};
 use wt_nn::{
     BatchNorm, BatchNormConfig, FeedbackConv2d, FeedbackConv2dConfig, FeedbackLinear,
     FeedbackLinearConfig, Rule, direct_error, probe_block_input,
@@ -25,6 +26,23 @@ pub enum Shortcut {
     /// Option B: a 1×1 strided feedback convolution and batch norm.
     B,
 }
+
+impl Named for Shortcut {
+    const WHAT: &'static str = "shortcut";
+
+    fn all() -> Vec<Self> {
+        vec![Shortcut::A, Shortcut::B]
+    }
+
+    fn name(&self) -> &'static str {
+        match self {
+            Shortcut::A => "a",
+            Shortcut::B => "b",
+        }
+    }
+}
+
+named_str!(Shortcut);
 
 /// Configuration of a [`CifarResNet`]: `6n + 2` layers (n = 3: ResNet-20, n = 9: ResNet-56).
 #[derive(Config, Debug)]

@@ -10,6 +10,7 @@ use wt_core::device::test_devices;
 use wt_core::{MirrorUpdate, Rule, WeightMirror, angle_degrees};
 
 use crate::*;
+use wt_core::Named;
 
 fn rand<const D: usize>(shape: [usize; D], device: &Device) -> Tensor<D> {
     Tensor::random(shape, Distribution::Normal(0.0, 1.0), device)
@@ -23,9 +24,8 @@ fn close<const D: usize>(what: &str, a: Tensor<D>, b: Tensor<D>) {
 
 /// Every rule; DFA for a network of `outputs` outputs.
 fn all_rules_for(outputs: usize) -> Vec<Rule> {
-    Rule::NAMES
-        .iter()
-        .map(|n| n.parse::<Rule>().unwrap().with_outputs(outputs))
+    (Rule::all().into_iter())
+        .map(|r| r.with_outputs(outputs))
         .collect()
 }
 

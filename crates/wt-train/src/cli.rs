@@ -6,13 +6,15 @@
 
 use std::path::PathBuf;
 
-use wt_models::wt_nn::wt_core::MirrorUpdate;
+use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
+use clap::{Args, CommandFactory, FromArgMatches, Parser};
+use wt_core::{MirrorUpdate, Named};
 use wt_models::{Architecture, InitScheme, ModelConfig, Rule, Shortcut, Stem};
 
 use crate::config::{
     DataConfig, DatasetKind, OptimizerConfig, OptimizerKind, Schedule, ScheduleConfig, TrainConfig,
 };
-use crate::data::RunData;
+use crate::data::{RunData, locate_data};
 use crate::error::TrainError;
 use crate::run_dir::{RunDir, RunMode};
 use crate::trainer::{FitOptions, Verbosity, final_json, fit};
@@ -24,8 +26,6 @@ pub struct Preset {
     pub name: &'static str,
     /// Data set read by default.
     pub dataset: DatasetKind,
-    /// Default data folder.
-    pub dir: &'static str,
     /// Default model.
     pub model: Architecture,
     /// Default epochs.
@@ -41,7 +41,8 @@ pub struct Preset {
     pub validation: usize,
     /// Default initialisation.
     pub init: InitScheme,
-    /// Default class index file (ImageFolder).
+    /// Default class index file (ImageFolder), looked for under `$WT_DATA` and the cache
+    /// folder like the data ([`wt_data::locate`]); not found: sorted folder names.
     pub class_index: Option<&'static str>,
 }
 
@@ -51,7 +52,6 @@ impl Preset {
         Self {
             name: "mnist",
             dataset: DatasetKind::Mnist,
-            dir: "../shared/data/mnist",
             model: Architecture::Mlp,
             epochs: 10,
             batch_size: 128,
@@ -69,7 +69,6 @@ impl Preset {
         Self {
             name: "cifar10",
             dataset: DatasetKind::Cifar10,
-            dir: "../shared/data/cifar-10-approx",
             model: Architecture::Resnet20,
             epochs: 10,
             batch_size: 128,
@@ -86,7 +85,6 @@ impl Preset {
         Self {
             name: "imagenet",
             dataset: DatasetKind::ImageFolder,
-            dir: "../shared/data/imagenette-mini",
             model: Architecture::Resnet18,
             epochs: 10,
             batch_size: 32,
@@ -95,7 +93,7 @@ impl Preset {
             validation: 0,
             // torchvision's: fan-out Kaiming-normal convolutions, PyTorch's default classifier.
             init: InitScheme::Default,
-            class_index: Some("../shared/data/imagenet-classes/imagenet1k_classes.tsv"),
+            class_index: Some("imagenet-classes/imagenet1k_classes.tsv"),
         }
     }
 
@@ -117,299 +115,401 @@ impl Preset {
     }
 }
 
-/// Usage text of the shared flags.
-pub const USAGE: &str = "\
-Run folder and config:
-  --out DIR              run folder (default runs/<example>-<model>-<rule>-s<seed>)
-  --config FILE          start from this config (.toml or .json), e.g. a run's config.toml
-  --resume               continue the run in --out from its checkpoint (flags may extend --epochs)
-  --overwrite            delete the run files in --out and start again
-Model:
-  --model NAME           mlp, lenet, resnet20, resnet56, resnet18, resnet50
-  --rule NAME            bp, fa, usf, brsf, frsf, kp, wm, dfa, dkp
-  --last-layer-bp        keep the classifier (the last feedback layer) on backprop
-  --rule-for P=R,..      rules of their own for the layers path pattern P names, e.g.
-                         'conv1=bp,fc=bp', 'blocks.0=fa', 'fc*=bp' (model.rule_for in a config)
-  --init NAME            default, pytorch, xavier, kaiming_normal, kaiming_normal_fan_out
-  --hidden W,W,..        MLP hidden widths (default 1000,1000)
-  --shortcut a|b         CIFAR ResNet shortcut (default a)
-  --stem imagenet|cifar  ResNet-18/50 stem (default: imagenet above 64 pixels, cifar below)
-  --kp-decay X           Kolen-Pollack: decay on B alone, added to the weight decay (0)
-  --mirror-warmup N      weight-mirror steps before epoch 1 (default 500 with wm)
-  --mirror-lr X  --mirror-decay X  --mirror-sigma X  --mirror-batch N  --mirror-steps N
-  --mirror-update direct|gradient
-                         weight-mirror settings (defaults 0.5, η_B·σ², 1, 128, 1, direct)
-Data:
-  --data DIR             data folder or archive
-  --dataset NAME         mnist, fashion_mnist, cifar10, cifar100, image_folder
-  --validation N         images held out of the training files for validation
-  --train-subset N       train on N images only
-  --test-subset N        evaluate on the first N test images only
-  --no-augment           no training augmentation
-  --class-index FILE     class index (.tsv) for image folders; `none`: sorted folder names
-  --image-size N         image folders: RandomResizedCrop N, eval resize N·256/224, crop N (224)
-Optimisation:
-  --epochs N  --batch N  --eval-batch N  --lr X  --momentum X  --nesterov  --weight-decay X
-  --optimizer sgd|adam|bm-sgd  --schedule constant|step|cosine  --milestones E,E,..  --gamma X
-  --warmup EPOCHS        --label-smoothing X  --seed N
-Running:
-  --device NAME          flex, ndarray, wgpu, cuda[:N] (what this build has)
-  --devices A,B,..       data-parallel on several devices, e.g. cuda:0,cuda:1 (batch split)
-  --workers N            batch-preparing threads (default 2)
-  --no-error-alignment   skip the per-epoch error- and update-angle measurement
-  --alignment-batches K  probe batches the angles are averaged over (4)
-  --tensorboard DIR      also write every scalar as TensorBoard event files into DIR
-  --quiet                print only the final JSON line";
-
-/// Parsed command line.
-struct Cli {
-    out: Option<PathBuf>,
-    config: Option<PathBuf>,
-    mode: RunMode,
-    quiet: bool,
-    flags: Vec<(String, Option<String>)>,
+/// A clap value parser taking the names of a [`Named`] enum (`--help` lists them; an
+/// unknown name is an error listing them); `-` may stand for `_`.
+pub fn one_of<T>() -> impl TypedValueParser<Value = T>
+where
+    T: Named + Clone + Send + Sync + 'static,
+{
+    let values = T::names().into_iter().map(|name| {
+        let value = PossibleValue::new(name);
+        if name.contains('_') {
+            value.alias(name.replace('_', "-"))
+        } else {
+            value
+        }
+    });
+    PossibleValuesParser::new(values).map(|name| T::from_name(&name).expect("a name of the table"))
 }
 
-const SWITCHES: [&str; 8] = [
-    "--resume",
-    "--overwrite",
-    "--last-layer-bp",
-    "--no-augment",
-    "--nesterov",
-    "--no-error-alignment",
-    "--quiet",
-    "--help",
-];
+/// A clap value parser for counts that must be at least 1 (batch sizes, workers, passes).
+pub fn positive(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err(format!("`{s}` is not a whole number of at least 1")),
+    }
+}
 
-fn parse(args: &[String]) -> Result<Cli, TrainError> {
-    let mut cli = Cli {
-        out: None,
-        config: None,
-        mode: RunMode::New,
-        quiet: false,
-        flags: Vec::new(),
-    };
-    let mut it = args.iter();
-    while let Some(flag) = it.next() {
-        if !flag.starts_with("--") {
-            return Err(TrainError::Config(format!(
-                "unexpected argument `{flag}` (try --help)"
-            )));
-        }
-        if SWITCHES.contains(&flag.as_str()) {
-            match flag.as_str() {
-                "--resume" => cli.mode = RunMode::Resume,
-                "--overwrite" => cli.mode = RunMode::Overwrite,
-                "--quiet" => cli.quiet = true,
-                _ => cli.flags.push((flag.clone(), None)),
-            }
-            continue;
-        }
-        let value = it
-            .next()
-            .ok_or_else(|| TrainError::Config(format!("{flag} needs a value")))?
-            .clone();
-        match flag.as_str() {
-            "--out" => cli.out = Some(value.into()),
-            "--config" => cli.config = Some(value.into()),
-            _ => cli.flags.push((flag.clone(), Some(value))),
+fn rule_override(item: &str) -> Result<(String, Rule), String> {
+    let (pattern, rule) = item
+        .split_once('=')
+        .ok_or_else(|| format!("`{item}` is not PATTERN=RULE (e.g. fc=bp)"))?;
+    let rule = rule.trim().parse::<Rule>().map_err(|e| e.to_string())?;
+    Ok((pattern.trim().to_string(), rule))
+}
+
+/// The flags of the `mnist`, `cifar10` and `imagenet` examples. Every value flag is optional:
+/// given, it overrides the preset or the `--config` file.
+#[derive(Debug, Clone, Default, Parser)]
+#[command(
+    about = "Trains a zoo model with a learning rule, writing a run folder",
+    after_help = "The data folder is --data, else $WT_DATA/<usual name> (mnist, fashion-mnist, \
+                  cifar-10-batches-bin, ...), else the cache folder, else (with --download) a \
+                  checksum-verified download into the cache."
+)]
+pub struct TrainArgs {
+    #[command(flatten)]
+    pub run: RunArgs,
+    #[command(flatten)]
+    pub model: ModelArgs,
+    #[command(flatten)]
+    pub data: DataArgs,
+    #[command(flatten)]
+    pub optim: OptimArgs,
+    #[command(flatten)]
+    pub running: RunningArgs,
+}
+
+/// Run folder and config.
+#[derive(Debug, Clone, Default, Args)]
+#[command(next_help_heading = "Run folder and config")]
+pub struct RunArgs {
+    /// Run folder (default runs/<example>-<model>-<rule>-s<seed>)
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Start from this config (.toml or .json), e.g. a run's config.toml
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Continue the run in --out from its checkpoint (flags may extend --epochs)
+    #[arg(long, conflicts_with = "overwrite")]
+    pub resume: bool,
+    /// Delete the run files in --out and start again
+    #[arg(long)]
+    pub overwrite: bool,
+    /// Print only the final JSON line
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+/// The model and its rules.
+#[derive(Debug, Clone, Default, Args)]
+#[command(next_help_heading = "Model")]
+pub struct ModelArgs {
+    /// Zoo model
+    #[arg(long, value_parser = one_of::<Architecture>())]
+    pub model: Option<Architecture>,
+    /// Learning rule of every feedback layer
+    #[arg(long, value_parser = one_of::<Rule>())]
+    pub rule: Option<Rule>,
+    /// Keep the classifier (the last feedback layer) on backprop
+    #[arg(long)]
+    pub last_layer_bp: bool,
+    /// Rules of their own for the layers a path pattern names, e.g. 'conv1=bp,fc=bp',
+    /// 'blocks.0=fa', 'fc*=bp' (model.rule_for in a config)
+    #[arg(long, value_name = "PATTERN=RULE", value_delimiter = ',', value_parser = rule_override)]
+    pub rule_for: Vec<(String, Rule)>,
+    /// Initialisation of W (and of B where the rule draws it)
+    #[arg(long, value_parser = one_of::<InitScheme>())]
+    pub init: Option<InitScheme>,
+    /// MLP hidden widths (default 1000,1000)
+    #[arg(long, value_name = "W,W,..", value_delimiter = ',')]
+    pub hidden: Vec<usize>,
+    /// CIFAR ResNet shortcut (default a)
+    #[arg(long, value_parser = one_of::<Shortcut>())]
+    pub shortcut: Option<Shortcut>,
+    /// ResNet-18/50 stem (default: imagenet above 64 pixels, cifar below)
+    #[arg(long, value_parser = one_of::<Stem>())]
+    pub stem: Option<Stem>,
+    /// Kolen-Pollack: decay on B alone, added to the weight decay (0)
+    #[arg(long, value_name = "X")]
+    pub kp_decay: Option<f64>,
+    /// Weight-mirror steps before epoch 1 (default 500 with wm)
+    #[arg(long, value_name = "N")]
+    pub mirror_warmup: Option<usize>,
+    /// Weight mirror: learning rate η_B (0.5)
+    #[arg(long, value_name = "X")]
+    pub mirror_lr: Option<f64>,
+    /// Weight mirror: decay λ_B (default η_B·σ²)
+    #[arg(long, value_name = "X")]
+    pub mirror_decay: Option<f64>,
+    /// Weight mirror: noise standard deviation σ (1)
+    #[arg(long, value_name = "X")]
+    pub mirror_sigma: Option<f64>,
+    /// Weight mirror: noise samples per mirror step (128)
+    #[arg(long, value_name = "N")]
+    pub mirror_batch: Option<usize>,
+    /// Weight mirror: mirror steps per training step (1)
+    #[arg(long, value_name = "N")]
+    pub mirror_steps: Option<usize>,
+    /// Weight mirror: how the update reaches B (direct)
+    #[arg(long, value_parser = one_of::<MirrorUpdate>())]
+    pub mirror_update: Option<MirrorUpdate>,
+}
+
+/// The data.
+#[derive(Debug, Clone, Default, Args)]
+#[command(next_help_heading = "Data")]
+pub struct DataArgs {
+    /// Data folder or archive
+    #[arg(long, value_name = "DIR")]
+    pub data: Option<PathBuf>,
+    /// Download the data set into the cache folder (checksums verified) when it is not found
+    #[arg(long)]
+    pub download: bool,
+    /// Data set
+    #[arg(long, value_parser = one_of::<DatasetKind>())]
+    pub dataset: Option<DatasetKind>,
+    /// Images held out of the training files for validation
+    #[arg(long, value_name = "N")]
+    pub validation: Option<usize>,
+    /// Train on N images only
+    #[arg(long, value_name = "N")]
+    pub train_subset: Option<usize>,
+    /// Evaluate on the first N test images only
+    #[arg(long, value_name = "N")]
+    pub test_subset: Option<usize>,
+    /// No training augmentation
+    #[arg(long)]
+    pub no_augment: bool,
+    /// Class index (.tsv) for image folders; `none`: sorted folder names
+    #[arg(long, value_name = "FILE")]
+    pub class_index: Option<PathBuf>,
+    /// Image folders: RandomResizedCrop N, eval resize N·256/224, crop N (224)
+    #[arg(long, value_name = "N")]
+    pub image_size: Option<usize>,
+    /// Image folders: skip images that do not decode (counted and listed at the end) instead
+    /// of stopping at the first
+    #[arg(long)]
+    pub skip_undecodable: bool,
+    /// Image folders: the test images lie flat in <data>/val (ILSVRC-2012's validation
+    /// folder), labelled by this JSON map of file name to class (needs the class index)
+    #[arg(long, value_name = "FILE")]
+    pub val_labels: Option<PathBuf>,
+}
+
+/// The optimisation.
+#[derive(Debug, Clone, Default, Args)]
+#[command(next_help_heading = "Optimisation")]
+pub struct OptimArgs {
+    /// Epochs (a step schedule's milestones follow unless given)
+    #[arg(long, value_name = "N")]
+    pub epochs: Option<usize>,
+    /// Training batch size
+    #[arg(long, value_name = "N")]
+    pub batch: Option<usize>,
+    /// Evaluation batch size
+    #[arg(long, value_name = "N")]
+    pub eval_batch: Option<usize>,
+    /// Base learning rate
+    #[arg(long, value_name = "X")]
+    pub lr: Option<f64>,
+    /// SGD momentum
+    #[arg(long, value_name = "X")]
+    pub momentum: Option<f64>,
+    /// Nesterov momentum
+    #[arg(long)]
+    pub nesterov: bool,
+    /// L2 weight decay on every parameter
+    #[arg(long, value_name = "X")]
+    pub weight_decay: Option<f64>,
+    /// Optimizer
+    #[arg(long, value_parser = one_of::<OptimizerKind>())]
+    pub optimizer: Option<OptimizerKind>,
+    /// Learning-rate schedule
+    #[arg(long, value_parser = one_of::<Schedule>())]
+    pub schedule: Option<Schedule>,
+    /// Step schedule: epochs after which the rate drops
+    #[arg(long, value_name = "E,E,..", value_delimiter = ',')]
+    pub milestones: Vec<usize>,
+    /// Step schedule: factor of each drop
+    #[arg(long, value_name = "X")]
+    pub gamma: Option<f64>,
+    /// Epochs of linear warm-up
+    #[arg(long, value_name = "EPOCHS")]
+    pub warmup: Option<f64>,
+    /// Label smoothing of the loss
+    #[arg(long, value_name = "X")]
+    pub label_smoothing: Option<f32>,
+    /// Seed of the initialisation, the data order and the augmentation
+    #[arg(long, value_name = "N")]
+    pub seed: Option<u64>,
+}
+
+/// Devices, workers and measurements.
+#[derive(Debug, Clone, Default, Args)]
+#[command(next_help_heading = "Running")]
+pub struct RunningArgs {
+    /// flex, ndarray, wgpu, cuda[:N] (what this build has)
+    #[arg(long, value_name = "NAME")]
+    pub device: Option<String>,
+    /// Data-parallel on several devices, e.g. cuda:0,cuda:1 (batch split)
+    #[arg(long, value_name = "A,B,..", value_delimiter = ',')]
+    pub devices: Vec<String>,
+    /// Batch-preparing threads (default 2)
+    #[arg(long, value_name = "N")]
+    pub workers: Option<usize>,
+    /// Skip the per-epoch error- and update-angle measurement
+    #[arg(long)]
+    pub no_error_alignment: bool,
+    /// Probe batches the angles are averaged over (4)
+    #[arg(long, value_name = "K")]
+    pub alignment_batches: Option<usize>,
+    /// Also write every scalar as TensorBoard event files into DIR
+    #[arg(long, value_name = "DIR")]
+    pub tensorboard: Option<PathBuf>,
+}
+
+impl TrainArgs {
+    /// The run mode `--resume` / `--overwrite` ask for.
+    pub fn mode(&self) -> RunMode {
+        match (self.run.resume, self.run.overwrite) {
+            (true, _) => RunMode::Resume,
+            (_, true) => RunMode::Overwrite,
+            _ => RunMode::New,
         }
     }
-    Ok(cli)
-}
 
-fn number<T: std::str::FromStr>(flag: &str, v: &str) -> Result<T, TrainError> {
-    v.parse()
-        .map_err(|_| TrainError::Config(format!("{flag}: `{v}` is not a valid number")))
-}
-
-fn list(flag: &str, v: &str) -> Result<Vec<usize>, TrainError> {
-    v.split(',').map(|x| number(flag, x.trim())).collect()
-}
-
-/// Applies the rules' own flags to `c`'s rule (after `--rule`, wherever they stood): KP's
-/// `--kp-decay`, then the weight mirror's.
-fn apply_rule_flags(
-    c: &mut TrainConfig,
-    flags: &[&(String, Option<String>)],
-) -> Result<(), TrainError> {
-    let (kp, flags): (Vec<_>, Vec<_>) =
-        (flags.iter().copied()).partition(|(f, _)| f.as_str() == "--kp-decay");
-    for (f, v) in kp {
-        let Rule::KolenPollack(rule) = &mut c.model.rule else {
-            return Err(TrainError::Config(format!(
-                "{f} needs --rule kp (the rule is {})",
-                c.model.rule.name()
-            )));
-        };
-        rule.feedback_decay = number(f, v.as_deref().unwrap_or(""))?;
-    }
-    let Some(first) = flags.first() else {
-        return Ok(());
-    };
-    let Rule::WeightMirror(wm) = &mut c.model.rule else {
-        return Err(TrainError::Config(format!(
-            "{} needs --rule wm (the rule is {})",
-            first.0,
-            c.model.rule.name()
-        )));
-    };
-    for (flag, value) in flags {
-        let (f, v) = (flag.as_str(), value.as_deref().unwrap_or(""));
-        match f {
-            "--mirror-lr" => wm.mirror_lr = number(f, v)?,
-            "--mirror-decay" => wm.mirror_decay = Some(number(f, v)?),
-            "--mirror-sigma" => wm.sigma = number(f, v)?,
-            "--mirror-batch" => wm.mirror_batch = number(f, v)?,
-            "--mirror-steps" => wm.mirror_steps = number(f, v)?,
-            _ => {
-                wm.update = match v {
-                    "direct" => MirrorUpdate::Direct,
-                    "gradient" => MirrorUpdate::Gradient,
-                    _ => {
-                        return Err(TrainError::Config(format!(
-                            "--mirror-update: `{v}` is not direct or gradient"
-                        )));
-                    }
-                }
-            }
+    /// Applies the given flags to `c`: the model's and rules' first (the rules' own flags
+    /// need their rule), then data, optimisation and running.
+    pub fn apply(&self, c: &mut TrainConfig) -> Result<(), TrainError> {
+        let cfg = |m: String| Err(TrainError::Config(m));
+        let m = &self.model;
+        set(&mut c.model.architecture, m.model);
+        set(&mut c.model.rule, m.rule);
+        c.model.last_layer_backprop |= m.last_layer_bp;
+        c.model.rule_for.extend(m.rule_for.iter().cloned());
+        set(&mut c.model.init, m.init);
+        if !m.hidden.is_empty() {
+            c.model.hidden = m.hidden.clone();
         }
-    }
-    Ok(())
-}
+        set(&mut c.model.shortcut, m.shortcut);
+        if m.stem.is_some() {
+            c.model.stem = m.stem;
+        }
+        set(&mut c.mirror_warmup, m.mirror_warmup);
+        if let Some(decay) = m.kp_decay {
+            let Rule::KolenPollack(kp) = &mut c.model.rule else {
+                return cfg(format!(
+                    "--kp-decay needs --rule kp (the rule is {})",
+                    c.model.rule.name()
+                ));
+            };
+            kp.feedback_decay = decay;
+        }
+        let mirror_flags = [
+            ("--mirror-lr", m.mirror_lr.is_some()),
+            ("--mirror-decay", m.mirror_decay.is_some()),
+            ("--mirror-sigma", m.mirror_sigma.is_some()),
+            ("--mirror-batch", m.mirror_batch.is_some()),
+            ("--mirror-steps", m.mirror_steps.is_some()),
+            ("--mirror-update", m.mirror_update.is_some()),
+        ];
+        if let Some((flag, _)) = mirror_flags.iter().find(|(_, given)| *given) {
+            let rule = c.model.rule.name();
+            let Rule::WeightMirror(wm) = &mut c.model.rule else {
+                return cfg(format!("{flag} needs --rule wm (the rule is {rule})"));
+            };
+            set(&mut wm.mirror_lr, m.mirror_lr);
+            if m.mirror_decay.is_some() {
+                wm.mirror_decay = m.mirror_decay;
+            }
+            set(&mut wm.sigma, m.mirror_sigma);
+            set(&mut wm.mirror_batch, m.mirror_batch);
+            set(&mut wm.mirror_steps, m.mirror_steps);
+            set(&mut wm.update, m.mirror_update);
+        }
 
-const RULE_FLAGS: [&str; 7] = [
-    "--kp-decay",
-    "--mirror-lr",
-    "--mirror-decay",
-    "--mirror-sigma",
-    "--mirror-batch",
-    "--mirror-steps",
-    "--mirror-update",
-];
+        let d = &self.data;
+        if let Some(dir) = &d.data {
+            c.data.dir = dir.clone();
+        }
+        set(&mut c.data.dataset, d.dataset);
+        set(&mut c.data.validation, d.validation);
+        if d.train_subset.is_some() {
+            c.data.train_subset = d.train_subset;
+        }
+        if d.test_subset.is_some() {
+            c.data.test_subset = d.test_subset;
+        }
+        c.data.augment &= !d.no_augment;
+        if let Some(index) = &d.class_index {
+            c.data.class_index = (index.as_os_str() != "none").then(|| index.clone());
+        }
+        if d.image_size.is_some() {
+            c.data.image_size = d.image_size;
+        }
+        c.data.skip_undecodable |= d.skip_undecodable;
+        if d.val_labels.is_some() {
+            c.data.val_labels = d.val_labels.clone();
+        }
 
-/// Applies `flags` to `c`.
-fn apply(c: &mut TrainConfig, flags: &[(String, Option<String>)]) -> Result<(), TrainError> {
-    let cfg = |m: String| TrainError::Config(m);
-    let (rule_flags, flags): (Vec<_>, Vec<_>) = flags
-        .iter()
-        .partition(|(f, _)| RULE_FLAGS.contains(&f.as_str()));
-    for (flag, value) in flags {
-        let v = value.as_deref().unwrap_or("");
-        let f = flag.as_str();
-        match f {
-            "--model" => c.model.architecture = v.parse().map_err(cfg)?,
-            "--rule" => c.model.rule = v.parse::<Rule>().map_err(|e| cfg(e.to_string()))?,
-            "--last-layer-bp" => c.model.last_layer_backprop = true,
-            "--rule-for" => {
-                for item in v.split(',').map(str::trim).filter(|i| !i.is_empty()) {
-                    let (pattern, rule) = item.split_once('=').ok_or_else(|| {
-                        cfg(format!("--rule-for: `{item}` is not PATTERN=RULE (e.g. fc=bp)"))
-                    })?;
-                    let rule = rule
-                        .trim()
-                        .parse::<Rule>()
-                        .map_err(|e| cfg(format!("--rule-for {item}: {e}")))?;
-                    c.model.rule_for.insert(pattern.trim().to_string(), rule);
-                }
-            }
-            "--init" => c.model.init = v.parse().map_err(cfg)?,
-            "--stem" => {
-                c.model.stem = Some(match v {
-                    "imagenet" => Stem::ImageNet,
-                    "cifar" => Stem::Cifar,
-                    _ => return Err(cfg(format!("--stem: `{v}` is not imagenet or cifar"))),
-                })
-            }
-            "--image-size" => c.data.image_size = Some(number(f, v)?),
-            "--hidden" => c.model.hidden = list(f, v)?,
-            "--shortcut" => {
-                c.model.shortcut = match v {
-                    "a" | "A" => Shortcut::A,
-                    "b" | "B" => Shortcut::B,
-                    _ => return Err(cfg(format!("--shortcut: `{v}` is not a or b"))),
-                }
-            }
-            "--mirror-warmup" => c.mirror_warmup = number(f, v)?,
-            "--data" => c.data.dir = v.into(),
-            "--dataset" => {
-                c.data.dataset = serde_json::from_value(serde_json::Value::String(v.replace('-', "_")))
-                    .map_err(|_| {
-                        cfg(format!(
-                            "--dataset: `{v}` is not one of mnist, fashion_mnist, cifar10, cifar100, image_folder"
-                        ))
-                    })?
-            }
-            "--validation" => c.data.validation = number(f, v)?,
-            "--train-subset" => c.data.train_subset = Some(number(f, v)?),
-            "--test-subset" => c.data.test_subset = Some(number(f, v)?),
-            "--no-augment" => c.data.augment = false,
-            "--class-index" => {
-                c.data.class_index = (v != "none").then(|| PathBuf::from(v));
-            }
-            "--epochs" => c.epochs = number(f, v)?,
-            "--batch" => c.batch_size = number(f, v)?,
-            "--eval-batch" => c.eval_batch_size = number(f, v)?,
-            "--lr" => c.optimizer.lr = number(f, v)?,
-            "--momentum" => c.optimizer.momentum = number(f, v)?,
-            "--nesterov" => c.optimizer.nesterov = true,
-            "--weight-decay" => c.optimizer.weight_decay = number(f, v)?,
-            "--optimizer" => {
-                c.optimizer.kind = match v {
-                    "sgd" => OptimizerKind::Sgd,
-                    "adam" => OptimizerKind::Adam,
-                    "bm-sgd" | "bm_sgd" => OptimizerKind::BmSgd,
-                    _ => {
-                        return Err(cfg(format!(
-                            "--optimizer: `{v}` is not sgd, adam or bm-sgd"
-                        )));
-                    }
-                }
-            }
-            "--schedule" => {
-                c.schedule.schedule = match v {
-                    "constant" => Schedule::Constant,
-                    "cosine" => Schedule::Cosine,
-                    "step" => match &c.schedule.schedule {
-                        s @ Schedule::Step { .. } => s.clone(),
-                        _ => Schedule::Step {
-                            milestones: vec![c.epochs * 2 / 5, c.epochs * 3 / 5, c.epochs * 4 / 5],
-                            gamma: 0.1,
-                        },
+        let o = &self.optim;
+        set(&mut c.epochs, o.epochs);
+        set(&mut c.batch_size, o.batch);
+        set(&mut c.eval_batch_size, o.eval_batch);
+        set(&mut c.optimizer.lr, o.lr);
+        set(&mut c.optimizer.momentum, o.momentum);
+        c.optimizer.nesterov |= o.nesterov;
+        set(&mut c.optimizer.weight_decay, o.weight_decay);
+        set(&mut c.optimizer.kind, o.optimizer);
+        if let Some(schedule) = &o.schedule {
+            let keep = matches!(
+                (&c.schedule.schedule, schedule),
+                (Schedule::Step { .. }, Schedule::Step { .. })
+            );
+            if !keep {
+                c.schedule.schedule = match schedule {
+                    Schedule::Step { .. } => Schedule::Step {
+                        milestones: vec![c.epochs * 2 / 5, c.epochs * 3 / 5, c.epochs * 4 / 5],
+                        gamma: 0.1,
                     },
-                    _ => {
-                        return Err(cfg(format!(
-                            "--schedule: `{v}` is not constant, step or cosine"
-                        )));
-                    }
-                }
-            }
-            "--milestones" | "--gamma" => {
-                let Schedule::Step { milestones, gamma } = &mut c.schedule.schedule else {
-                    return Err(cfg(format!("{f} needs --schedule step")));
+                    other => other.clone(),
                 };
-                if f == "--gamma" {
-                    *gamma = number(f, v)?;
-                } else {
-                    *milestones = list(f, v)?;
-                }
             }
-            "--warmup" => c.schedule.warmup_epochs = number(f, v)?,
-            "--label-smoothing" => c.label_smoothing = Some(number(f, v)?),
-            "--seed" => c.seed = number(f, v)?,
-            "--device" => c.device = v.into(),
-            "--devices" => {
-                c.devices = v.split(',').map(|d| d.trim().to_string()).collect();
-                c.device = c.devices[0].clone();
-            }
-            "--workers" => c.workers = number(f, v)?,
-            "--no-error-alignment" => c.error_alignment = false,
-            "--alignment-batches" => c.alignment_batches = number(f, v)?,
-            "--tensorboard" => c.tensorboard = Some(v.into()),
-            _ => return Err(cfg(format!("unknown option {f} (try --help)"))),
         }
+        if !o.milestones.is_empty() || o.gamma.is_some() {
+            let Schedule::Step { milestones, gamma } = &mut c.schedule.schedule else {
+                let flag = if o.gamma.is_some() {
+                    "--gamma"
+                } else {
+                    "--milestones"
+                };
+                return cfg(format!("{flag} needs --schedule step"));
+            };
+            if !o.milestones.is_empty() {
+                *milestones = o.milestones.clone();
+            }
+            set(gamma, o.gamma);
+        }
+        set(&mut c.schedule.warmup_epochs, o.warmup);
+        if o.label_smoothing.is_some() {
+            c.label_smoothing = o.label_smoothing;
+        }
+        set(&mut c.seed, o.seed);
+
+        let r = &self.running;
+        if let Some(device) = &r.device {
+            c.device = device.clone();
+        }
+        if !r.devices.is_empty() {
+            c.devices = r.devices.clone();
+            c.device = c.devices[0].clone();
+        }
+        set(&mut c.workers, r.workers);
+        c.error_alignment &= !r.no_error_alignment;
+        set(&mut c.alignment_batches, r.alignment_batches);
+        if r.tensorboard.is_some() {
+            c.tensorboard = r.tensorboard.clone();
+        }
+        Ok(())
     }
-    apply_rule_flags(c, &rule_flags)
+}
+
+/// `*field = value` when a value was given.
+fn set<T>(field: &mut T, value: Option<T>) {
+    if let Some(v) = value {
+        *field = v;
+    }
 }
 
 /// The preset's config for a rule, before the data is known (`num_classes` etc. are filled in
@@ -421,13 +521,18 @@ fn preset_config(p: &Preset) -> TrainConfig {
         model,
         data: DataConfig {
             dataset: p.dataset,
-            dir: p.dir.into(),
+            // Empty: looked up when the run starts (`locate_data`).
+            dir: PathBuf::new(),
             validation: p.validation,
             train_subset: None,
             test_subset: None,
             augment: true,
-            class_index: p.class_index.map(PathBuf::from),
+            class_index: p
+                .class_index
+                .and_then(|name| wt_data::locate::find(&[name])),
             image_size: None,
+            skip_undecodable: false,
+            val_labels: None,
         },
         optimizer: OptimizerConfig {
             kind: OptimizerKind::Sgd,
@@ -453,18 +558,12 @@ fn preset_config(p: &Preset) -> TrainConfig {
     }
 }
 
-/// Runs an example: parses `args` (without the program name), trains, prints progress and
-/// ends with one JSON line of the final metrics.
-pub fn run(preset: Preset, args: &[String]) -> Result<(), TrainError> {
-    if args.iter().any(|a| a == "--help" || a == "-h") {
-        println!(
-            "cargo run --release --example {} -- [options]\n\n{USAGE}",
-            preset.name
-        );
-        return Ok(());
-    }
-    let cli = parse(args)?;
-    let mut config = match (&cli.config, cli.mode, &cli.out) {
+/// Runs an example with parsed flags: trains, prints progress and ends with one JSON line
+/// of the final metrics.
+pub fn run(preset: Preset, args: &TrainArgs) -> Result<(), TrainError> {
+    let mode = args.mode();
+    let out = args.run.out.as_ref();
+    let mut config = match (&args.run.config, mode, out) {
         (_, RunMode::Resume, Some(out)) => TrainConfig::load(&out.join("config.toml"))?,
         (_, RunMode::Resume, None) => {
             return Err(TrainError::Config(
@@ -475,24 +574,25 @@ pub fn run(preset: Preset, args: &[String]) -> Result<(), TrainError> {
         (None, _, _) => {
             let mut c = preset_config(&preset);
             // A step schedule follows --epochs unless milestones are given.
-            let epochs_flag = cli.flags.iter().find(|(f, _)| f == "--epochs");
-            if let Some((_, Some(e))) = epochs_flag {
-                let e: usize = number("--epochs", e)?;
-                c.schedule = preset.schedule(e, preset.step_schedule);
+            if let Some(epochs) = args.optim.epochs {
+                c.schedule = preset.schedule(epochs, preset.step_schedule);
             }
             c
         }
     };
-    apply(&mut config, &cli.flags)?;
+    args.apply(&mut config)?;
     if config.model.rules().all(|r| r.weight_mirror().is_none()) {
         config.mirror_warmup = 0;
+    }
+    if config.data.dir.as_os_str().is_empty() {
+        config.data.dir = locate_data(config.data.dataset, args.data.download)?;
     }
     let data = RunData::open(&config.data, config.seed)?;
     config.model.num_classes = data.num_classes;
     config.model.in_channels = data.channels;
     config.model.image_side = data.side;
     config.validate()?;
-    let out = cli.out.clone().unwrap_or_else(|| {
+    let out = out.cloned().unwrap_or_else(|| {
         PathBuf::from(format!(
             "runs/{}-{}-{}-s{}",
             preset.name,
@@ -501,8 +601,8 @@ pub fn run(preset: Preset, args: &[String]) -> Result<(), TrainError> {
             config.seed
         ))
     });
-    let run = RunDir::open(&out, cli.mode)?;
-    if !cli.quiet {
+    let run = RunDir::open(&out, mode)?;
+    if !args.run.quiet {
         println!(
             "{}: {} train / {} validation / {} test images from {}, {} classes; run folder {}",
             preset.name,
@@ -515,8 +615,8 @@ pub fn run(preset: Preset, args: &[String]) -> Result<(), TrainError> {
         );
     }
     let options = FitOptions {
-        resume: cli.mode == RunMode::Resume,
-        verbosity: if cli.quiet {
+        resume: mode == RunMode::Resume,
+        verbosity: if args.run.quiet {
             Verbosity::Quiet
         } else {
             Verbosity::Normal
@@ -525,15 +625,33 @@ pub fn run(preset: Preset, args: &[String]) -> Result<(), TrainError> {
     };
     let model_config = config.model.clone();
     let trained = fit(&config, &data, &run, options, |d| model_config.init(d))?;
+    if let Some(log) = &data.skipped {
+        let files = log.files();
+        eprintln!(
+            "skipped {} undecodable image loads ({} files){}",
+            log.count(),
+            files.len(),
+            if files.is_empty() { "" } else { ":" }
+        );
+        for (file, why) in files {
+            eprintln!("  {}: {why}", file.display());
+        }
+    }
     println!("{}", final_json(&config, &trained));
     Ok(())
 }
 
-/// `main` of an example: runs and exits with status 2 and the message on error.
+/// `main` of an example: parses the command line (`--help` prints the generated help; a bad
+/// flag exits with status 2 and clap's message), runs, and exits with status 2 and the
+/// message on error.
 pub fn main(preset: Preset) {
     // CPU steps free and reallocate the same large temporaries: keep them (see the module).
-    wt_models::wt_nn::wt_core::allocator::keep_freed_memory();
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    wt_core::allocator::keep_freed_memory();
+    let args = TrainArgs::command()
+        .name(preset.name)
+        .bin_name(format!("cargo run --release --example {} --", preset.name))
+        .get_matches();
+    let args = TrainArgs::from_arg_matches(&args).unwrap_or_else(|e| e.exit());
     if let Err(e) = run(preset, &args) {
         eprintln!("error: {e}");
         std::process::exit(2);
@@ -545,15 +663,22 @@ mod tests {
     use super::*;
     use wt_models::wt_nn::wt_core::WeightMirror;
 
-    fn args(s: &str) -> Vec<String> {
-        s.split_whitespace().map(String::from).collect()
+    fn parse(line: &str) -> Result<TrainArgs, TrainError> {
+        let words = std::iter::once("example").chain(line.split_whitespace());
+        TrainArgs::try_parse_from(words).map_err(|e| TrainError::Config(e.to_string()))
+    }
+
+    /// The preset's config with `line`'s flags applied.
+    fn applied(preset: &Preset, line: &str) -> Result<TrainConfig, TrainError> {
+        let mut c = preset_config(preset);
+        parse(line)?.apply(&mut c)?;
+        Ok(c)
     }
 
     #[test]
     fn flags_override_the_preset_and_errors_name_the_flag() {
-        let cli = parse(&args("--rule kp --epochs 20 --lr 0.05 --hidden 500,300 --schedule step --milestones 5,10 --last-layer-bp --out x")).unwrap();
-        let mut c = preset_config(&Preset::mnist());
-        apply(&mut c, &cli.flags).unwrap();
+        let line = "--rule kp --epochs 20 --lr 0.05 --hidden 500,300 --schedule step --milestones 5,10 --last-layer-bp --out x";
+        let c = applied(&Preset::mnist(), line).unwrap();
         assert_eq!(c.model.rule.name(), "kp");
         assert_eq!((c.epochs, c.optimizer.lr), (20, 0.05));
         assert_eq!(c.model.hidden, vec![500, 300]);
@@ -565,10 +690,11 @@ mod tests {
                 gamma: 0.1
             }
         );
-        assert_eq!(cli.out, Some(PathBuf::from("x")));
-        let cli = parse(&args("--image-size 64 --stem imagenet --optimizer bm-sgd")).unwrap();
-        let mut c = preset_config(&Preset::imagenet());
-        apply(&mut c, &cli.flags).unwrap();
+        assert_eq!(parse(line).unwrap().run.out, Some(PathBuf::from("x")));
+        let line = "--image-size 64 --stem imagenet --optimizer bm-sgd --dataset fashion-mnist";
+        let mut c = applied(&Preset::imagenet(), line).unwrap();
+        assert_eq!(c.data.dataset, DatasetKind::FashionMnist);
+        c.data.dataset = DatasetKind::ImageFolder;
         assert_eq!(c.data.image_size, Some(64));
         assert_eq!(c.model.stem, Some(Stem::ImageNet));
         assert_eq!(c.optimizer.kind, OptimizerKind::BmSgd);
@@ -580,19 +706,17 @@ mod tests {
         for (bad, expect) in [
             ("--stem tiny", "--stem"),
             ("--lr fast", "--lr"),
-            ("--rule xx", "xx"),
-            ("--frobnicate 1", "unknown option --frobnicate"),
+            (
+                "--rule xx",
+                "[possible values: bp, fa, usf, brsf, frsf, kp, wm, dfa, dkp]",
+            ),
+            ("--frobnicate 1", "unexpected argument '--frobnicate'"),
             ("--model vgg", "vgg"),
-            ("--epochs", "needs a value"),
+            ("--epochs", "a value is required for '--epochs <N>'"),
             ("--milestones 1,2", "needs --schedule step"),
+            ("--resume --overwrite", "cannot be used with"),
         ] {
-            let err = parse(&args(bad))
-                .and_then(|cli| {
-                    let mut c = preset_config(&Preset::mnist());
-                    apply(&mut c, &cli.flags)
-                })
-                .unwrap_err()
-                .to_string();
+            let err = applied(&Preset::mnist(), bad).unwrap_err().to_string();
             assert!(err.contains(expect), "{bad}: {err}");
         }
     }
@@ -600,12 +724,11 @@ mod tests {
     /// Mirror and KP flags apply to their rule wherever they stand on the line, and need it.
     #[test]
     fn rule_flags_set_their_rule_and_need_it() {
-        let cli = parse(&args(
+        let c = applied(
+            &Preset::mnist(),
             "--mirror-lr 0.2 --mirror-batch 64 --rule wm --mirror-decay 0.1 --mirror-sigma 0.5 --mirror-steps 2 --mirror-update gradient --devices flex,flex",
-        ))
+        )
         .unwrap();
-        let mut c = preset_config(&Preset::mnist());
-        apply(&mut c, &cli.flags).unwrap();
         let wm = *c.model.rule.weight_mirror().expect("rule wm");
         assert_eq!(
             wm,
@@ -620,19 +743,16 @@ mod tests {
         );
         assert_eq!(c.devices, vec!["flex".to_string(), "flex".into()]);
         assert_eq!(c.device, "flex");
-        let cli = parse(&args(
+        let c = applied(
+            &Preset::mnist(),
             "--rule-for conv1=bp,fc*=fa --rule kp --rule-for blocks.0=dfa",
-        ))
+        )
         .unwrap();
-        let mut c = preset_config(&Preset::mnist());
-        apply(&mut c, &cli.flags).unwrap();
         let names: Vec<(&str, &str)> = (c.model.rule_for.iter())
             .map(|(p, r)| (p.as_str(), r.name()))
             .collect();
         assert_eq!(names, [("blocks.0", "dfa"), ("conv1", "bp"), ("fc*", "fa")]);
-        let cli = parse(&args("--kp-decay 0.003 --rule kp")).unwrap();
-        let mut c = preset_config(&Preset::mnist());
-        apply(&mut c, &cli.flags).unwrap();
+        let c = applied(&Preset::mnist(), "--kp-decay 0.003 --rule kp").unwrap();
         assert_eq!(
             c.model.rule,
             Rule::KolenPollack(wt_models::wt_nn::wt_core::KolenPollack {
@@ -643,14 +763,15 @@ mod tests {
             ("--rule wm --kp-decay 0.1", "--kp-decay needs --rule kp"),
             ("--rule-for fc", "not PATTERN=RULE"),
             ("--rule-for fc=sgd", "unknown learning rule `sgd`"),
+            (
+                "--rule wm --mirror-update later",
+                "[possible values: direct, gradient]",
+            ),
             ("--rule kp --kp-decay lots", "--kp-decay"),
             ("--rule kp --mirror-lr 0.1", "--mirror-lr needs --rule wm"),
-            ("--rule wm --mirror-update later", "not direct or gradient"),
             ("--rule wm --mirror-batch many", "--mirror-batch"),
         ] {
-            let cli = parse(&args(bad)).unwrap();
-            let mut c = preset_config(&Preset::mnist());
-            let err = apply(&mut c, &cli.flags).unwrap_err().to_string();
+            let err = applied(&Preset::mnist(), bad).unwrap_err().to_string();
             assert!(err.contains(expect), "{bad}: {err}");
         }
     }

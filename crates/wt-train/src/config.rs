@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use wt_models::ModelConfig;
+use wt_models::wt_nn::wt_core::{Named, named_str};
 
 use crate::error::TrainError;
 
@@ -22,6 +23,30 @@ pub enum DatasetKind {
     Cifar100,
     /// An ImageFolder tree with `train/<class>/` and `val/<class>/` (ImageNet layout).
     ImageFolder,
+}
+
+impl Named for DatasetKind {
+    const WHAT: &'static str = "dataset";
+
+    fn all() -> Vec<Self> {
+        vec![
+            Self::Mnist,
+            Self::FashionMnist,
+            Self::Cifar10,
+            Self::Cifar100,
+            Self::ImageFolder,
+        ]
+    }
+
+    fn name(&self) -> &'static str {
+        match self {
+            Self::Mnist => "mnist",
+            Self::FashionMnist => "fashion_mnist",
+            Self::Cifar10 => "cifar10",
+            Self::Cifar100 => "cifar100",
+            Self::ImageFolder => "image_folder",
+        }
+    }
 }
 
 /// Where the data is and how it is split and augmented.
@@ -53,6 +78,15 @@ pub struct DataConfig {
     /// `round(side·256/224)` and centre crop); `None`: 224. Other data sets have fixed sides.
     #[serde(default)]
     pub image_size: Option<usize>,
+    /// ImageFolder trees: skip images that do not decode (counted and listed at the end of
+    /// the run) instead of stopping at the first with an error naming it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub skip_undecodable: bool,
+    /// ImageFolder trees: the test images lie flat in `<dir>/val` (ILSVRC-2012's validation
+    /// folder, `ILSVRC2012_val_00000001.JPEG`, ...) and this JSON maps each file name to its
+    /// class (`ilsvrc2012_val_image_to_label.json`); needs `class_index`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub val_labels: Option<PathBuf>,
 }
 
 fn yes() -> bool {
@@ -71,6 +105,22 @@ pub enum OptimizerKind {
     /// decay as SGD's ([`BatchManhattanSgd`](crate::BatchManhattanSgd)).
     #[serde(rename = "bm_sgd", alias = "bm-sgd")]
     BmSgd,
+}
+
+impl Named for OptimizerKind {
+    const WHAT: &'static str = "optimizer";
+
+    fn all() -> Vec<Self> {
+        vec![Self::Sgd, Self::Adam, Self::BmSgd]
+    }
+
+    fn name(&self) -> &'static str {
+        match self {
+            Self::Sgd => "sgd",
+            Self::Adam => "adam",
+            Self::BmSgd => "bm_sgd",
+        }
+    }
 }
 
 /// Optimizer settings.
@@ -115,6 +165,32 @@ pub enum Schedule {
     /// Cosine annealing from the base rate to 0 over the run.
     Cosine,
 }
+
+impl Named for Schedule {
+    const WHAT: &'static str = "schedule";
+
+    /// `step` with no milestones: the command line fills them in from the run's length.
+    fn all() -> Vec<Self> {
+        vec![
+            Self::Constant,
+            Self::Step {
+                milestones: Vec::new(),
+                gamma: 0.1,
+            },
+            Self::Cosine,
+        ]
+    }
+
+    fn name(&self) -> &'static str {
+        match self {
+            Self::Constant => "constant",
+            Self::Step { .. } => "step",
+            Self::Cosine => "cosine",
+        }
+    }
+}
+
+named_str!(DatasetKind, OptimizerKind, Schedule);
 
 /// Schedule plus linear warm-up.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -229,6 +305,18 @@ impl TrainConfig {
                 return bad(format!("data.image_size must be at least 16, got {side}"));
             }
         }
+        let folder_only = [
+            ("skip_undecodable", self.data.skip_undecodable),
+            ("val_labels", self.data.val_labels.is_some()),
+        ];
+        if let Some((field, _)) = folder_only.iter().find(|(_, set)| *set)
+            && self.data.dataset != DatasetKind::ImageFolder
+        {
+            return bad(format!(
+                "data.{field} applies to image_folder data only (the dataset is {})",
+                self.data.dataset
+            ));
+        }
         if self.error_alignment && self.alignment_batches == 0 {
             return bad(
                 "alignment_batches must be at least 1 (or turn error_alignment off)".into(),
@@ -317,6 +405,8 @@ mod tests {
                 augment: true,
                 class_index: None,
                 image_size: None,
+                skip_undecodable: false,
+                val_labels: None,
             },
             optimizer: OptimizerConfig {
                 kind: OptimizerKind::Sgd,
@@ -346,6 +436,16 @@ mod tests {
             alignment_batches: 4,
             tensorboard: None,
         }
+    }
+
+    /// The names the command line takes are the names serde writes.
+    #[test]
+    fn enum_names_are_their_serde_names() {
+        use wt_core::named::assert_table;
+        let json = |v: serde_json::Value| v.as_str().unwrap().to_string();
+        assert_table::<DatasetKind>(|d| json(serde_json::to_value(d).unwrap()));
+        assert_table::<OptimizerKind>(|o| json(serde_json::to_value(o).unwrap()));
+        assert_table::<Schedule>(|s| json(serde_json::to_value(s).unwrap()["kind"].clone()));
     }
 
     #[test]

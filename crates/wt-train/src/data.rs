@@ -2,6 +2,7 @@
 //! [`ImageBatch`], deterministically for a given (seed, epoch, index); [`DataSplit`] picks the
 //! items of a split; [`RunData::open`] reads what a [`DataConfig`] names.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use burn::data::dataset::{Dataset, DatasetError};
@@ -9,7 +10,7 @@ use burn::tensor::Device;
 use wt_data::{
     CifarBatcher, CifarDataset, CifarItem, CifarTransform, ClassIndex, ImageBatch,
     ImageFolderDataset, ImageItem, ImageNetBatcher, ImageNetTransform, MnistBatcher, MnistDataset,
-    Split,
+    SkipLog, SkipUndecodable, Split,
 };
 
 use crate::config::{DataConfig, DatasetKind};
@@ -59,6 +60,78 @@ impl BatchSource for MnistSource {
             device,
         ))
     }
+}
+
+impl DatasetKind {
+    /// The folder and archive names the data set is looked for under `$WT_DATA` and the
+    /// cache folder ([`wt_data::locate`]), in order.
+    pub fn usual_names(self) -> &'static [&'static str] {
+        match self {
+            Self::Mnist => &["mnist"],
+            Self::FashionMnist => &["fashion-mnist", "fashion_mnist"],
+            Self::Cifar10 => &[
+                "cifar-10-batches-bin",
+                "cifar-10-binary.tar.gz",
+                "cifar-10/cifar-10-binary.tar.gz",
+                "cifar-10",
+            ],
+            Self::Cifar100 => &[
+                "cifar-100-binary",
+                "cifar-100-binary.tar.gz",
+                "cifar-100/cifar-100-binary.tar.gz",
+                "cifar-100",
+            ],
+            Self::ImageFolder => &["imagenet", "imagenette", "imagenette-mini"],
+        }
+    }
+}
+
+/// Where `dataset` lies when no folder was named: the first of its
+/// [`usual_names`](DatasetKind::usual_names) under `$WT_DATA`, then under the cache folder;
+/// else, with `download` (and wt-train's `download` feature), fetched into the cache folder
+/// with its checksums verified.
+pub fn locate_data(dataset: DatasetKind, download: bool) -> Result<PathBuf, TrainError> {
+    let names = dataset.usual_names();
+    if let Some(found) = wt_data::locate::find(names) {
+        return Ok(found);
+    }
+    if download {
+        return fetch(dataset);
+    }
+    let roots = wt_data::locate::search_roots();
+    Err(TrainError::Config(format!(
+        "no {dataset} data: give --data DIR, or set {} to a folder holding one of {} \
+         (searched {}), or pass --download",
+        wt_data::locate::DATA_VAR,
+        names.join(", "),
+        wt_data::locate::list(&roots)
+    )))
+}
+
+#[cfg(feature = "download")]
+fn fetch(dataset: DatasetKind) -> Result<PathBuf, TrainError> {
+    use wt_data::download::{Downloader, Remote};
+    let remote = match dataset {
+        DatasetKind::Mnist => Remote::Mnist,
+        DatasetKind::FashionMnist => Remote::FashionMnist,
+        DatasetKind::Cifar10 => Remote::Cifar10,
+        DatasetKind::Cifar100 => Remote::Cifar100,
+        DatasetKind::ImageFolder => {
+            return Err(TrainError::Config(
+                "--download: image folders cannot be downloaded; give --data DIR".into(),
+            ));
+        }
+    };
+    Downloader::new(wt_data::locate::cache_dir())
+        .fetch(remote)
+        .map_err(TrainError::Data)
+}
+
+#[cfg(not(feature = "download"))]
+fn fetch(_: DatasetKind) -> Result<PathBuf, TrainError> {
+    Err(TrainError::Config(
+        "--download: this build has no download support (build with the `download` feature)".into(),
+    ))
 }
 
 /// Items `indices` of `dataset`, each with its index (the seeded transforms read it).
@@ -114,6 +187,26 @@ impl EpochBatcher for ImageNetBatcher {
     }
 }
 
+/// [`ImageNetBatcher`] over the items of a folder that skips undecodable images
+/// ([`SkipUndecodable`]): the skipped (`None`) items are left out of the batch.
+pub struct SkippingBatcher(pub ImageNetBatcher);
+
+impl EpochBatcher for SkippingBatcher {
+    type Item = Option<ImageItem>;
+
+    fn batch_at_epoch(
+        &self,
+        epoch: u64,
+        items: &[(usize, Option<ImageItem>)],
+        device: &Device,
+    ) -> ImageBatch {
+        let kept: Vec<(usize, ImageItem)> = (items.iter())
+            .filter_map(|(i, item)| item.clone().map(|item| (*i, item)))
+            .collect();
+        self.0.batch_at_epoch(epoch, &kept, device)
+    }
+}
+
 /// A data set batched by an [`EpochBatcher`].
 pub struct SeededSource<D, T> {
     /// The items.
@@ -127,6 +220,9 @@ pub type CifarSource = SeededSource<CifarDataset, CifarBatcher>;
 
 /// An ImageFolder tree through wt-data's [`ImageNetBatcher`].
 pub type ImageFolderSource = SeededSource<ImageFolderDataset, ImageNetBatcher>;
+
+/// An ImageFolder tree whose undecodable images are skipped and counted.
+pub type SkippingImageFolderSource = SeededSource<SkipUndecodable, SkippingBatcher>;
 
 impl<D, T> BatchSource for SeededSource<D, T>
 where
@@ -226,12 +322,16 @@ pub struct RunData {
     pub channels: usize,
     /// Image side.
     pub side: usize,
+    /// Images skipped as undecodable so far (all splits), when
+    /// [`DataConfig::skip_undecodable`] is on.
+    pub skipped: Option<SkipLog>,
 }
 
 impl RunData {
     /// Reads the data set `config` names; `seed` chooses the validation and subset items and
     /// seeds the augmentation.
     pub fn open(config: &DataConfig, seed: u64) -> Result<Self, TrainError> {
+        let mut skipped = None;
         let Sources {
             train: train_src,
             eval: eval_src,
@@ -296,16 +396,26 @@ impl RunData {
                     Some(p) => Some(ClassIndex::from_tsv(p).map_err(TrainError::Data)?),
                     None => None,
                 };
-                let train = Arc::new(
-                    ImageFolderDataset::new(&config.dir, Split::Train, index.as_ref())
-                        .map_err(TrainError::Data)?,
-                );
-                let test = Arc::new(
-                    ImageFolderDataset::new(&config.dir, Split::Test, index.as_ref())
-                        .map_err(TrainError::Data)?,
-                );
+                let train = ImageFolderDataset::new(&config.dir, Split::Train, index.as_ref())
+                    .map_err(TrainError::Data)?;
+                let test = match (&config.val_labels, &index) {
+                    (None, _) => ImageFolderDataset::new(&config.dir, Split::Test, index.as_ref()),
+                    (Some(labels), Some(index)) => {
+                        ImageFolderDataset::flat_with_labels(&config.dir.join("val"), labels, index)
+                    }
+                    (Some(_), None) => {
+                        return Err(TrainError::Config(
+                            "data.val_labels needs data.class_index (the labels are ILSVRC \
+                             class numbers)"
+                                .into(),
+                        ));
+                    }
+                }
+                .map_err(TrainError::Data)?;
                 let classes = train.classes().len();
                 let side = config.image_size.unwrap_or(224);
+                let skip_log = config.skip_undecodable.then(SkipLog::default);
+                let (train, test) = (Arc::new(train), Arc::new(test));
                 let source =
                     |dataset: &Arc<ImageFolderDataset>, augment: bool| -> Arc<dyn BatchSource> {
                         let transform = if augment {
@@ -313,11 +423,21 @@ impl RunData {
                         } else {
                             ImageNetTransform::eval_at(side)
                         };
-                        Arc::new(ImageFolderSource {
-                            dataset: dataset.clone(),
-                            batcher: ImageNetBatcher::new(transform, seed),
-                        })
+                        let batcher = ImageNetBatcher::new(transform, seed);
+                        match &skip_log {
+                            None => Arc::new(ImageFolderSource {
+                                dataset: dataset.clone(),
+                                batcher,
+                            }),
+                            Some(log) => Arc::new(SkippingImageFolderSource {
+                                dataset: Arc::new(
+                                    (**dataset).clone().skip_undecodable_into(log.clone()),
+                                ),
+                                batcher: SkippingBatcher(batcher),
+                            }),
+                        }
                     };
+                skipped = skip_log.clone();
                 Sources {
                     train: source(&train, config.augment),
                     eval: source(&train, false),
@@ -365,6 +485,7 @@ impl RunData {
             num_classes: classes,
             channels,
             side,
+            skipped,
         })
     }
 }

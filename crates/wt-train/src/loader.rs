@@ -97,7 +97,21 @@ impl OrderedLoader {
 impl Iterator for OrderedLoader {
     type Item = Result<ImageBatch, TrainError>;
 
+    /// The next batch; a batch left with no images (every one skipped as undecodable, see
+    /// `DataConfig::skip_undecodable`) is passed over.
     fn next(&mut self) -> Option<Self::Item> {
+        while let Some(batch) = self.next_prepared() {
+            match &batch {
+                Ok(b) if b.targets.dims()[0] == 0 => continue,
+                _ => return Some(batch),
+            }
+        }
+        None
+    }
+}
+
+impl OrderedLoader {
+    fn next_prepared(&mut self) -> Option<Result<ImageBatch, TrainError>> {
         if self.next >= self.batches.len() {
             return None;
         }

@@ -8,14 +8,7 @@ use wt_models::{Architecture, ImageClassifier, ModelConfig};
 
 use crate::*;
 
-fn shared_data(name: &str) -> PathBuf {
-    let crate_dir = std::env::var_os("CARGO_MANIFEST_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
-    let dir = crate_dir.join("../../../shared/data").join(name);
-    assert!(dir.is_dir(), "real data set {} not found", dir.display());
-    dir
-}
+use wt_data::testdata::shared_data;
 
 fn temp_run(tag: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("wt-train-{tag}-{}", std::process::id()));
@@ -38,6 +31,8 @@ fn mnist_config(rule: &str, epochs: usize, subset: usize) -> TrainConfig {
             augment: false,
             class_index: None,
             image_size: None,
+            skip_undecodable: false,
+            val_labels: None,
         },
         optimizer: OptimizerConfig {
             kind: OptimizerKind::Sgd,
@@ -614,4 +609,94 @@ fn the_epoch_line_summarises_deep_nets() {
         deep.contains("21 layers, B-W median 90.0° (80.0–100.0°), error median 60.0° (40.0–80.0°)"),
         "{deep}"
     );
+}
+
+/// An ImageFolder run reaches the reader's options: undecodable images skipped and counted
+/// (without the option the first one is an error naming it), and the flat ILSVRC validation
+/// folder labelled by its JSON map.
+#[test]
+fn image_folder_options_skip_bad_images_and_read_a_flat_validation_folder() {
+    let src = shared_data("imagenette-mini/train");
+    let root = temp_run("folder-options");
+    let wnids = ["n01440764", "n02102040"];
+    let mut labels = serde_json::Map::new();
+    for (c, wnid) in wnids.iter().enumerate() {
+        let dir = root.join("train").join(wnid);
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut photos: Vec<PathBuf> = std::fs::read_dir(src.join(wnid))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        photos.sort();
+        for (k, photo) in photos.iter().take(3).enumerate() {
+            std::fs::copy(photo, dir.join(format!("{wnid}_{k}.JPEG"))).unwrap();
+        }
+        // The flat validation folder: one photo per class under ILSVRC's file names.
+        let name = format!("ILSVRC2012_val_0000000{}.JPEG", c + 1);
+        std::fs::create_dir_all(root.join("val")).unwrap();
+        std::fs::copy(&photos[3], root.join("val").join(&name)).unwrap();
+        let index = if c == 0 { 0 } else { 217 }; // tench, English springer
+        labels.insert(name, index.into());
+    }
+    std::fs::write(
+        root.join("train").join(wnids[1]).join("bad.JPEG"),
+        b"not a JPEG",
+    )
+    .unwrap();
+    let labels_file = root.join("val_labels.json");
+    std::fs::write(&labels_file, serde_json::to_string(&labels).unwrap()).unwrap();
+
+    let mut config = mnist_config("bp", 1, 10).data;
+    config.dataset = DatasetKind::ImageFolder;
+    config.dir = root.clone();
+    config.train_subset = None;
+    config.test_subset = None;
+    config.image_size = Some(32);
+    config.class_index = Some(shared_data("imagenet-classes").join("imagenet1k_classes.tsv"));
+    config.val_labels = Some(labels_file);
+    let device = Device::flex();
+    let all = |split: &DataSplit| -> Result<usize, String> {
+        let positions: Vec<usize> = (0..split.len()).collect();
+        let batch = split
+            .batch(0, &positions, &device)
+            .map_err(|e| e.to_string())?;
+        Ok(batch.targets.dims()[0])
+    };
+
+    // Strict: the bad file stops the batch with its name.
+    let strict = RunData::open(&config, 1).unwrap();
+    let err = all(&strict.train).unwrap_err();
+    assert!(err.contains("bad.JPEG"), "{err}");
+    assert!(strict.skipped.is_none());
+
+    // The flat validation folder, labelled from the JSON map.
+    assert_eq!(strict.test.len(), 2);
+    let positions = [0, 1];
+    let test = strict.test.batch(0, &positions, &device).unwrap();
+    let targets: Vec<i64> = test
+        .targets
+        .into_data()
+        .convert::<i64>()
+        .try_to_vec()
+        .unwrap();
+    assert_eq!(targets, [0, 217]);
+
+    // Skipping: 7 files, 6 images, 1 skip counted.
+    config.skip_undecodable = true;
+    let skipping = RunData::open(&config, 1).unwrap();
+    assert_eq!(skipping.train.len(), 7);
+    assert_eq!(all(&skipping.train).unwrap(), 6);
+    let log = skipping.skipped.as_ref().expect("a skip log");
+    assert_eq!(log.count(), 1);
+    assert!(log.files()[0].0.ends_with("bad.JPEG"));
+
+    // The options are refused for data sets other than image folders.
+    let mut mnist = mnist_config("bp", 1, 10);
+    mnist.data.skip_undecodable = true;
+    let err = mnist.validate().unwrap_err().to_string();
+    assert!(
+        err.contains("skip_undecodable applies to image_folder"),
+        "{err}"
+    );
+    std::fs::remove_dir_all(&root).unwrap();
 }

@@ -503,6 +503,9 @@ fn probe_angles<M: ImageClassifier>(
             .train
             .batch(epoch as u64, &items, device)
             .map_err(TrainError::Batch)?;
+        if batch.targets.dims()[0] == 0 {
+            continue; // every image of the probe batch was skipped as undecodable
+        }
         let angles = gradient_alignment(&probe_model, |m: &M| {
             criterion.forward(m.forward(batch.images.clone()), batch.targets.clone())
         });
