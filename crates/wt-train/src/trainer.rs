@@ -11,6 +11,8 @@
 use std::io::IsTerminal;
 use std::time::Instant;
 
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::decay::WeightDecayConfig;
 use burn::optim::momentum::MomentumConfig;
@@ -200,37 +202,17 @@ pub fn fit<M: ImageClassifier>(
     options: FitOptions,
     build: impl FnOnce(&Device) -> M,
 ) -> Result<Trained<M>, TrainError> {
-    let FitOptions {
-        resume,
-        verbosity,
-        stop_after,
-    } = options;
     config.validate()?;
-    let say = |line: String| {
-        if verbosity == Verbosity::Normal {
-            println!("{line}");
-        }
-    };
-    let device = parse_device(&config.device).map_err(TrainError::Config)?;
-    device.seed(config.seed);
-    let ad = device.clone().autodiff();
-    // Data-parallel: the devices after the first, each with a copy of the model every step.
-    let replicas: Vec<Device> = config
-        .devices
-        .iter()
-        .skip(1)
-        .map(|d| parse_device(d).map(|d| d.autodiff()))
-        .collect::<Result<_, _>>()
-        .map_err(TrainError::Config)?;
+    let say = Say(options.verbosity);
+    let devices = Devices::open(config)?;
     // The config's per-layer rules reach a user's model too (a zoo model has them already).
-    let mut model = config
+    let model = config
         .model
-        .apply_layer_rules(build(&ad))
+        .apply_layer_rules(build(&devices.autodiff))
         .map_err(|e| TrainError::Config(format!("model.rule_for: {e}")))?;
-    let mut optim = optimizer(&config.optimizer);
-    let count = parameter_count(&model);
     let name = model_name::<M>(config);
-    say(format!(
+    let count = parameter_count(&model);
+    say.line(format!(
         "model {name} ({} rule): {} parameters ({} feedback values stored, {} buffers); device {}",
         config.model.rule.name(),
         count.forward,
@@ -238,218 +220,38 @@ pub fn fit<M: ImageClassifier>(
         count.buffers,
         config.device
     ));
-
-    let mut progress = if resume {
-        let ckpt = checkpoint::read(&run.checkpoint())?;
-        let bad = |part: &str, e: String| {
-            TrainError::Checkpoint(format!(
-                "{}: {part} does not fit this model: {e}",
-                run.checkpoint().display()
-            ))
-        };
-        let record = ModuleRecord::from_bytes(Bytes::from_bytes_vec(ckpt.model))
-            .map_err(|e| bad("model record", e.to_string()))?;
-        model = model
-            .try_load_record(record)
-            .map_err(|e| bad("model record", e.to_string()))?;
-        optim = optim
-            .from_bytes(Bytes::from_bytes_vec(ckpt.optimizer))
-            .map_err(|e| bad("optimizer state", e.to_string()))?;
-        say(format!(
-            "resumed from {} after epoch {}",
-            run.checkpoint().display(),
-            ckpt.progress.epochs_done
-        ));
-        ckpt.progress
-    } else {
-        if config.model.rules().any(|r| r.weight_mirror().is_some()) && config.mirror_warmup > 0 {
-            model = mirror_steps(model, config.mirror_warmup);
-            say(format!(
-                "weight-mirror warm-up: {} steps",
-                config.mirror_warmup
-            ));
-        }
-        Progress {
-            epochs_done: 0,
-            global_step: 0,
-            history: Vec::new(),
-        }
-    };
-
+    let (mut model, mut optim, mut progress) = start(
+        model,
+        optimizer(&config.optimizer),
+        config,
+        run,
+        options.resume,
+        say,
+    )?;
     // The config this run goes on with (a resume may extend `epochs`), written once the
     // checkpoint, if any, has loaded.
     RunDir::write_atomic(&run.config(), config.to_toml().as_bytes())?;
-    let criterion = {
-        let mut c = CrossEntropyLossConfig::new();
-        if let Some(s) = config.label_smoothing {
-            c = c.with_smoothing(Some(s));
-        }
-        c
-    };
-    let steps = data.train.len().div_ceil(config.batch_size);
-    let terminal = std::io::stdout().is_terminal();
-    let last_epoch = stop_after.map_or(config.epochs, |s| s.min(config.epochs));
+    let last_epoch = options
+        .stop_after
+        .map_or(config.epochs, |s| s.min(config.epochs));
     let mut final_model_bytes = None;
     for epoch in progress.epochs_done..last_epoch {
-        let order = permutation(
-            data.train.len(),
-            config.seed ^ (epoch as u64 + 1).wrapping_mul(0xA24B_AED4_963E_E407),
-        );
-        let loader = OrderedLoader::new(
-            &data.train,
-            &order,
-            config.batch_size,
-            epoch as u64,
-            &ad,
-            config.workers,
-        );
-        let start = Instant::now();
-        let (mut loss_sum, mut seen, mut right) = (0.0f64, 0usize, 0i64);
-        let mut lr = config.optimizer.lr;
-        let mut last_print = Instant::now();
-        for (step, batch) in loader.enumerate() {
-            let batch = batch?;
-            lr = config
-                .schedule
-                .lr(config.optimizer.lr, epoch, step, steps, config.epochs);
-            let seed = step_seed(config.seed, progress.global_step);
-            let n = batch.targets.dims()[0];
-            let mut shards = shard_gradients(&model, &ad, &replicas, &criterion, batch, seed);
-            let (loss_value, correct_now) = shards
-                .iter()
-                .fold((0.0, 0), |(l, c), s| (l + s.loss * s.weight, c + s.correct));
-            if !loss_value.is_finite() {
-                return Err(TrainError::Diverged {
-                    epoch: epoch + 1,
-                    step,
-                    loss: loss_value,
-                });
-            }
-            let mut grads = if shards.len() == 1 {
-                shards.pop().expect("one shard").grads
-            } else {
-                average_gradients(&model, shards.into_iter().map(|s| s.grads).collect())
-            };
-            // The mirror's noise comes from its own per-step stream, whatever the shards drew.
-            device.seed(seed.rotate_left(32) ^ 0x5851_F42D_4C95_7F2D);
-            add_feedback_gradients(&model, &mut grads, effective_lr(&config.optimizer, lr));
-            model = optim.step(lr, model, grads);
-            model = mirror_update(model);
-            progress.global_step += 1;
-            loss_sum += loss_value * n as f64;
-            seen += n;
-            right += correct_now;
-            let done = step + 1;
-            if verbosity == Verbosity::Normal
-                && (done == steps
-                    || last_print.elapsed().as_secs_f64() > if terminal { 0.5 } else { 30.0 })
-            {
-                last_print = Instant::now();
-                let elapsed = start.elapsed().as_secs_f64();
-                let line = format!(
-                    "epoch {}/{} step {done}/{steps}: loss {:.4}, accuracy {:.2}%, lr {lr:.4}, {:.0} img/s, eta {:.0}s",
-                    epoch + 1,
-                    config.epochs,
-                    loss_sum / seen as f64,
-                    100.0 * right as f64 / seen as f64,
-                    seen as f64 / elapsed,
-                    elapsed / done as f64 * (steps - done) as f64
-                );
-                if terminal {
-                    print!("\r{line}\x1b[K");
-                    let _ = std::io::Write::flush(&mut std::io::stdout());
-                } else {
-                    println!("{line}");
-                }
-            }
-        }
-        if terminal && verbosity == Verbosity::Normal {
-            println!();
-        }
-        let train_seconds = start.elapsed().as_secs_f64();
-
-        // Evaluation and alignment.
-        let valid = model.valid();
-        let validation = match &data.validation {
-            Some(v) => Some(evaluate(
-                &valid,
-                v,
-                config.eval_batch_size,
-                &device,
-                config.workers,
-            )?),
-            None => None,
-        };
-        let test = evaluate(
-            &valid,
-            &data.test,
-            config.eval_batch_size,
-            &device,
-            config.workers,
+        let trained;
+        (model, optim, trained) = train_epoch(
+            model,
+            optim,
+            config,
+            data,
+            &devices,
+            epoch,
+            &mut progress,
+            say,
         )?;
-        let angles = if config.error_alignment {
-            probe_angles(&model, data, config, epoch, &ad)?
-        } else {
-            ProbeAlignment::default()
-        };
-        let layers = weight_alignment(&model)
-            .into_iter()
-            .map(|l| {
-                let probed = angles.layers.iter().find(|a| a.path == l.path);
-                LayerMetrics {
-                    error_angle_deg: probed.map(|a| a.error_angle_deg),
-                    update_angle_deg: probed.map(|a| a.update_angle_deg),
-                    path: l.path,
-                    rule: l.rule.to_string(),
-                    angle_deg: l.weight.angle_deg,
-                    norm_ratio: l.weight.norm_ratio,
-                }
-            })
-            .collect();
-        let m = EpochMetrics {
-            epoch: epoch + 1,
-            lr,
-            train_loss: loss_sum / seen.max(1) as f64,
-            train_accuracy: right as f64 / seen.max(1) as f64,
-            validation,
-            test,
-            train_seconds,
-            images_per_s: seen as f64 / train_seconds,
-            layers,
-            blocks: angles
-                .blocks
-                .into_iter()
-                .map(|b| BlockMetrics {
-                    path: b.path,
-                    error_angle_deg: b.error_angle_deg,
-                })
-                .collect(),
-        };
-        say(epoch_line(&m, config.epochs));
+        let m = epoch_metrics(&model, config, data, &devices, epoch, trained)?;
+        say.line(epoch_line(&m, config.epochs));
         progress.history.push(m);
         progress.epochs_done = epoch + 1;
-
-        // Checkpoint first, then the files derived from it.
-        let model_bytes = record_bytes(&model)?;
-        let optim_bytes = optim
-            .into_bytes()
-            .map_err(|e| TrainError::Checkpoint(format!("serialising the optimizer: {e}")))?;
-        checkpoint::write(&run.checkpoint(), &progress, &model_bytes, &optim_bytes)?;
-        final_model_bytes = Some(model_bytes);
-        RunDir::write_atomic(
-            &run.metrics_csv(),
-            metrics::to_csv(&progress.history).as_bytes(),
-        )?;
-        RunDir::write_atomic(
-            &run.metrics_jsonl(),
-            metrics::to_json_lines(&progress.history).as_bytes(),
-        )?;
-        if let Err(e) = plot::draw_all(&progress.history, &run.plots()) {
-            say(format!("warning: plots not drawn: {e}"));
-        }
-        if let Some(dir) = &config.tensorboard {
-            tensorboard::write(dir, &run.name(), &progress.history)?;
-        }
+        final_model_bytes = Some(save_epoch(&model, &optim, &progress, config, run, say)?);
     }
     // The last checkpoint's model bytes (the model is not changed after it); serialised here
     // only when this call trained no epoch (a resume with nothing left to do).
@@ -463,6 +265,351 @@ pub fn fit<M: ImageClassifier>(
         model_name: name,
         history: progress.history,
     })
+}
+
+/// Prints a line unless the run is quiet.
+#[derive(Debug, Clone, Copy)]
+struct Say(Verbosity);
+
+impl Say {
+    fn line(self, line: String) {
+        if self.0 == Verbosity::Normal {
+            println!("{line}");
+        }
+    }
+}
+
+/// The devices of a run: the one holding the model (plain and autodiff) and the
+/// data-parallel replicas after it, each given a copy of the model every step.
+struct Devices {
+    plain: Device,
+    autodiff: Device,
+    replicas: Vec<Device>,
+}
+
+impl Devices {
+    fn open(config: &TrainConfig) -> Result<Self, TrainError> {
+        let plain = parse_device(&config.device).map_err(TrainError::Config)?;
+        plain.seed(config.seed);
+        let replicas = (config.devices.iter().skip(1))
+            .map(|d| parse_device(d).map(|d| d.autodiff()))
+            .collect::<Result<_, _>>()
+            .map_err(TrainError::Config)?;
+        Ok(Self {
+            autodiff: plain.clone().autodiff(),
+            plain,
+            replicas,
+        })
+    }
+}
+
+/// The model, optimizer and progress to go on from: the run folder's checkpoint when
+/// resuming, else the fresh model after the weight mirror's warm-up.
+fn start<M: ImageClassifier>(
+    mut model: M,
+    mut optim: ModuleOptimizer,
+    config: &TrainConfig,
+    run: &RunDir,
+    resume: bool,
+    say: Say,
+) -> Result<(M, ModuleOptimizer, Progress), TrainError> {
+    if !resume {
+        if config.model.rules().any(|r| r.weight_mirror().is_some()) && config.mirror_warmup > 0 {
+            model = mirror_steps(model, config.mirror_warmup);
+            say.line(format!(
+                "weight-mirror warm-up: {} steps",
+                config.mirror_warmup
+            ));
+        }
+        let progress = Progress {
+            epochs_done: 0,
+            global_step: 0,
+            history: Vec::new(),
+        };
+        return Ok((model, optim, progress));
+    }
+    let ckpt = checkpoint::read(&run.checkpoint())?;
+    let bad = |part: &str, e: String| {
+        TrainError::Checkpoint(format!(
+            "{}: {part} does not fit this model: {e}",
+            run.checkpoint().display()
+        ))
+    };
+    let record = ModuleRecord::from_bytes(Bytes::from_bytes_vec(ckpt.model))
+        .map_err(|e| bad("model record", e.to_string()))?;
+    model = model
+        .try_load_record(record)
+        .map_err(|e| bad("model record", e.to_string()))?;
+    optim = optim
+        .from_bytes(Bytes::from_bytes_vec(ckpt.optimizer))
+        .map_err(|e| bad("optimizer state", e.to_string()))?;
+    say.line(format!(
+        "resumed from {} after epoch {}",
+        run.checkpoint().display(),
+        ckpt.progress.epochs_done
+    ));
+    Ok((model, optim, ckpt.progress))
+}
+
+/// What an epoch's steps measured.
+struct EpochTrain {
+    loss_sum: f64,
+    seen: usize,
+    right: i64,
+    /// The rate of the last step.
+    lr: f64,
+    seconds: f64,
+}
+
+/// One epoch of steps: forward and backward on each batch (split between the replicas),
+/// the rules' `B` gradients, the optimizer's step, the mirror's update.
+#[allow(clippy::too_many_arguments)]
+fn train_epoch<M: ImageClassifier>(
+    mut model: M,
+    mut optim: ModuleOptimizer,
+    config: &TrainConfig,
+    data: &RunData,
+    devices: &Devices,
+    epoch: usize,
+    progress: &mut Progress,
+    say: Say,
+) -> Result<(M, ModuleOptimizer, EpochTrain), TrainError> {
+    let criterion = {
+        let mut c = CrossEntropyLossConfig::new();
+        if let Some(s) = config.label_smoothing {
+            c = c.with_smoothing(Some(s));
+        }
+        c
+    };
+    let steps = data.train.len().div_ceil(config.batch_size);
+    let order = permutation(
+        data.train.len(),
+        config.seed ^ (epoch as u64 + 1).wrapping_mul(0xA24B_AED4_963E_E407),
+    );
+    let loader = OrderedLoader::new(
+        &data.train,
+        &order,
+        config.batch_size,
+        epoch as u64,
+        &devices.autodiff,
+        config.workers,
+    );
+    let start = Instant::now();
+    let mut bar = StepProgress::new(say.0, epoch, config.epochs, steps);
+    let (mut loss_sum, mut seen, mut right) = (0.0f64, 0usize, 0i64);
+    let mut lr = config.optimizer.lr;
+    for (step, batch) in loader.enumerate() {
+        let batch = batch?;
+        lr = config
+            .schedule
+            .lr(config.optimizer.lr, epoch, step, steps, config.epochs);
+        let seed = step_seed(config.seed, progress.global_step);
+        let n = batch.targets.dims()[0];
+        let (ad, replicas) = (&devices.autodiff, &devices.replicas);
+        let mut shards = shard_gradients(&model, ad, replicas, &criterion, batch, seed);
+        let (loss_value, correct_now) = shards
+            .iter()
+            .fold((0.0, 0), |(l, c), s| (l + s.loss * s.weight, c + s.correct));
+        if !loss_value.is_finite() {
+            return Err(TrainError::Diverged {
+                epoch: epoch + 1,
+                step,
+                loss: loss_value,
+            });
+        }
+        let mut grads = if shards.len() == 1 {
+            shards.pop().expect("one shard").grads
+        } else {
+            average_gradients(&model, shards.into_iter().map(|s| s.grads).collect())
+        };
+        // The mirror's noise comes from its own per-step stream, whatever the shards drew.
+        devices
+            .plain
+            .seed(seed.rotate_left(32) ^ 0x5851_F42D_4C95_7F2D);
+        add_feedback_gradients(&model, &mut grads, effective_lr(&config.optimizer, lr));
+        model = optim.step(lr, model, grads);
+        model = mirror_update(model);
+        progress.global_step += 1;
+        loss_sum += loss_value * n as f64;
+        seen += n;
+        right += correct_now;
+        bar.update(
+            step + 1,
+            loss_sum / seen as f64,
+            right as f64 / seen as f64,
+            lr,
+            seen,
+        );
+    }
+    bar.finish();
+    let trained = EpochTrain {
+        loss_sum,
+        seen,
+        right,
+        lr,
+        seconds: start.elapsed().as_secs_f64(),
+    };
+    Ok((model, optim, trained))
+}
+
+/// Progress within an epoch: an `indicatif` bar on a terminal, else a line every 30 s (and
+/// at the end), so a log file shows the run moving.
+struct StepProgress {
+    bar: Option<ProgressBar>,
+    verbosity: Verbosity,
+    head: String,
+    steps: usize,
+    start: Instant,
+    last_line: Instant,
+}
+
+impl StepProgress {
+    fn new(verbosity: Verbosity, epoch: usize, epochs: usize, steps: usize) -> Self {
+        let terminal = std::io::stdout().is_terminal();
+        let bar = (verbosity == Verbosity::Normal && terminal).then(|| {
+            let style =
+                ProgressStyle::with_template("{prefix} {bar:24} {pos}/{len} {msg}, eta {eta}")
+                    .expect("a valid template");
+            let bar = ProgressBar::with_draw_target(
+                Some(steps as u64),
+                ProgressDrawTarget::stdout_with_hz(4),
+            );
+            bar.set_style(style);
+            bar.set_prefix(format!("epoch {}/{epochs}", epoch + 1));
+            bar
+        });
+        Self {
+            bar,
+            verbosity,
+            head: format!("epoch {}/{epochs}", epoch + 1),
+            steps,
+            start: Instant::now(),
+            last_line: Instant::now(),
+        }
+    }
+
+    fn update(&mut self, done: usize, loss: f64, accuracy: f64, lr: f64, seen: usize) {
+        if self.verbosity == Verbosity::Quiet {
+            return;
+        }
+        let elapsed = self.start.elapsed().as_secs_f64();
+        let rate = seen as f64 / elapsed;
+        let msg = format!(
+            "loss {loss:.4}, accuracy {:.2}%, lr {lr:.4}, {rate:.0} img/s",
+            100.0 * accuracy
+        );
+        match &self.bar {
+            Some(bar) => {
+                bar.set_message(msg);
+                bar.set_position(done as u64);
+            }
+            None if done == self.steps || self.last_line.elapsed().as_secs_f64() > 30.0 => {
+                self.last_line = Instant::now();
+                let eta = elapsed / done as f64 * (self.steps - done) as f64;
+                println!(
+                    "{} step {done}/{}: {msg}, eta {eta:.0}s",
+                    self.head, self.steps
+                );
+            }
+            None => {}
+        }
+    }
+
+    fn finish(self) {
+        if let Some(bar) = self.bar {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+/// The epoch's metrics: the training numbers, evaluation on the validation and test
+/// splits, each layer's B–W angle and norm ratio, and the error and update angles probed
+/// against backprop.
+fn epoch_metrics<M: ImageClassifier>(
+    model: &M,
+    config: &TrainConfig,
+    data: &RunData,
+    devices: &Devices,
+    epoch: usize,
+    trained: EpochTrain,
+) -> Result<EpochMetrics, TrainError> {
+    let valid = model.valid();
+    let eval = |split: &DataSplit| {
+        let (batch, workers) = (config.eval_batch_size, config.workers);
+        evaluate(&valid, split, batch, &devices.plain, workers)
+    };
+    let validation = data.validation.as_ref().map(eval).transpose()?;
+    let test = eval(&data.test)?;
+    let angles = if config.error_alignment {
+        probe_angles(model, data, config, epoch, &devices.autodiff)?
+    } else {
+        ProbeAlignment::default()
+    };
+    let layers = weight_alignment(model)
+        .into_iter()
+        .map(|l| {
+            let probed = angles.layers.iter().find(|a| a.path == l.path);
+            LayerMetrics {
+                error_angle_deg: probed.map(|a| a.error_angle_deg),
+                update_angle_deg: probed.map(|a| a.update_angle_deg),
+                path: l.path,
+                rule: l.rule.to_string(),
+                angle_deg: l.weight.angle_deg,
+                norm_ratio: l.weight.norm_ratio,
+            }
+        })
+        .collect();
+    let blocks = (angles.blocks.into_iter())
+        .map(|b| BlockMetrics {
+            path: b.path,
+            error_angle_deg: b.error_angle_deg,
+        })
+        .collect();
+    let seen = trained.seen.max(1) as f64;
+    Ok(EpochMetrics {
+        epoch: epoch + 1,
+        lr: trained.lr,
+        train_loss: trained.loss_sum / seen,
+        train_accuracy: trained.right as f64 / seen,
+        validation,
+        test,
+        train_seconds: trained.seconds,
+        images_per_s: trained.seen as f64 / trained.seconds,
+        layers,
+        blocks,
+    })
+}
+
+/// The epoch's files: the checkpoint first, then the files derived from it (metrics CSV and
+/// JSON lines, plots, TensorBoard events). Returns the model's record bytes.
+fn save_epoch<M: ImageClassifier>(
+    model: &M,
+    optim: &ModuleOptimizer,
+    progress: &Progress,
+    config: &TrainConfig,
+    run: &RunDir,
+    say: Say,
+) -> Result<Bytes, TrainError> {
+    let model_bytes = record_bytes(model)?;
+    let optim_bytes = optim
+        .into_bytes()
+        .map_err(|e| TrainError::Checkpoint(format!("serialising the optimizer: {e}")))?;
+    checkpoint::write(&run.checkpoint(), progress, &model_bytes, &optim_bytes)?;
+    RunDir::write_atomic(
+        &run.metrics_csv(),
+        metrics::to_csv(&progress.history).as_bytes(),
+    )?;
+    RunDir::write_atomic(
+        &run.metrics_jsonl(),
+        metrics::to_json_lines(&progress.history).as_bytes(),
+    )?;
+    if let Err(e) = plot::draw_all(&progress.history, &run.plots()) {
+        say.line(format!("warning: plots not drawn: {e}"));
+    }
+    if let Some(dir) = &config.tensorboard {
+        tensorboard::write(dir, &run.name(), &progress.history)?;
+    }
+    Ok(model_bytes)
 }
 
 /// The model's record as burnpack bytes (what `save_file` writes and `load_file` reads).
