@@ -101,6 +101,8 @@ pub fn wgpu_works() -> bool {
 /// Serialises the tests of one process that draw from the devices' random streams: Burn seeds
 /// one global stream per backend, so a test that seeds and then compares two draws fails when
 /// another test draws in between. Every such test holds this guard for its whole body.
+/// (Test support: this crate's tests and, with the `test-util` feature, other crates'.)
+#[cfg(any(test, feature = "test-util"))]
 pub fn device_test_lock() -> std::sync::MutexGuard<'static, ()> {
     static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
     LOCK.lock().unwrap_or_else(|e| e.into_inner())
@@ -108,6 +110,8 @@ pub fn device_test_lock() -> std::sync::MutexGuard<'static, ()> {
 
 /// Devices that tests run on: every CPU backend built, plus wgpu when built and an adapter
 /// works. With `WT_REQUIRE_WGPU=1` (set by CI) a missing adapter is an error, not a skip.
+/// (Test support, as [`device_test_lock`].)
+#[cfg(any(test, feature = "test-util"))]
 pub fn test_devices() -> Vec<(&'static str, Device)> {
     let mut v = Vec::new();
     #[cfg(feature = "flex")]

@@ -85,7 +85,7 @@ mod tests {
     /// magnitudes (a plain SGD step would differ).
     #[test]
     fn steps_by_the_sign_of_the_gradient_with_decay_and_momentum() {
-        let _serial = wt_models::wt_nn::wt_core::device::device_test_lock();
+        let _serial = wt_core::device::device_test_lock();
         let device = Device::flex().autodiff();
         let init = Tensor::<2>::random([4, 3], Distribution::Normal(0.0, 1.0), &device);
         let target = Tensor::<2>::random([4, 3], Distribution::Normal(0.0, 3.0), &device);

@@ -661,7 +661,7 @@ pub fn main(preset: Preset) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use wt_models::wt_nn::wt_core::WeightMirror;
+    use wt_core::WeightMirror;
 
     fn parse(line: &str) -> Result<TrainArgs, TrainError> {
         let words = std::iter::once("example").chain(line.split_whitespace());
@@ -755,7 +755,7 @@ mod tests {
         let c = applied(&Preset::mnist(), "--kp-decay 0.003 --rule kp").unwrap();
         assert_eq!(
             c.model.rule,
-            Rule::KolenPollack(wt_models::wt_nn::wt_core::KolenPollack {
+            Rule::KolenPollack(wt_core::KolenPollack {
                 feedback_decay: 0.003
             })
         );

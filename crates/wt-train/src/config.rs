@@ -4,8 +4,8 @@
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+use wt_core::{Named, named_str};
 use wt_models::ModelConfig;
-use wt_models::wt_nn::wt_core::{Named, named_str};
 
 use crate::error::TrainError;
 
@@ -343,14 +343,14 @@ impl TrainConfig {
         let rules = std::iter::once(("model.rule".to_string(), &self.model.rule))
             .chain((self.model.rule_for.iter()).map(|(p, r)| (format!("model.rule_for.{p}"), r)));
         for (field, rule) in rules {
-            if let wt_models::wt_nn::wt_core::Rule::KolenPollack(kp) = rule {
+            if let wt_core::Rule::KolenPollack(kp) = rule {
                 kp.validate()
                     .map_err(|e| TrainError::Config(format!("{field}: {e}")))?;
             }
             if let Some(wm) = rule.weight_mirror() {
                 wm.validate()
                     .map_err(|e| TrainError::Config(format!("{field}: {e}")))?;
-                if wm.update == wt_models::wt_nn::wt_core::MirrorUpdate::Gradient
+                if wm.update == wt_core::MirrorUpdate::Gradient
                     && self.optimizer.kind == OptimizerKind::BmSgd
                 {
                     return bad(format!(

@@ -65,7 +65,7 @@ fn mnist_config(rule: &str, epochs: usize, subset: usize) -> TrainConfig {
 /// one test's draws do not interleave with another's (a run is deterministic given its seed
 /// only when it is the one drawing).
 fn serial() -> std::sync::MutexGuard<'static, ()> {
-    wt_models::wt_nn::wt_core::device::device_test_lock()
+    wt_core::device::device_test_lock()
 }
 
 fn quiet() -> FitOptions {
@@ -369,7 +369,7 @@ fn a_checkpoint_for_another_model_is_a_clear_error() {
 fn a_user_model_trains_through_the_same_loop() {
     let _serial = serial();
     use burn::tensor::activation::relu;
-    use wt_models::wt_nn::{FeedbackLinear, FeedbackLinearConfig};
+    use wt_nn::{FeedbackLinear, FeedbackLinearConfig};
 
     #[derive(Module, Debug)]
     struct Tiny {
@@ -412,8 +412,8 @@ fn replicas_stepping_with_averaged_gradients_keep_identical_weights_and_feedback
     use burn::nn::loss::CrossEntropyLossConfig;
     use burn::optim::GradientsParams;
     use burn::tensor::{Distribution, Int, TensorData};
-    use wt_models::wt_nn::wt_core::{MirrorUpdate, Rule, WeightMirror};
-    use wt_models::wt_nn::{add_feedback_gradients, mirror_update};
+    use wt_core::{MirrorUpdate, Rule, WeightMirror};
+    use wt_nn::{add_feedback_gradients, mirror_update};
 
     /// A replica's own copy of `grads` (same parameter ids).
     fn copy(model: &impl Module, grads: &GradientsParams) -> GradientsParams {

@@ -19,9 +19,9 @@ use burn::optim::momentum::MomentumConfig;
 use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer, SgdConfig};
 use burn::store::ModuleRecord;
 use burn::tensor::{Bytes, Device, Int, Tensor};
+use wt_core::device::parse_device;
 use wt_models::ImageClassifier;
-use wt_models::wt_nn::wt_core::device::parse_device;
-use wt_models::wt_nn::{
+use wt_nn::{
     ProbeAlignment, add_feedback_gradients, gradient_alignment, mirror_steps, mirror_update,
     parameter_count, weight_alignment,
 };
@@ -845,10 +845,10 @@ fn shard_gradients<M: ImageClassifier>(
 
 /// Averages the gradients of replicas of one model (the all-reduce of data-parallel
 /// training), on the device of the first replica's gradients. KP's update of `B` is `W`'s
-/// gradient and a [`Gradient`](wt_models::wt_nn::wt_core::MirrorUpdate::Gradient) mirror's is
+/// gradient and a [`Gradient`](wt_core::MirrorUpdate::Gradient) mirror's is
 /// the pseudo-gradient added by [`add_feedback_gradients`], so replicas that step with the
 /// averaged gradients keep identical `W` *and* `B`; a
-/// [`Direct`](wt_models::wt_nn::wt_core::MirrorUpdate::Direct) mirror (the default) stays
+/// [`Direct`](wt_core::MirrorUpdate::Direct) mirror (the default) stays
 /// identical when the replicas then run [`mirror_update`] with the same seed (as [`fit`] seeds
 /// every step). `model` is any replica (it names the parameters).
 pub fn average_gradients<M: burn::module::Module>(
