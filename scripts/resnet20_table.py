@@ -5,6 +5,7 @@ replaces the block between the <!-- resnet20-table --> markers of docs/results.m
 
 usage: scripts/resnet20_table.py [--write] [--epochs N]   (N: the schedule's length, 5)
 """
+import argparse
 import csv
 import statistics
 import sys
@@ -54,12 +55,13 @@ def row(rule, epochs):
 
 
 def main():
-    args = sys.argv[1:]
-    epochs = 5
-    if "--epochs" in args:
-        epochs = int(args[args.index("--epochs") + 1])
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--epochs", type=int, default=5, help="the runs' schedule length (5)")
+    p.add_argument("--write", action="store_true", help="replace the table in docs/results.md")
+    args = p.parse_args()
+    epochs = args.epochs
     table = HEADER + "\n" + "\n".join(row(r, epochs) for r in RULES)
-    if "--write" not in args:
+    if not args.write:
         print(table)
         return
     doc = ROOT / "docs" / "results.md"

@@ -10,6 +10,7 @@ usage: scripts/seed_table.py TABLE [--epochs N] [--angles]
   --angles: a second table, per rule and layer, of the last epoch's B–W, error and update
   angles (degrees), each the mean over the finished seeds.
 """
+import argparse
 import csv
 import math
 import statistics
@@ -90,16 +91,18 @@ def rule_row(table, rule, epochs):
 
 
 def main(argv):
-    if not argv or argv[0].startswith("-"):
-        sys.exit(__doc__)
-    table, epochs = argv[0], None
-    if "--epochs" in argv:
-        epochs = int(argv[argv.index("--epochs") + 1])
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("table", choices=["mnist-mlp", "fmnist-lenet", "cifar-lenet", "cifar-resnet20"])
+    p.add_argument("--epochs", type=int, help="the schedule's length; shorter runs are listed as running")
+    p.add_argument("--angles", action="store_true", help="also the per-layer angles of the last epoch")
+    args = p.parse_args(argv)
+    table, epochs = args.table, args.epochs
     print("| rule | seeds | test top-1 (%), mean ± sd | validation top-1 (%) | seeds done |")
     print("|---|---|---|---|---|")
     for rule in RULES:
         print(rule_row(table, rule, epochs))
-    if "--angles" in argv:
+    if args.angles:
         print()
         print("B–W / error / update angle (°) per layer, last epoch, mean over seeds:")
         print()
