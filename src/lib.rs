@@ -7,7 +7,9 @@
 
 pub use wt_core;
 pub use wt_core::rule::*;
+#[cfg(feature = "models")]
 pub use wt_models;
 pub use wt_nn;
 pub use wt_nn::*;
+#[cfg(feature = "train")]
 pub use wt_train;
