@@ -16,13 +16,14 @@
 
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::momentum::MomentumConfig;
-use burn::optim::{GradientsParams, ModuleOptimizer, SgdConfig};
+use burn::optim::{GradientsParams, SgdConfig};
 use burn::tensor::{Distribution, Int, Tensor, TensorData};
 use clap::Parser;
 use wt::Rule;
 use wt::wt_core::Named;
 use wt::wt_core::device::parse_device;
 use wt::wt_models::{Architecture, ImageClassifier, Model, ModelConfig};
+use wt::wt_train::FeedbackOptimizer;
 use wt::wt_train::cli::one_of;
 
 /// (architecture, batch, channels, side, classes) of a benchmarked model.
@@ -117,17 +118,18 @@ fn run() -> Result<(), String> {
                 let rule: Rule = rule.parse().expect("a rule name");
                 let mut model: Option<Model> =
                     Some(ModelConfig::new(arch, 10, channels, side, rule).init(&ad));
-                let mut optim: ModuleOptimizer = SgdConfig::new()
+                // SGD with momentum 0.9.
+                let sgd = SgdConfig::new()
                     .with_momentum(Some(MomentumConfig::new().with_dampening(0.0)))
                     .init();
+                let mut optim = FeedbackOptimizer::wrap(sgd, 0.9);
                 let (x, y, criterion, device) = (&x, &y, &criterion, &device);
                 Box::new(move || {
                     wt::wt_core::kernels::set_flex_kernels(kernels_on);
                     let m = model.take().expect("model present between steps");
                     let loss = criterion.forward(m.forward(x.clone()), y.clone());
-                    let mut grads = GradientsParams::from_grads(loss.backward(), &m);
-                    wt::add_feedback_gradients(&m, &mut grads, 0.01 / 0.1);
-                    model = Some(wt::mirror_update(optim.step(0.01, m, grads)));
+                    let grads = GradientsParams::from_grads(loss.backward(), &m);
+                    model = Some(optim.step(0.01, m, grads));
                     device.sync().map_err(|e| format!("device sync: {e:?}"))
                 }) as Box<dyn FnMut() -> Result<(), String>>
             })

@@ -23,6 +23,7 @@ use burn::tensor::activation::relu;
 use burn::tensor::{Device, Int, Tensor};
 use clap::Parser;
 use wt::wt_core::device::parse_device;
+use wt::wt_train::FeedbackOptimizer;
 use wt::wt_train::cli::one_of;
 use wt::wt_train::cli::positive;
 use wt::{FeedbackLinear, FeedbackLinearConfig, Rule};
@@ -172,13 +173,14 @@ fn run() -> Result<(), String> {
         model = wt::mirror_steps(model, args.mirror_warmup);
         println!("mirror warm-up: {} steps", args.mirror_warmup);
     }
-    let mut optim = SgdConfig::new()
+    let sgd = SgdConfig::new()
         .with_momentum(Some(MomentumConfig::new().with_momentum(args.momentum)))
         .with_weight_decay(Some(WeightDecayConfig::new(args.weight_decay as f32)))
         .init();
-    // Step size momentum SGD converges to, for a weight mirror in `Gradient` mode.
+    // The rules' per-step work around SGD's step (the momentum sets the step a weight mirror
+    // in `gradient` mode is scaled for).
+    let mut optim = FeedbackOptimizer::wrap(sgd, args.momentum);
     let criterion = CrossEntropyLossConfig::new().init(&ad);
-    let effective_lr = args.lr / (1.0 - args.momentum).max(1e-6);
     let mut test_accuracy = 0.0;
     let mut angles = Vec::new();
     for epoch in 1..=args.epochs {
@@ -188,10 +190,8 @@ fn run() -> Result<(), String> {
         for idx in order.chunks(args.batch) {
             let (x, y) = batch(&train, idx, &ad);
             let loss = criterion.forward(model.forward(x), y);
-            let mut grads = GradientsParams::from_grads(loss.backward(), &model);
-            wt::add_feedback_gradients(&model, &mut grads, effective_lr);
+            let grads = GradientsParams::from_grads(loss.backward(), &model);
             model = optim.step(args.lr, model, grads);
-            model = wt::mirror_update(model);
             if steps % 50 == 0 {
                 let l = loss.into_scalar::<f64>();
                 if !l.is_finite() {

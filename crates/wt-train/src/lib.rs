@@ -12,6 +12,7 @@ pub mod cli;
 pub mod config;
 pub mod data;
 pub mod error;
+pub mod feedback_optimizer;
 pub mod loader;
 pub mod metrics;
 pub mod plot;
@@ -26,6 +27,7 @@ pub use config::{
 };
 pub use data::{BatchSource, DataSplit, RunData};
 pub use error::TrainError;
+pub use feedback_optimizer::FeedbackOptimizer;
 pub use metrics::{BlockMetrics, EpochMetrics, Evaluation, LayerMetrics};
 pub use run_dir::{RunDir, RunMode};
 pub use trainer::{FitOptions, Trained, Verbosity, average_gradients, evaluate, final_json, fit};

@@ -1,8 +1,8 @@
 //! [`fit`]: the training loop every example uses, for any [`ImageClassifier`] and any rule.
 //!
 //! Each step: forward, cross-entropy, backward, `B` gradients of the rules
-//! ([`add_feedback_gradients`]), optimizer step at the scheduled rate, weight-mirror update
-//! ([`mirror_update`]). Each epoch: evaluation
+//! ([`add_feedback_gradients`](wt_nn::add_feedback_gradients)), optimizer step at the scheduled rate, weight-mirror update
+//! ([`mirror_update`](wt_nn::mirror_update)). Each epoch: evaluation
 //! (validation, test: loss, top-1, top-5), per-layer B–W angle and ‖B‖/‖W‖, error angle vs
 //! backprop on one batch, then an atomic checkpoint and the metrics files. Everything random
 //! (initialisation, shuffling, augmentation, the rules' draws) is a function of the seed, the
@@ -21,16 +21,14 @@ use burn::store::ModuleRecord;
 use burn::tensor::{Bytes, Device, Int, Tensor};
 use wt_core::device::parse_device;
 use wt_models::ImageClassifier;
-use wt_nn::{
-    ProbeAlignment, add_feedback_gradients, gradient_alignment, mirror_steps, mirror_update,
-    parameter_count, weight_alignment,
-};
+use wt_nn::{ProbeAlignment, gradient_alignment, mirror_steps, parameter_count, weight_alignment};
 
 use crate::bm_sgd::BatchManhattanSgdConfig;
 use crate::checkpoint::{self, Progress};
 use crate::config::{OptimizerConfig, OptimizerKind, TrainConfig};
 use crate::data::{DataSplit, RunData, permutation};
 use crate::error::TrainError;
+use crate::feedback_optimizer::FeedbackOptimizer;
 use crate::loader::OrderedLoader;
 use crate::metrics::BlockMetrics;
 use crate::metrics::{self, EpochMetrics, Evaluation, LayerMetrics};
@@ -109,15 +107,6 @@ pub fn optimizer(config: &OptimizerConfig) -> ModuleOptimizer {
             }),
         }
         .init(),
-    }
-}
-
-/// Step size the optimizer converges to for a constant gradient: what the weight mirror's
-/// pseudo-gradient is scaled by (`lr / (1 − momentum)` for SGD, `lr` for Adam).
-fn effective_lr(config: &OptimizerConfig, lr: f64) -> f64 {
-    match config.kind {
-        OptimizerKind::Sgd | OptimizerKind::BmSgd => lr / (1.0 - config.momentum),
-        OptimizerKind::Adam => lr,
     }
 }
 
@@ -222,7 +211,7 @@ pub fn fit<M: ImageClassifier>(
     ));
     let (mut model, mut optim, mut progress) = start(
         model,
-        optimizer(&config.optimizer),
+        FeedbackOptimizer::new(&config.optimizer),
         config,
         run,
         options.resume,
@@ -307,12 +296,12 @@ impl Devices {
 /// resuming, else the fresh model after the weight mirror's warm-up.
 fn start<M: ImageClassifier>(
     mut model: M,
-    mut optim: ModuleOptimizer,
+    mut optim: FeedbackOptimizer,
     config: &TrainConfig,
     run: &RunDir,
     resume: bool,
     say: Say,
-) -> Result<(M, ModuleOptimizer, Progress), TrainError> {
+) -> Result<(M, FeedbackOptimizer, Progress), TrainError> {
     if !resume {
         if config.model.rules().any(|r| r.weight_mirror().is_some()) && config.mirror_warmup > 0 {
             model = mirror_steps(model, config.mirror_warmup);
@@ -341,8 +330,8 @@ fn start<M: ImageClassifier>(
         .try_load_record(record)
         .map_err(|e| bad("model record", e.to_string()))?;
     optim = optim
-        .from_bytes(Bytes::from_bytes_vec(ckpt.optimizer))
-        .map_err(|e| bad("optimizer state", e.to_string()))?;
+        .with_bytes(Bytes::from_bytes_vec(ckpt.optimizer))
+        .map_err(|e| bad("optimizer state", e))?;
     say.line(format!(
         "resumed from {} after epoch {}",
         run.checkpoint().display(),
@@ -366,14 +355,14 @@ struct EpochTrain {
 #[allow(clippy::too_many_arguments)]
 fn train_epoch<M: ImageClassifier>(
     mut model: M,
-    mut optim: ModuleOptimizer,
+    mut optim: FeedbackOptimizer,
     config: &TrainConfig,
     data: &RunData,
     devices: &Devices,
     epoch: usize,
     progress: &mut Progress,
     say: Say,
-) -> Result<(M, ModuleOptimizer, EpochTrain), TrainError> {
+) -> Result<(M, FeedbackOptimizer, EpochTrain), TrainError> {
     let criterion = {
         let mut c = CrossEntropyLossConfig::new();
         if let Some(s) = config.label_smoothing {
@@ -417,7 +406,7 @@ fn train_epoch<M: ImageClassifier>(
                 loss: loss_value,
             });
         }
-        let mut grads = if shards.len() == 1 {
+        let grads = if shards.len() == 1 {
             shards.pop().expect("one shard").grads
         } else {
             average_gradients(&model, shards.into_iter().map(|s| s.grads).collect())
@@ -426,9 +415,7 @@ fn train_epoch<M: ImageClassifier>(
         devices
             .plain
             .seed(seed.rotate_left(32) ^ 0x5851_F42D_4C95_7F2D);
-        add_feedback_gradients(&model, &mut grads, effective_lr(&config.optimizer, lr));
         model = optim.step(lr, model, grads);
-        model = mirror_update(model);
         progress.global_step += 1;
         loss_sum += loss_value * n as f64;
         seen += n;
@@ -584,16 +571,14 @@ fn epoch_metrics<M: ImageClassifier>(
 /// JSON lines, plots, TensorBoard events). Returns the model's record bytes.
 fn save_epoch<M: ImageClassifier>(
     model: &M,
-    optim: &ModuleOptimizer,
+    optim: &FeedbackOptimizer,
     progress: &Progress,
     config: &TrainConfig,
     run: &RunDir,
     say: Say,
 ) -> Result<Bytes, TrainError> {
     let model_bytes = record_bytes(model)?;
-    let optim_bytes = optim
-        .into_bytes()
-        .map_err(|e| TrainError::Checkpoint(format!("serialising the optimizer: {e}")))?;
+    let optim_bytes = optim.to_bytes()?;
     checkpoint::write(&run.checkpoint(), progress, &model_bytes, &optim_bytes)?;
     RunDir::write_atomic(
         &run.metrics_csv(),
@@ -613,7 +598,7 @@ fn save_epoch<M: ImageClassifier>(
 }
 
 /// The model's record as burnpack bytes (what `save_file` writes and `load_file` reads).
-fn record_bytes<M: burn::module::Module>(model: &M) -> Result<Bytes, TrainError> {
+pub(crate) fn record_bytes<M: burn::module::Module>(model: &M) -> Result<Bytes, TrainError> {
     model
         .clone()
         .into_record()
@@ -846,10 +831,10 @@ fn shard_gradients<M: ImageClassifier>(
 /// Averages the gradients of replicas of one model (the all-reduce of data-parallel
 /// training), on the device of the first replica's gradients. KP's update of `B` is `W`'s
 /// gradient and a [`Gradient`](wt_core::MirrorUpdate::Gradient) mirror's is
-/// the pseudo-gradient added by [`add_feedback_gradients`], so replicas that step with the
+/// the pseudo-gradient added by [`add_feedback_gradients`](wt_nn::add_feedback_gradients), so replicas that step with the
 /// averaged gradients keep identical `W` *and* `B`; a
 /// [`Direct`](wt_core::MirrorUpdate::Direct) mirror (the default) stays
-/// identical when the replicas then run [`mirror_update`] with the same seed (as [`fit`] seeds
+/// identical when the replicas then run [`mirror_update`](wt_nn::mirror_update) with the same seed (as [`fit`] seeds
 /// every step). `model` is any replica (it names the parameters).
 pub fn average_gradients<M: burn::module::Module>(
     model: &M,

@@ -1,0 +1,141 @@
+//! [`FeedbackOptimizer`]: a Burn optimizer with the rules' per-step work around its step, so
+//! that a training loop never orders [`add_feedback_gradients`] and [`mirror_update`] by hand.
+
+use burn::module::Module;
+use burn::optim::{GradientsParams, ModuleOptimizer};
+use burn::tensor::Bytes;
+use wt_nn::{add_feedback_gradients, mirror_update};
+
+use crate::config::{OptimizerConfig, OptimizerKind};
+use crate::error::TrainError;
+use crate::trainer::optimizer;
+
+/// Burn's [`ModuleOptimizer`] plus the rules' work of every step: before the step, the
+/// gradients of `B` that backward does not give (the weight mirror's pseudo-gradient in
+/// `gradient` mode, Kolen-Pollack's decay on `B`); after it, the weight mirror's `direct`
+/// update of `B` from the new `W`.
+///
+/// ```ignore
+/// let mut optim = FeedbackOptimizer::new(&OptimizerConfig { .. });
+/// let grads = GradientsParams::from_grads(loss.backward(), &model);
+/// model = optim.step(lr, model, grads);
+/// ```
+pub struct FeedbackOptimizer {
+    inner: ModuleOptimizer,
+    /// The momentum β of SGD (0 for Adam and no momentum): a constant gradient's step
+    /// converges to `lr / (1 − β)`, the step the mirror's pseudo-gradient is scaled for.
+    momentum: f64,
+}
+
+impl FeedbackOptimizer {
+    /// The optimizer a config asks for ([`optimizer`]) with the rules' work around it.
+    pub fn new(config: &OptimizerConfig) -> Self {
+        let momentum = match config.kind {
+            OptimizerKind::Sgd | OptimizerKind::BmSgd => config.momentum,
+            OptimizerKind::Adam => 0.0,
+        };
+        Self::wrap(optimizer(config), momentum)
+    }
+
+    /// Any Burn optimizer; `momentum` is its SGD momentum β (0 for Adam or none), which sets
+    /// the step a constant gradient converges to, `lr / (1 − β)`.
+    pub fn wrap(inner: impl Into<ModuleOptimizer>, momentum: f64) -> Self {
+        Self {
+            inner: inner.into(),
+            momentum,
+        }
+    }
+
+    /// One training step at learning rate `lr`: `B`'s extra gradients, the optimizer's step,
+    /// the mirror's update. `grads` are the gradients of the backward pass.
+    pub fn step<M: Module>(&mut self, lr: f64, model: M, mut grads: GradientsParams) -> M {
+        add_feedback_gradients(&model, &mut grads, lr / (1.0 - self.momentum));
+        let model = self.inner.step(lr, model, grads);
+        mirror_update(model)
+    }
+
+    /// The optimizer's state as bytes (momentum buffers, Adam moments), for checkpoints.
+    pub fn to_bytes(&self) -> Result<Bytes, TrainError> {
+        (self.inner.into_bytes())
+            .map_err(|e| TrainError::Checkpoint(format!("serialising the optimizer: {e}")))
+    }
+
+    /// The optimizer with the state of [`to_bytes`](Self::to_bytes).
+    pub fn with_bytes(self, bytes: Bytes) -> Result<Self, String> {
+        let inner = self.inner.from_bytes(bytes).map_err(|e| e.to_string())?;
+        Ok(Self { inner, ..self })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::tensor::{Device, Distribution, Tensor};
+    use wt_core::{KolenPollack, MirrorUpdate, Rule, WeightMirror};
+    use wt_models::{Architecture, ImageClassifier, Model, ModelConfig};
+
+    /// Every parameter and buffer of `m`: its record's bytes.
+    fn values(m: &Model) -> Vec<u8> {
+        crate::trainer::record_bytes(m).unwrap().to_vec()
+    }
+
+    /// Two steps of the wrapper equal the three calls in their order (B's extra gradients,
+    /// the optimizer's step, the mirror's update), for the rules that need each: KP with its
+    /// decay on B (before the step), WM in `gradient` mode (before) and in `direct` mode
+    /// (after).
+    #[test]
+    fn steps_as_the_rules_work_in_order_around_burns_step() {
+        let _serial = wt_core::device::device_test_lock();
+        let device = Device::flex();
+        let ad = device.clone().autodiff();
+        let config = OptimizerConfig {
+            kind: OptimizerKind::Sgd,
+            lr: 0.05,
+            momentum: 0.9,
+            nesterov: false,
+            weight_decay: 1e-3,
+            betas: (0.9, 0.999),
+        };
+        let wm = |update| {
+            Rule::WeightMirror(WeightMirror {
+                update,
+                ..WeightMirror::default()
+            })
+        };
+        let rules = [
+            Rule::KolenPollack(KolenPollack {
+                feedback_decay: 0.05,
+            }),
+            wm(MirrorUpdate::Gradient),
+            wm(MirrorUpdate::Direct),
+        ];
+        for rule in rules {
+            let mut cfg = ModelConfig::new(Architecture::Mlp, 10, 1, 8, rule);
+            cfg.hidden = vec![16];
+            device.seed(3);
+            let x = Tensor::<4>::random([4, 1, 8, 8], Distribution::Normal(0.0, 1.0), &ad);
+            let init = cfg.init(&ad);
+            // Burn initialises parameters lazily, once for all clones: draw them now, so that
+            // both copies' noise comes from the same point of the device's stream.
+            values(&init);
+            let grads_of = |m: &Model| {
+                let loss = m.forward(x.clone()).powi_scalar(2).mean();
+                GradientsParams::from_grads(loss.backward(), m)
+            };
+            let (mut ours, mut theirs) = (init.clone(), init);
+            let mut wrapped = FeedbackOptimizer::new(&config);
+            let mut plain = optimizer(&config);
+            for step in 0..2 {
+                device.seed(100 + step);
+                let grads = grads_of(&ours);
+                ours = wrapped.step(config.lr, ours, grads);
+                device.seed(100 + step);
+                let mut grads = grads_of(&theirs);
+                add_feedback_gradients(&theirs, &mut grads, config.lr / (1.0 - config.momentum));
+                theirs = mirror_update(plain.step(config.lr, theirs, grads));
+            }
+            let (a, b) = (values(&ours), values(&theirs));
+            assert!(a == b, "{rule:?}: the wrapper's step differs");
+        }
+    }
+}
