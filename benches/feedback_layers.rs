@@ -78,7 +78,7 @@ fn conv(c: &mut Criterion, device: &Device, stride: usize) {
 
 fn layers(c: &mut Criterion) {
     // As bench_rules and wt's examples: glibc keeps freed blocks (docs/benchmarks.md).
-    wt::wt_core::allocator::keep_freed_memory();
+    wt::wt_train::allocator::keep_freed_memory();
     let device = Device::flex();
     linear(c, &device);
     conv(c, &device, 1);

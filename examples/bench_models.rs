@@ -44,7 +44,7 @@ mod interleaved;
 use interleaved::interleaved;
 
 fn main() {
-    wt::wt_core::allocator::keep_freed_memory();
+    wt::wt_train::allocator::keep_freed_memory();
     if let Err(e) = run() {
         eprintln!("error: {e}");
         std::process::exit(2);

@@ -51,7 +51,7 @@ struct Cli {
 }
 
 fn main() {
-    wt::wt_core::allocator::keep_freed_memory();
+    wt::wt_train::allocator::keep_freed_memory();
     let Cli {
         device: device_name,
         reps,

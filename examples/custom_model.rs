@@ -105,7 +105,7 @@ struct Cli {
 }
 
 fn main() {
-    wt::wt_core::allocator::keep_freed_memory();
+    wt::wt_train::allocator::keep_freed_memory();
     if let Err(e) = run() {
         eprintln!("error: {e}");
         std::process::exit(2);

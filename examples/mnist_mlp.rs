@@ -145,7 +145,7 @@ fn shuffled(n: usize, seed: u64) -> Vec<usize> {
 }
 
 fn main() {
-    wt::wt_core::allocator::keep_freed_memory();
+    wt::wt_train::allocator::keep_freed_memory();
     if let Err(e) = run() {
         eprintln!("error: {e}");
         std::process::exit(2);

@@ -13,12 +13,10 @@
 //! - [`norm`]: training-mode batch norm as one autodiff op on those kernels,
 //! - [`metrics`]: angles and norm ratios between `B` and `W`, or between two error signals,
 //! - [`named`]: the one name table of each enum (serde and command-line names),
-//! - [`device`]: backend and device names, [`allocator`]: glibc's allocator kept from unmapping
-//!   the temporaries every CPU training step frees.
+//! - [`device`]: backend and device names.
 //!
 //! The modules that use them live in `wt-nn`.
 
-pub mod allocator;
 pub mod device;
 pub mod direct;
 pub mod kernels;

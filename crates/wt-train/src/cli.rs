@@ -646,7 +646,7 @@ pub fn run(preset: Preset, args: &TrainArgs) -> Result<(), TrainError> {
 /// message on error.
 pub fn main(preset: Preset) {
     // CPU steps free and reallocate the same large temporaries: keep them (see the module).
-    wt_core::allocator::keep_freed_memory();
+    crate::allocator::keep_freed_memory();
     let args = TrainArgs::command()
         .name(preset.name)
         .bin_name(format!("cargo run --release --example {} --", preset.name))
