@@ -50,14 +50,14 @@ struct Args {
     skip_bad: bool,
 }
 
-fn parse() -> Result<Args, String> {
+fn parse() -> Args {
     let mut a = Args::parse();
     a.cifar = match a.cifar.take() {
         Some(dir) if dir.as_os_str() == "none" => None,
         Some(dir) => Some(dir),
         None => wt_data::locate::find(DatasetKind::Cifar10.usual_names()),
     };
-    Ok(a)
+    a
 }
 
 /// Runs one pass of `loader`, returning how many images it produced; a batch that failed to
@@ -99,7 +99,7 @@ fn main() {
 }
 
 fn run() -> Result<(), String> {
-    let args = parse()?;
+    let args = parse();
     let device = Device::flex();
     println!("pipeline                 workers  images  seconds  images/s");
     if let Some(dir) = &args.cifar {

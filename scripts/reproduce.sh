@@ -48,7 +48,10 @@ case "$rule" in bp | fa | usf | brsf | frsf | kp | wm | dfa | dkp) ;; *)
   exit 2
   ;;
 esac
-cifar=${CIFAR10_DATA:-${WT_DATA:?set WT_DATA to the folder of data sets (see the README)}/cifar-10-approx}
+case "$table" in cifar-*)
+  cifar=${CIFAR10_DATA:-${WT_DATA:?set WT_DATA to the folder of data sets (see the README)}/cifar-10-approx}
+  ;;
+esac
 case "$table" in
 mnist-mlp) args=(--example mnist -- --rule "$rule" --epochs 10) ;;
 fmnist-lenet) args=(--example mnist -- --dataset fashion_mnist --model lenet --rule "$rule"

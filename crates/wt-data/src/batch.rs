@@ -187,6 +187,26 @@ impl ImageNetBatcher {
             device,
         )
     }
+
+    /// [`batch_at_epoch`](Self::batch_at_epoch) of the items of
+    /// [`ImageFolderDataset::skip_undecodable`](crate::ImageFolderDataset::skip_undecodable):
+    /// the skipped (`None`) items are left out, the others used in place.
+    pub fn batch_decoded_at_epoch(
+        &self,
+        epoch: u64,
+        items: &[(usize, Option<ImageItem>)],
+        device: &Device,
+    ) -> ImageBatch {
+        let kept = decoded(items);
+        self.batch_of(kept.into_iter(), |i| self.seeding.rng_at(epoch, i), device)
+    }
+}
+
+/// The items that decoded, by reference, with their indices.
+fn decoded(items: &[(usize, Option<ImageItem>)]) -> Vec<(usize, &ImageItem)> {
+    (items.iter())
+        .filter_map(|(i, item)| item.as_ref().map(|item| (*i, item)))
+        .collect()
 }
 
 impl ImageNetBatcher {
@@ -224,10 +244,7 @@ impl Batcher<(usize, ImageItem), ImageBatch> for ImageNetBatcher {
 /// skipped images (`None`) are left out, so the batch holds only the images that decoded.
 impl Batcher<(usize, Option<ImageItem>), ImageBatch> for ImageNetBatcher {
     fn batch(&self, items: Vec<(usize, Option<ImageItem>)>, device: &Device) -> ImageBatch {
-        let kept: Vec<(usize, &ImageItem)> = items
-            .iter()
-            .filter_map(|(i, item)| item.as_ref().map(|item| (*i, item)))
-            .collect();
+        let kept = decoded(&items);
         self.batch_of(kept.into_iter(), |i| self.seeding.rng(i), device)
     }
 }

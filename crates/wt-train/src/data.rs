@@ -200,10 +200,7 @@ impl EpochBatcher for SkippingBatcher {
         items: &[(usize, Option<ImageItem>)],
         device: &Device,
     ) -> ImageBatch {
-        let kept: Vec<(usize, ImageItem)> = (items.iter())
-            .filter_map(|(i, item)| item.clone().map(|item| (*i, item)))
-            .collect();
-        self.0.batch_at_epoch(epoch, &kept, device)
+        self.0.batch_decoded_at_epoch(epoch, items, device)
     }
 }
 
@@ -223,6 +220,12 @@ pub type ImageFolderSource = SeededSource<ImageFolderDataset, ImageNetBatcher>;
 
 /// An ImageFolder tree whose undecodable images are skipped and counted.
 pub type SkippingImageFolderSource = SeededSource<SkipUndecodable, SkippingBatcher>;
+
+/// One split of an image folder, read strictly or skipping undecodable images.
+enum Folder {
+    Strict(Arc<ImageFolderDataset>),
+    Skipping(Arc<SkipUndecodable>),
+}
 
 impl<D, T> BatchSource for SeededSource<D, T>
 where
@@ -414,30 +417,34 @@ impl RunData {
                 .map_err(TrainError::Data)?;
                 let classes = train.classes().len();
                 let side = config.image_size.unwrap_or(224);
+                // With skipping, each split's items are wrapped once, all counting into one log.
                 let skip_log = config.skip_undecodable.then(SkipLog::default);
-                let (train, test) = (Arc::new(train), Arc::new(test));
-                let source =
-                    |dataset: &Arc<ImageFolderDataset>, augment: bool| -> Arc<dyn BatchSource> {
-                        let transform = if augment {
-                            ImageNetTransform::train_at(side)
-                        } else {
-                            ImageNetTransform::eval_at(side)
-                        };
-                        let batcher = ImageNetBatcher::new(transform, seed);
-                        match &skip_log {
-                            None => Arc::new(ImageFolderSource {
-                                dataset: dataset.clone(),
-                                batcher,
-                            }),
-                            Some(log) => Arc::new(SkippingImageFolderSource {
-                                dataset: Arc::new(
-                                    (**dataset).clone().skip_undecodable_into(log.clone()),
-                                ),
-                                batcher: SkippingBatcher(batcher),
-                            }),
-                        }
+                let folder = |dataset: ImageFolderDataset| match &skip_log {
+                    None => Folder::Strict(Arc::new(dataset)),
+                    Some(log) => {
+                        Folder::Skipping(Arc::new(dataset.skip_undecodable_into(log.clone())))
+                    }
+                };
+                let (train, test) = (folder(train), folder(test));
+                let source = |folder: &Folder, augment: bool| -> Arc<dyn BatchSource> {
+                    let transform = if augment {
+                        ImageNetTransform::train_at(side)
+                    } else {
+                        ImageNetTransform::eval_at(side)
                     };
-                skipped = skip_log.clone();
+                    let batcher = ImageNetBatcher::new(transform, seed);
+                    match folder {
+                        Folder::Strict(dataset) => Arc::new(ImageFolderSource {
+                            dataset: dataset.clone(),
+                            batcher,
+                        }),
+                        Folder::Skipping(dataset) => Arc::new(SkippingImageFolderSource {
+                            dataset: dataset.clone(),
+                            batcher: SkippingBatcher(batcher),
+                        }),
+                    }
+                };
+                skipped = skip_log;
                 Sources {
                     train: source(&train, config.augment),
                     eval: source(&train, false),

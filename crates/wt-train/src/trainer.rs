@@ -452,6 +452,7 @@ struct StepProgress {
 
 impl StepProgress {
     fn new(verbosity: Verbosity, epoch: usize, epochs: usize, steps: usize) -> Self {
+        let head = format!("epoch {}/{epochs}", epoch + 1);
         let terminal = std::io::stdout().is_terminal();
         let bar = (verbosity == Verbosity::Normal && terminal).then(|| {
             let style =
@@ -462,13 +463,13 @@ impl StepProgress {
                 ProgressDrawTarget::stdout_with_hz(4),
             );
             bar.set_style(style);
-            bar.set_prefix(format!("epoch {}/{epochs}", epoch + 1));
+            bar.set_prefix(head.clone());
             bar
         });
         Self {
             bar,
             verbosity,
-            head: format!("epoch {}/{epochs}", epoch + 1),
+            head,
             steps,
             start: Instant::now(),
             last_line: Instant::now(),
