@@ -65,6 +65,17 @@ fn is_image(path: &Path) -> bool {
         .is_some_and(|e| matches!(e.to_ascii_lowercase().as_str(), "jpeg" | "jpg" | "png"))
 }
 
+/// The image files directly in `dir`, sorted by path.
+fn image_files(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| DataError::io(dir, e))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_file() && is_image(p))
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
 impl ImageFolderDataset {
     /// Reads `<root>/train` (for [`Split::Train`]) or `<root>/val` ([`Split::Test`]).
     /// With `index`, class folders must be ids in it; without, classes are the sorted folder
@@ -111,18 +122,13 @@ impl ImageFolderDataset {
                     format!("class folder `{name}` is not in the class index"),
                 )
             })?;
-            let mut files: Vec<PathBuf> = std::fs::read_dir(folder)
-                .map_err(|e| DataError::io(folder, e))?
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| p.is_file() && is_image(p))
-                .collect();
+            let files = image_files(folder)?;
             if files.is_empty() {
                 return Err(DataError::file(
                     folder,
                     "empty class folder: no .JPEG/.jpg/.png files",
                 ));
             }
-            files.sort();
             items.extend(files.into_iter().map(|f| (f, label)));
         }
         Ok(Self { items, classes })
@@ -141,12 +147,7 @@ impl ImageFolderDataset {
                 format!("expected a JSON object of file name to class index: {e}"),
             )
         })?;
-        let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-            .map_err(|e| DataError::io(dir, e))?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.is_file() && is_image(p))
-            .collect();
-        files.sort();
+        let files = image_files(dir)?;
         if files.is_empty() {
             return Err(DataError::file(dir, "no .JPEG/.jpg/.png files"));
         }
