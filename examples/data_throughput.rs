@@ -1,6 +1,8 @@
-//! Data pipeline throughput: images per second through Burn's data loader for the CIFAR
-//! training pipeline (batches of 128, crop + flip + normalise) and the ImageNet training
-//! pipeline (decode + RandomResizedCrop 224 + flip + normalise) on any ImageFolder tree.
+//! Data pipeline throughput: images per second through the trainer's own data path (the
+//! sources and the ordered loader `wt_train::fit` reads its batches from, with the same
+//! worker threads) for the CIFAR training pipeline (batches of 128, crop + flip + normalise)
+//! and the ImageNet training pipeline (decode + RandomResizedCrop 224 + flip + normalise) on
+//! any ImageFolder tree.
 //!
 //! ```text
 //! cargo run --release --example data_throughput -- --imagenet-train ../shared/data/imagenette-mini/train --workers 2
@@ -14,19 +16,20 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
-use burn::data::dataloader::batcher::Batcher;
-use burn::data::dataloader::{DataLoader, DataLoaderBuilder};
-use burn::data::dataset::Dataset;
 use burn::tensor::Device;
 use clap::Parser;
 use wt::wt_train::DatasetKind;
 use wt::wt_train::cli::positive;
+use wt::wt_train::data::{
+    BatchSource, CifarSource, DataSplit, ImageFolderSource, SkippingImageFolderSource, permutation,
+};
+use wt::wt_train::loader::OrderedLoader;
 use wt_data::{
-    CifarBatcher, CifarDataset, CifarTransform, ImageBatch, ImageFolderDataset, ImageNetBatcher,
-    ImageNetTransform, Indexed, SkipLog, Split,
+    CifarBatcher, CifarDataset, CifarTransform, ImageFolderDataset, ImageNetBatcher,
+    ImageNetTransform, SkipLog, Split,
 };
 
-/// Data pipeline throughput through Burn's data loader.
+/// Data pipeline throughput through the trainer's data path.
 #[derive(Parser)]
 struct Args {
     /// ImageNet-style training folder (a folder of class folders)
@@ -35,7 +38,7 @@ struct Args {
     /// CIFAR-10 folder or archive (default: found under $WT_DATA or the cache; `none` skips)
     #[arg(long, value_name = "DIR")]
     cifar: Option<PathBuf>,
-    /// Data-loader worker threads
+    /// Loader worker threads (as `--workers` of the training examples)
     #[arg(long, default_value_t = 2, value_parser = positive)]
     workers: usize,
     /// ImageNet batch size
@@ -60,34 +63,25 @@ fn parse() -> Args {
     a
 }
 
-/// Runs one pass of `loader`, returning how many images it produced; a batch that failed to
-/// load (an image that does not decode, say) ends the run with its error.
-fn count_images(loader: &dyn DataLoader<ImageBatch>) -> Result<usize, String> {
+/// Runs `passes` shuffled passes over `source` in batches of `batch` through the trainer's
+/// ordered loader (each pass augmented for its epoch), returning how many images came out; a
+/// batch that failed to load (an image that does not decode, say) ends the run with its error.
+fn count_images(
+    source: Arc<dyn BatchSource>,
+    batch: usize,
+    passes: usize,
+    workers: usize,
+    device: &Device,
+) -> Result<usize, String> {
+    let split = DataSplit::all(source);
     let mut n = 0;
-    for batch in loader.iter() {
-        n += batch.map_err(|e| e.to_string())?.targets.dims()[0];
+    for epoch in 0..passes as u64 {
+        let order = permutation(split.len(), 1 + epoch);
+        for b in OrderedLoader::new(&split, &order, batch, epoch, device, workers) {
+            n += b.map_err(|e| e.to_string())?.targets.dims()[0];
+        }
     }
     Ok(n)
-}
-
-/// The ImageNet loader over `ds`: strict items (`ImageItem`) or skipping ones (`Option<ImageItem>`).
-fn imagenet_loader<I, D>(
-    args: &Args,
-    batcher: &ImageNetBatcher,
-    device: &Device,
-    ds: D,
-) -> Arc<dyn DataLoader<ImageBatch>>
-where
-    I: Send + Sync + Clone + std::fmt::Debug + 'static,
-    D: Dataset<I> + 'static,
-    ImageNetBatcher: Batcher<(usize, I), ImageBatch>,
-{
-    DataLoaderBuilder::new(batcher.clone())
-        .batch_size(args.batch)
-        .shuffle(1)
-        .num_workers(args.workers)
-        .set_device(device.clone())
-        .build(Indexed(ds))
 }
 
 fn main() {
@@ -105,14 +99,9 @@ fn run() -> Result<(), String> {
     if let Some(dir) = &args.cifar {
         let ds = CifarDataset::cifar10(dir, Split::Train).map_err(|e| e.to_string())?;
         let batcher = CifarBatcher::new(CifarTransform::train(), 1);
-        let loader = DataLoaderBuilder::new(batcher)
-            .batch_size(128)
-            .shuffle(1)
-            .num_workers(args.workers)
-            .set_device(device.clone())
-            .build(Indexed(ds));
+        let source = Arc::new(CifarSource::new(Arc::new(ds), batcher));
         let start = Instant::now();
-        let n = count_images(loader.as_ref())?;
+        let n = count_images(source, 128, 1, args.workers, &device)?;
         let s = start.elapsed().as_secs_f64();
         println!(
             "cifar10 train (b128)     {:>7}  {n:>6}  {s:>7.2}  {:>8.0}",
@@ -125,18 +114,19 @@ fn run() -> Result<(), String> {
     };
     let ds = ImageFolderDataset::from_dir(dir, None).map_err(|e| e.to_string())?;
     let batcher = ImageNetBatcher::new(ImageNetTransform::train(), 1);
-    let (loader, skips) = if args.skip_bad {
+    let (source, skips): (Arc<dyn BatchSource>, _) = if args.skip_bad {
         let ds = ds.skip_undecodable();
         let log = ds.log().clone();
-        (imagenet_loader(&args, &batcher, &device, ds), Some(log))
+        let source = SkippingImageFolderSource::new(Arc::new(ds), batcher);
+        (Arc::new(source), Some(log))
     } else {
-        (imagenet_loader(&args, &batcher, &device, ds), None)
+        (
+            Arc::new(ImageFolderSource::new(Arc::new(ds), batcher)),
+            None,
+        )
     };
-    let (start, mut n) = (Instant::now(), 0usize);
-    for epoch in 0..args.epochs {
-        batcher.set_epoch(epoch as u64);
-        n += count_images(loader.as_ref())?;
-    }
+    let start = Instant::now();
+    let n = count_images(source, args.batch, args.epochs, args.workers, &device)?;
     let s = start.elapsed().as_secs_f64();
     println!(
         "imagenet train (b{:<3})   {:>7}  {n:>6}  {s:>7.2}  {:>8.0}",

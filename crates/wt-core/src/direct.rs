@@ -121,15 +121,17 @@ pub trait DirectFeedbackBackend: Backend + Kernels {
         y
     }
 
-    /// Returns `y`; its backward gives `x` the convolutional direct signal.
+    /// Returns `y`; its backward gives `x` the convolutional direct signal, `e·scale` at
+    /// each output position.
     fn direct_feedback_conv2d(
         y: FloatTensor<Self>,
         x: FloatTensor<Self>,
         direct: FloatTensor<Self>,
         options: ConvOptions<2>,
+        scale: f32,
         cell: ErrorCell,
     ) -> FloatTensor<Self> {
-        let _ = (x, direct, options, cell);
+        let _ = (x, direct, options, scale, cell);
         y
     }
 }
@@ -159,11 +161,12 @@ impl<B: Kernels> Backward<B, 1> for DirectErrorBackward {
     }
 }
 
-/// The geometry of the direct signal: dense, or conv with the layer's options.
+/// The geometry of the direct signal: dense, or conv with the layer's options and the factor
+/// of `e` at each output position.
 #[derive(Debug, Clone)]
 enum Geometry {
     Linear,
-    Conv2d(ConvOptions<2>),
+    Conv2d(ConvOptions<2>, f32),
 }
 
 #[derive(Debug)]
@@ -212,8 +215,13 @@ impl<B: Kernels> Backward<B, 3> for DirectFeedbackBackward {
                     grads.register::<B>(node.id, B::float_expand(dx, x_shape));
                 }
             }
-            Geometry::Conv2d(options) => {
+            Geometry::Conv2d(options, scale) => {
                 let [_, _, h_out, w_out] = y_shape.dims::<4>();
+                let error = if scale == 1.0 {
+                    error
+                } else {
+                    B::float_mul_scalar(error, scale.into())
+                };
                 let e = B::float_reshape(error, Shape::new([batch, classes, 1, 1]));
                 let e = B::float_expand(e, Shape::new([batch, classes, h_out, w_out]));
                 let options = ConvOptions {
@@ -290,9 +298,10 @@ impl<B: DirectFeedbackBackend, C: CheckpointStrategy> DirectFeedbackBackend for 
         x: FloatTensor<Self>,
         direct: FloatTensor<Self>,
         options: ConvOptions<2>,
+        scale: f32,
         cell: ErrorCell,
     ) -> FloatTensor<Self> {
-        autodiff_direct::<B, C>(y, x, direct, Geometry::Conv2d(options), cell)
+        autodiff_direct::<B, C>(y, x, direct, Geometry::Conv2d(options, scale), cell)
     }
 }
 
@@ -336,13 +345,16 @@ pub fn direct_feedback_linear<const D: usize>(
 /// A conv layer's output `y` (`[batch, c_out, h_out, w_out]`, computed from its input
 /// detached) joined with its input `x` (`[batch, c_in, h, w]`): `x` receives
 /// `conv_transpose2d(ē, direct)`, `direct`: `[classes, c_in, kh, kw]`, `ē` the error at every
-/// output position, with `options`' stride, padding and dilation; a tracked `direct` (DKP)
-/// receives the weight gradient of a conv of `x` with `direct`'s shape fed `ē`.
+/// output position (times `scale`: 1 for BioTorch's DFA, `1/(h_out·w_out)` for the mean over
+/// positions, [`DirectFeedback::conv_error_scale`](crate::DirectFeedback::conv_error_scale)),
+/// with `options`' stride, padding and dilation; a tracked `direct` (DKP) receives the weight
+/// gradient of a conv of `x` with `direct`'s shape fed `ē`.
 pub fn direct_feedback_conv2d(
     y: Tensor<4>,
     x: Tensor<4>,
     direct: Tensor<4>,
     options: ConvOptions<2>,
+    scale: f64,
 ) -> Tensor<4> {
     assert_eq!(
         direct.dims()[1],
@@ -354,6 +366,7 @@ pub fn direct_feedback_conv2d(
         x.into_dispatch(),
         direct.into_dispatch(),
         options,
+        scale as f32,
         pending_cell(),
     ))
 }
@@ -459,12 +472,24 @@ mod tests {
 
     /// A conv DFA net: x `[2, 2, 6, 6]` → conv 3×3 pad 1 (2→3) → ReLU → conv 3×3 stride 2
     /// pad 1 (3→4) → ReLU → flatten (36) → dense (36→5) → `direct_error`. Each conv's input
-    /// receives `conv_transpose2d(ē, D)`, `ē` the error at each of its output positions; each
-    /// tracked `D` (DKP) the weight gradient of a conv of the layer's input fed `ē`.
+    /// receives `conv_transpose2d(ē, D)`, `ē` the error at each of its output positions (or
+    /// `e / P`, P positions, with the mean over positions); each tracked `D` (DKP) the weight
+    /// gradient of a conv of the layer's input fed `ē`.
     #[test]
     fn conv_dfa_gradients_are_the_direct_signals_through_each_layers_derivative() {
         let _serial = crate::device::device_test_lock();
-        for (name, device) in test_devices() {
+        // BioTorch's repeated `e`, and wt's mean over positions (`e / P` at each of P).
+        for ((name, device), mean) in test_devices()
+            .into_iter()
+            .flat_map(|d| [(d.clone(), false), (d, true)])
+        {
+            let scale = |side: usize| {
+                if mean {
+                    1.0 / (side * side) as f64
+                } else {
+                    1.0
+                }
+            };
             let ad = device.clone().autodiff();
             let on_ad = |t: &Tensor<4>| Tensor::<4>::from_data(t.to_data(), &ad);
             let (x, u) = (rand([2, 2, 6, 6], &device), rand([2, 5], &device));
@@ -480,7 +505,7 @@ mod tests {
             );
             let o1 = ConvOptions::new([1, 1], [1, 1], [1, 1], 1);
             let o2 = ConvOptions::new([2, 2], [1, 1], [1, 1], 1);
-            let conv = |x: Tensor<4>, w: &Tensor<4>, d: &Tensor<4>, o: &ConvOptions<2>| {
+            let conv = |x: Tensor<4>, w: &Tensor<4>, d: &Tensor<4>, o: &ConvOptions<2>, side| {
                 let (w, d) = (on_ad(w).require_grad(), on_ad(d).require_grad());
                 let y = feedback_conv2d(
                     x.clone().detach(),
@@ -489,12 +514,13 @@ mod tests {
                     None,
                     o.clone(),
                 );
-                (direct_feedback_conv2d(y, x, d.clone(), o.clone()), w, d)
+                let z = direct_feedback_conv2d(y, x, d.clone(), o.clone(), scale(side));
+                (z, w, d)
             };
             let xt = on_ad(&x).require_grad();
-            let (z1, w1t, d1t) = conv(xt.clone(), &w1, &d1, &o1);
+            let (z1, w1t, d1t) = conv(xt.clone(), &w1, &d1, &o1, 6);
             let h1 = relu(z1);
-            let (z2, w2t, d2t) = conv(h1.clone(), &w2, &d2, &o2);
+            let (z2, w2t, d2t) = conv(h1.clone(), &w2, &d2, &o2, 3);
             let h2 = relu(z2);
             let w3t = Tensor::<2>::from_data(w3.to_data(), &ad).require_grad();
             let d3t = Tensor::<2>::from_data(d3.to_data(), &ad).require_grad();
@@ -511,7 +537,9 @@ mod tests {
                 .backward();
 
             let (h1, h2) = (h1.inner(), h2.inner());
-            let spread = |hw: usize| u.clone().reshape([2, 5, 1, 1]).expand([2, 5, hw, hw]);
+            let spread = |hw: usize| {
+                (u.clone().reshape([2, 5, 1, 1]).expand([2, 5, hw, hw])).mul_scalar(scale(hw))
+            };
             let step = |stride: usize, out_pad: usize| {
                 ConvTransposeOptions::new([stride; 2], [1, 1], [out_pad; 2], [1, 1], 1)
             };
@@ -533,7 +561,7 @@ mod tests {
                         .backward();
                     w.grad(&g).unwrap()
                 };
-            let what = |t: &str| format!("{name}: {t}");
+            let what = |t: &str| format!("{name}, position mean {mean}: {t}");
             close(
                 &what("conv2 dW"),
                 w2t.grad(&grads).unwrap(),

@@ -82,6 +82,12 @@ impl KolenPollack {
 /// `d_input`, `outputs`) and `[outputs, c_in, kh, kw]` for a convolution (fans `c_in·kh·kw`,
 /// `outputs·kh·kw`), stored with the layer as its `feedback` parameter.
 ///
+/// A convolution's direct signal repeats `e` at each of its `P = h_out·w_out` output positions
+/// (BioTorch's), so its weight gradient sums `P` coherent terms; with
+/// [`conv_position_mean`](Self::conv_position_mean) each position gets `e / P` instead, the
+/// mean over positions (wt's option, not BioTorch's), which keeps a convolution's step the
+/// size of a dense layer's.
+///
 /// - DFA (Nøkland 2016; BioTorch `dfa`): `D` is fixed.
 /// - Direct Kolen-Pollack (Webster, Choi, Ahn 2020): `D` learns the Kolen-Pollack way, with the
 ///   transpose of the update a direct connection from the layer's input to the output would
@@ -93,6 +99,21 @@ pub struct DirectFeedback {
     /// constructor fills it in ([`Rule::with_outputs`]).
     #[serde(default)]
     pub outputs: usize,
+    /// Convolutions: send `e / P` to each of the `P` output positions instead of `e` (off:
+    /// BioTorch's convolutional DFA).
+    #[serde(default)]
+    pub conv_position_mean: bool,
+}
+
+impl DirectFeedback {
+    /// The factor of `e` at each output position of a convolution with `positions` of them.
+    pub fn conv_error_scale(&self, positions: usize) -> f64 {
+        if self.conv_position_mean {
+            1.0 / positions.max(1) as f64
+        } else {
+            1.0
+        }
+    }
 }
 
 /// Weight mirror (Akrout et al. 2019, section 4): in mirror mode each layer is driven by
@@ -392,11 +413,11 @@ impl Rule {
     /// they are. Model constructors call it with their number of classes.
     pub fn with_outputs(self, outputs: usize) -> Rule {
         match self {
-            Rule::DirectFeedbackAlignment(DirectFeedback { outputs: 0 }) => {
-                Rule::DirectFeedbackAlignment(DirectFeedback { outputs })
+            Rule::DirectFeedbackAlignment(d) if d.outputs == 0 => {
+                Rule::DirectFeedbackAlignment(DirectFeedback { outputs, ..d })
             }
-            Rule::DirectKolenPollack(DirectFeedback { outputs: 0 }) => {
-                Rule::DirectKolenPollack(DirectFeedback { outputs })
+            Rule::DirectKolenPollack(d) if d.outputs == 0 => {
+                Rule::DirectKolenPollack(DirectFeedback { outputs, ..d })
             }
             rule => rule,
         }

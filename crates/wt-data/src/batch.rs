@@ -1,9 +1,6 @@
 //! Burn batchers: items to `[batch, channels, h, w]` float tensors and `[batch]` class tensors,
 //! for Burn's `DataLoaderBuilder` (shuffling with a seed, worker threads).
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-
 use burn::data::dataloader::batcher::Batcher;
 use burn::data::dataset::{Dataset, DatasetError};
 use burn::tensor::{Device, Int, Tensor, TensorData};
@@ -59,82 +56,51 @@ impl Batcher<MnistItem, ImageBatch> for MnistBatcher {
     }
 }
 
-/// The seed and the current epoch that seed per-item augmentation; clones share the epoch, so
-/// setting it once reaches the loader's worker threads.
-#[derive(Debug, Clone)]
-pub struct EpochSeed {
-    seed: u64,
-    epoch: Arc<AtomicU64>,
-}
-
-impl EpochSeed {
-    /// Starts at epoch 0.
-    pub fn new(seed: u64) -> Self {
-        Self {
-            seed,
-            epoch: Arc::new(AtomicU64::new(0)),
-        }
-    }
-
-    /// Sets the epoch for the items that follow.
-    pub fn set_epoch(&self, epoch: u64) {
-        self.epoch.store(epoch, Ordering::Relaxed);
-    }
-
-    /// The generator of item `index` in the current epoch.
-    pub fn rng(&self, index: usize) -> ItemRng {
-        self.rng_at(self.epoch.load(Ordering::Relaxed), index)
-    }
-
-    /// The generator of item `index` in `epoch`, whatever the current epoch is.
-    pub fn rng_at(&self, epoch: u64, index: usize) -> ItemRng {
-        ItemRng::new(self.seed, epoch, index as u64)
-    }
+/// A batcher whose augmentation is seeded per (seed, epoch, item index): the same items give
+/// the same batch in the same epoch, in any order and on any worker thread. The epoch is a
+/// value of the batcher, so a loader of epoch `e` is built with `batcher.at_epoch(e)` (wt's
+/// trainer does this for every batch; a Burn `DataLoader` is built once per epoch with it).
+pub trait AtEpoch: Sized {
+    /// The same batcher, seeding its items for `epoch`.
+    fn at_epoch(&self, epoch: u64) -> Self;
 }
 
 /// CIFAR items (with their indices, see [`Indexed`]) to `[batch, 3, 32, 32]` through a
-/// [`CifarTransform`], seeded per `(seed, epoch, index)`. Set the epoch before each epoch.
+/// [`CifarTransform`], seeded per `(seed, epoch, index)`; epoch 0 until [`AtEpoch::at_epoch`].
 #[derive(Debug, Clone)]
 pub struct CifarBatcher {
     transform: CifarTransform,
-    seeding: EpochSeed,
+    seed: u64,
+    epoch: u64,
 }
 
 impl CifarBatcher {
-    /// A batcher applying `transform` with the given seed, starting at epoch 0.
+    /// A batcher applying `transform` with the given seed, at epoch 0.
     pub fn new(transform: CifarTransform, seed: u64) -> Self {
         Self {
             transform,
-            seeding: EpochSeed::new(seed),
+            seed,
+            epoch: 0,
         }
     }
+}
 
-    /// Sets the epoch that seeds the next items (shared by clones, e.g. in worker threads).
-    pub fn set_epoch(&self, epoch: u64) {
-        self.seeding.set_epoch(epoch);
+impl AtEpoch for CifarBatcher {
+    fn at_epoch(&self, epoch: u64) -> Self {
+        Self {
+            epoch,
+            ..self.clone()
+        }
     }
+}
 
-    /// The batch of `items` augmented for `epoch`, independent of [`set_epoch`](Self::set_epoch)
-    /// (for loaders that prepare several epochs' batches at once).
-    pub fn batch_at_epoch(
-        &self,
-        epoch: u64,
-        items: &[(usize, CifarItem)],
-        device: &Device,
-    ) -> ImageBatch {
-        self.batch_with(items, |i| self.seeding.rng_at(epoch, i), device)
-    }
-
-    fn batch_with(
-        &self,
-        items: &[(usize, CifarItem)],
-        rng: impl Fn(usize) -> ItemRng,
-        device: &Device,
-    ) -> ImageBatch {
+impl Batcher<(usize, CifarItem), ImageBatch> for CifarBatcher {
+    fn batch(&self, items: Vec<(usize, CifarItem)>, device: &Device) -> ImageBatch {
         let n = items.len();
         let mut px = vec![0f32; n * CIFAR_PIXELS];
         for ((index, item), out) in items.iter().zip(px.chunks_exact_mut(CIFAR_PIXELS)) {
-            self.transform.apply(&item.image, &mut rng(*index), out);
+            let mut rng = ItemRng::new(self.seed, self.epoch, *index as u64);
+            self.transform.apply(&item.image, &mut rng, out);
         }
         let labels: Vec<i64> = items.iter().map(|(_, i)| i.label as i64).collect();
         let side = self.transform.side;
@@ -145,82 +111,37 @@ impl CifarBatcher {
     }
 }
 
-impl Batcher<(usize, CifarItem), ImageBatch> for CifarBatcher {
-    fn batch(&self, items: Vec<(usize, CifarItem)>, device: &Device) -> ImageBatch {
-        self.batch_with(&items, |i| self.seeding.rng(i), device)
-    }
-}
-
 /// Decoded image-folder items (with their indices, see [`Indexed`]) to `[batch, 3, size, size]`
-/// through an [`ImageNetTransform`], seeded per `(seed, epoch, index)`.
+/// through an [`ImageNetTransform`], seeded per `(seed, epoch, index)`; epoch 0 until
+/// [`AtEpoch::at_epoch`].
 #[derive(Debug, Clone)]
 pub struct ImageNetBatcher {
     transform: ImageNetTransform,
-    seeding: EpochSeed,
+    seed: u64,
+    epoch: u64,
 }
 
 impl ImageNetBatcher {
-    /// A batcher applying `transform` with the given seed, starting at epoch 0.
+    /// A batcher applying `transform` with the given seed, at epoch 0.
     pub fn new(transform: ImageNetTransform, seed: u64) -> Self {
         Self {
             transform,
-            seeding: EpochSeed::new(seed),
+            seed,
+            epoch: 0,
         }
     }
 
-    /// Sets the epoch that seeds the next items (shared by clones).
-    pub fn set_epoch(&self, epoch: u64) {
-        self.seeding.set_epoch(epoch);
-    }
-
-    /// The batch of `items` transformed for `epoch`, independent of
-    /// [`set_epoch`](Self::set_epoch).
-    pub fn batch_at_epoch(
-        &self,
-        epoch: u64,
-        items: &[(usize, ImageItem)],
-        device: &Device,
-    ) -> ImageBatch {
-        self.batch_of(
-            items.iter().map(|(i, item)| (*i, item)),
-            |i| self.seeding.rng_at(epoch, i),
-            device,
-        )
-    }
-
-    /// [`batch_at_epoch`](Self::batch_at_epoch) of the items of
-    /// [`ImageFolderDataset::skip_undecodable`](crate::ImageFolderDataset::skip_undecodable):
-    /// the skipped (`None`) items are left out, the others used in place.
-    pub fn batch_decoded_at_epoch(
-        &self,
-        epoch: u64,
-        items: &[(usize, Option<ImageItem>)],
-        device: &Device,
-    ) -> ImageBatch {
-        let kept = decoded(items);
-        self.batch_of(kept.into_iter(), |i| self.seeding.rng_at(epoch, i), device)
-    }
-}
-
-/// The items that decoded, by reference, with their indices.
-fn decoded(items: &[(usize, Option<ImageItem>)]) -> Vec<(usize, &ImageItem)> {
-    (items.iter())
-        .filter_map(|(i, item)| item.as_ref().map(|item| (*i, item)))
-        .collect()
-}
-
-impl ImageNetBatcher {
     fn batch_of<'a>(
         &self,
         items: impl ExactSizeIterator<Item = (usize, &'a ImageItem)> + Clone,
-        rng: impl Fn(usize) -> ItemRng,
         device: &Device,
     ) -> ImageBatch {
         let n = items.len();
         let side = self.transform.size();
         let mut px = Vec::with_capacity(n * 3 * side * side);
         for (index, item) in items.clone() {
-            px.extend(self.transform.apply(&item.image, &mut rng(index)));
+            let mut rng = ItemRng::new(self.seed, self.epoch, index as u64);
+            px.extend(self.transform.apply(&item.image, &mut rng));
         }
         let labels: Vec<i64> = items.map(|(_, i)| i.label as i64).collect();
         ImageBatch {
@@ -230,13 +151,18 @@ impl ImageNetBatcher {
     }
 }
 
+impl AtEpoch for ImageNetBatcher {
+    fn at_epoch(&self, epoch: u64) -> Self {
+        Self {
+            epoch,
+            ..self.clone()
+        }
+    }
+}
+
 impl Batcher<(usize, ImageItem), ImageBatch> for ImageNetBatcher {
     fn batch(&self, items: Vec<(usize, ImageItem)>, device: &Device) -> ImageBatch {
-        self.batch_of(
-            items.iter().map(|(i, item)| (*i, item)),
-            |i| self.seeding.rng(i),
-            device,
-        )
+        self.batch_of(items.iter().map(|(i, item)| (*i, item)), device)
     }
 }
 
@@ -244,8 +170,10 @@ impl Batcher<(usize, ImageItem), ImageBatch> for ImageNetBatcher {
 /// skipped images (`None`) are left out, so the batch holds only the images that decoded.
 impl Batcher<(usize, Option<ImageItem>), ImageBatch> for ImageNetBatcher {
     fn batch(&self, items: Vec<(usize, Option<ImageItem>)>, device: &Device) -> ImageBatch {
-        let kept = decoded(&items);
-        self.batch_of(kept.into_iter(), |i| self.seeding.rng(i), device)
+        let kept: Vec<(usize, &ImageItem)> = (items.iter())
+            .filter_map(|(i, item)| item.as_ref().map(|item| (*i, item)))
+            .collect();
+        self.batch_of(kept.into_iter(), device)
     }
 }
 
@@ -266,11 +194,8 @@ mod tests {
         .unwrap();
         let device = Device::flex();
         let batcher = CifarBatcher::new(CifarTransform::train(), 5);
-        let batch = |epoch| {
-            batcher.set_epoch(epoch);
-            let items = (0..4).map(|i| (i, ds.get(i).unwrap())).collect();
-            batcher.batch(items, &device)
-        };
+        let items: Vec<_> = (0..4).map(|i| (i, ds.get(i).unwrap())).collect();
+        let batch = |epoch| batcher.at_epoch(epoch).batch(items.clone(), &device);
         let a = batch(0);
         assert_eq!(a.images.dims(), [4, 3, 32, 32]);
         a.images
@@ -278,17 +203,14 @@ mod tests {
             .into_data()
             .assert_eq(&batch(0).images.into_data(), true);
         let b = batch(1);
-        assert!(a.images.into_data() != b.images.into_data());
-        // An explicit epoch gives what setting that epoch gives, whatever is set now.
-        let items: Vec<_> = (0..4).map(|i| (i, ds.get(i).unwrap())).collect();
-        batcher.set_epoch(7);
-        for epoch in [0, 1] {
-            batcher
-                .batch_at_epoch(epoch, &items, &device)
-                .images
-                .into_data()
-                .assert_eq(&batch(epoch).images.into_data(), true);
-        }
+        assert!(a.images.clone().into_data() != b.images.into_data());
+        // An item's augmentation depends on its index, not on its place in the batch.
+        let reversed: Vec<_> = items.iter().rev().cloned().collect();
+        let r = batcher.at_epoch(0).batch(reversed, &device);
+        r.images
+            .slice(3..4)
+            .into_data()
+            .assert_eq(&a.images.slice(0..1).into_data(), true);
 
         // Through Burn's data loader, with two workers and a shuffle seed.
         let loader = DataLoaderBuilder::new(CifarBatcher::new(CifarTransform::eval(), 0))

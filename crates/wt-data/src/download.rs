@@ -5,7 +5,7 @@
 //! # fn main() -> Result<(), wt_data::DataError> {
 //! use wt_data::download::{Downloader, Remote};
 //! use wt_data::{CifarDataset, MnistDataset, Split};
-//! let dl = Downloader::new(Downloader::default_cache_dir());
+//! let dl = Downloader::new(wt_data::locate::cache_dir());
 //! let mnist = MnistDataset::new(dl.fetch(Remote::Mnist)?, Split::Train)?;
 //! let cifar = CifarDataset::cifar10(dl.fetch(Remote::Cifar10)?, Split::Test)?;
 //! # Ok(()) }
@@ -218,11 +218,6 @@ impl Downloader {
             base_urls: None,
             agent: config.into(),
         }
-    }
-
-    /// The cache folder, [`locate::cache_dir`](crate::locate::cache_dir).
-    pub fn default_cache_dir() -> PathBuf {
-        crate::locate::cache_dir()
     }
 
     /// Downloads from `url` (a mirror, or a local server) instead of the official URLs: file

@@ -33,7 +33,7 @@ mod split;
 pub mod testdata;
 
 pub use augment::{CifarTransform, ItemRng};
-pub use batch::{CifarBatcher, EpochSeed, ImageBatch, ImageNetBatcher, Indexed, MnistBatcher};
+pub use batch::{AtEpoch, CifarBatcher, ImageBatch, ImageNetBatcher, Indexed, MnistBatcher};
 pub use cifar::{CIFAR10_CLASSES, CifarDataset, CifarItem, CifarKind};
 pub use error::DataError;
 pub use imagenet::{

@@ -11,9 +11,10 @@ use wt_core::{
     mirror::conv2d_mirror_correlation,
 };
 
-use crate::feedback::{self, init_rule_state};
+use crate::feedback::init_rule_state;
+use crate::hook::FeedbackLayer;
 use crate::module_impl::feedback_module;
-use crate::pass;
+use crate::probe;
 
 /// Side of the response map a conv weight mirror correlates over (per noise sample).
 const MIRROR_OUTPUT_SIDE: usize = 4;
@@ -223,8 +224,8 @@ impl FeedbackConv2d {
         let [_, _, height, width] = input.dims();
         let options = self.options(height, width);
         let weight = self.weight.val();
-        let input = pass::probe_input(input, self.weight.id);
-        let rule = feedback::effective_rule(&self.rule);
+        let input = probe::probe(input, self.weight.id, false);
+        let rule = self.rule;
         let fb = rule.feedback(
             &weight,
             self.feedback.as_ref().map(|p| p.val()),
@@ -233,10 +234,12 @@ impl FeedbackConv2d {
         let bias = self.bias.as_ref().map(|b| b.val());
         match (rule.direct(), &self.feedback) {
             // DFA on autodiff: the op never sends an error to its input; the direct signal does.
-            (Some(_), Some(direct)) if input.is_autodiff() => {
+            (Some(dfa), Some(direct)) if input.is_autodiff() => {
                 let y =
                     feedback_conv2d_with(input.clone().detach(), weight, fb, bias, options.clone());
-                direct_feedback_conv2d(y, input, direct.val(), options)
+                let [_, _, h_out, w_out] = y.dims();
+                let scale = dfa.conv_error_scale(h_out * w_out);
+                direct_feedback_conv2d(y, input, direct.val(), options, scale)
             }
             _ => feedback_conv2d_with(input, weight, fb, bias, options),
         }
@@ -250,43 +253,39 @@ impl FeedbackConv2d {
             self.sign_scale,
         )
     }
+}
 
-    /// One weight-mirror correlation for this layer's `weight` (its stride, dilation, groups).
-    fn mirror_correlation(&self) -> impl Fn(Tensor<4>, &WeightMirror) -> Tensor<4> + use<> {
-        let (stride, dilation, groups) = (self.stride, self.dilation, self.groups);
-        move |w, wm| {
-            conv2d_mirror_correlation(
-                w,
-                stride,
-                dilation,
-                groups,
-                wm.sigma,
-                wm.mirror_batch,
-                MIRROR_OUTPUT_SIDE,
-            )
-        }
+impl FeedbackLayer<4> for FeedbackConv2d {
+    const KIND: &'static str = "conv2d";
+    fn rule(&self) -> &Rule {
+        &self.rule
     }
-
-    fn on_visit(&self) {
-        feedback::on_visit(
-            "conv2d",
-            &self.rule,
-            &self.weight,
-            self.feedback.as_ref(),
-            self.sign_scale,
-            self.mirror_correlation(),
-        );
+    fn weight(&self) -> &Param<Tensor<4>> {
+        &self.weight
     }
-
-    fn on_map(mut self) -> Self {
-        if let Some(rule) = pass::rule_to_set()
-            && rule != self.rule
-        {
-            self = self.with_rule(rule);
-        }
-        let correlation = self.mirror_correlation();
-        self.feedback = feedback::on_map(&self.rule, &self.weight, self.feedback, correlation);
-        self
+    fn stored(&self) -> Option<&Param<Tensor<4>>> {
+        self.feedback.as_ref()
+    }
+    fn sign_scale(&self) -> f64 {
+        self.sign_scale
+    }
+    /// One weight-mirror correlation for `weight` with this layer's stride, dilation, groups.
+    fn mirror_correlation(&self, weight: Tensor<4>, wm: &WeightMirror) -> Tensor<4> {
+        conv2d_mirror_correlation(
+            weight,
+            self.stride,
+            self.dilation,
+            self.groups,
+            wm.sigma,
+            wm.mirror_batch,
+            MIRROR_OUTPUT_SIDE,
+        )
+    }
+    fn with_stored(self, feedback: Option<Param<Tensor<4>>>) -> Self {
+        Self { feedback, ..self }
+    }
+    fn with_rule(self, rule: Rule) -> Self {
+        FeedbackConv2d::with_rule(self, rule)
     }
 }
 

@@ -7,9 +7,10 @@
 
 use std::collections::BTreeMap;
 
-use burn::module::{Module, ModuleMapper};
+use burn::module::Module;
 
-use crate::pass::{self, Pass};
+use crate::hook::{FeedbackLayer, LayerOp, map_layers};
+use crate::{FeedbackConv2d, FeedbackLinear};
 use wt_core::Rule;
 
 /// Rule overrides by layer-path pattern.
@@ -40,7 +41,7 @@ pub fn rule_for(rules: &LayerRules, path: &str) -> Option<Rule> {
         .map(|(_, rule)| *rule)
 }
 
-pub use crate::step::layer_paths;
+pub use crate::alignment::layer_paths;
 
 /// A pattern that names no layer: the message lists the layers there are.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -86,14 +87,31 @@ fn map_rules_at<M: Module>(
     if rules.is_empty() {
         return model;
     }
-    pass::with_pass(
-        Pass::SetRules {
-            rules,
-            path: Vec::new(),
-        },
-        || model.map(&mut PathMapper),
-    )
-    .0
+    map_layers(model, SetRules { rules }).0
+}
+
+/// Rule overrides as an operation: each layer named in `rules` moves to its rule.
+struct SetRules {
+    /// Layer path and its rule.
+    rules: Vec<(String, Rule)>,
+}
+
+impl SetRules {
+    fn apply<const D: usize, L: FeedbackLayer<D>>(&self, path: &str, layer: L) -> L {
+        match self.rules.iter().find(|(p, _)| p == path) {
+            Some((_, rule)) if rule != layer.rule() => layer.with_rule(*rule),
+            _ => layer,
+        }
+    }
+}
+
+impl LayerOp for SetRules {
+    fn map_linear(&mut self, path: &str, layer: FeedbackLinear) -> FeedbackLinear {
+        self.apply(path, layer)
+    }
+    fn map_conv2d(&mut self, path: &str, layer: FeedbackConv2d) -> FeedbackConv2d {
+        self.apply(path, layer)
+    }
 }
 
 /// [`map_layer_rules`] with pattern overrides; every pattern must name a layer.
@@ -109,26 +127,6 @@ pub fn set_layer_rules<M: Module>(model: M, rules: &LayerRules) -> Result<M, Unm
         });
     }
     Ok(map_rules_at(model, layers, |path| rule_for(rules, path)))
-}
-
-/// A mapper that only tracks the module path for rule passes.
-struct PathMapper;
-
-impl ModuleMapper for PathMapper {
-    fn enter_module(&mut self, name: &str, container_type: &str) {
-        pass::current(|p| {
-            if let Some(Pass::SetRules { path, .. }) = p {
-                path.push(pass::path_component(name, container_type))
-            }
-        })
-    }
-    fn exit_module(&mut self, _name: &str, _container_type: &str) {
-        pass::current(|p| {
-            if let Some(Pass::SetRules { path, .. }) = p {
-                path.pop();
-            }
-        })
-    }
 }
 
 #[cfg(test)]

@@ -6,31 +6,34 @@
 //! the module record (saved, loaded, moved between devices). [`BatchNorm`] is Burn's batch norm
 //! (same record) with one fused op each way in training.
 //!
-//! Model-wide helpers in [`step`] reach every feedback layer of any model: the rules' per-step
-//! work ([`mirror_update`] after each optimizer step, [`add_feedback_gradients`] before it),
-//! mirror warm-up ([`mirror_steps`]) and alignment metrics
-//! ([`weight_alignment`], [`error_alignment`]). [`layer_rules`] puts layers chosen by path on
+//! Model-wide helpers reach every feedback layer of any model, through one hook by which each
+//! layer hands itself to the operation installed for a walk of the model: in [`step`], the
+//! rules' per-step work ([`mirror_update`] after each optimizer step, [`add_feedback_gradients`]
+//! before it) and mirror warm-up ([`mirror_steps`]); in [`alignment`], the alignment metrics
+//! ([`weight_alignment`], [`gradient_alignment`]). [`layer_rules`] puts layers chosen by path on
 //! rules of their own ([`set_layer_rules`]); [`direct_error`] marks a model's output for the
 //! direct rules (DFA, DKP).
 
+pub mod alignment;
 mod batch_norm;
 mod conv2d;
 mod feedback;
+mod hook;
 pub mod layer_rules;
 mod linear;
 mod module_impl;
-mod pass;
+mod probe;
 pub mod step;
 
+pub use alignment::{
+    BlockAlignment, GradientAlignment, LayerAlignment, ProbeAlignment, error_alignment,
+    feedback_parameter_count, gradient_alignment, layer_paths, probe_block_input, weight_alignment,
+};
 pub use batch_norm::{BatchNorm, BatchNormConfig};
 pub use conv2d::{FeedbackConv2d, FeedbackConv2dConfig};
 pub use layer_rules::{LayerRules, UnmatchedPattern, map_layer_rules, set_layer_rules};
 pub use linear::{FeedbackLinear, FeedbackLinearConfig};
-pub use step::{
-    BlockAlignment, GradientAlignment, LayerAlignment, ParameterCount, ProbeAlignment,
-    add_feedback_gradients, error_alignment, feedback_parameter_count, gradient_alignment,
-    mirror_steps, mirror_update, parameter_count, probe_block_input, weight_alignment,
-};
+pub use step::{add_feedback_gradients, mirror_steps, mirror_update};
 pub use wt_core::{self, Rule, direct_error};
 
 #[cfg(test)]

@@ -8,9 +8,10 @@ use wt_core::{
     Rule, WeightMirror, direct_feedback_linear, feedback_linear_with, mirror::linear_correlation,
 };
 
-use crate::feedback::{self, init_rule_state};
+use crate::feedback::init_rule_state;
+use crate::hook::FeedbackLayer;
 use crate::module_impl::feedback_module;
-use crate::pass;
+use crate::probe;
 
 /// Configuration of a [`FeedbackLinear`]: Burn's `LinearConfig` plus the learning rule.
 ///
@@ -143,8 +144,8 @@ impl FeedbackLinear {
     /// - input: `[..., d_input]`; output: `[..., d_output]`
     pub fn forward<const D: usize>(&self, input: Tensor<D>) -> Tensor<D> {
         let weight = self.weight.val();
-        let input = pass::probe_input(input, self.weight.id);
-        let rule = feedback::effective_rule(&self.rule);
+        let input = probe::probe(input, self.weight.id, false);
+        let rule = self.rule;
         let fb = rule.feedback(
             &weight,
             self.feedback.as_ref().map(|p| p.val()),
@@ -169,36 +170,30 @@ impl FeedbackLinear {
             self.sign_scale,
         )
     }
+}
 
-    /// One weight-mirror correlation `ξᵀ(ξW)/n` for this layer's `weight`.
-    fn mirror_correlation(weight: Tensor<2>, wm: &WeightMirror) -> Tensor<2> {
+impl FeedbackLayer<2> for FeedbackLinear {
+    const KIND: &'static str = "linear";
+    fn rule(&self) -> &Rule {
+        &self.rule
+    }
+    fn weight(&self) -> &Param<Tensor<2>> {
+        &self.weight
+    }
+    fn stored(&self) -> Option<&Param<Tensor<2>>> {
+        self.feedback.as_ref()
+    }
+    fn sign_scale(&self) -> f64 {
+        self.sign_scale
+    }
+    fn mirror_correlation(&self, weight: Tensor<2>, wm: &WeightMirror) -> Tensor<2> {
         linear_correlation(weight, wm.sigma, wm.mirror_batch)
     }
-
-    fn on_visit(&self) {
-        feedback::on_visit(
-            "linear",
-            &self.rule,
-            &self.weight,
-            self.feedback.as_ref(),
-            self.sign_scale,
-            Self::mirror_correlation,
-        );
+    fn with_stored(self, feedback: Option<Param<Tensor<2>>>) -> Self {
+        Self { feedback, ..self }
     }
-
-    fn on_map(mut self) -> Self {
-        if let Some(rule) = pass::rule_to_set()
-            && rule != self.rule
-        {
-            self = self.with_rule(rule);
-        }
-        self.feedback = feedback::on_map(
-            &self.rule,
-            &self.weight,
-            self.feedback,
-            Self::mirror_correlation,
-        );
-        self
+    fn with_rule(self, rule: Rule) -> Self {
+        FeedbackLinear::with_rule(self, rule)
     }
 }
 

@@ -1,9 +1,10 @@
 //! `Module` implementation shared by the feedback layers.
 //!
-//! Written by hand (not derived) so that a layer can take part in the model-wide passes of
-//! [`crate::pass`] before walking its parameters. Parameters are walked exactly as
-//! `#[derive(Module)]` would, so records, paths and optimizers see `weight`, `bias` and
-//! `feedback` as usual.
+//! Written by hand (not derived) for one reason: before walking its parameters, a layer hands
+//! itself to the model-wide operation installed by [`crate::hook`], if any (the rule and the
+//! sign scale are plain fields, which no `ModuleVisitor` sees). Parameters are walked exactly
+//! as `#[derive(Module)]` would, so records, paths and optimizers see `weight`, `bias` and
+//! `feedback` as usual; a test checks the record keys against a derived twin's.
 
 /// Implements `Module`, `ModuleDisplay` and `Display` for a feedback layer.
 /// `params` are module fields, `consts` are plain fields copied as they are.
@@ -15,7 +16,7 @@ macro_rules! feedback_module {
             }
 
             fn visit<V: burn::module::ModuleVisitor>(&self, visitor: &mut V) {
-                self.on_visit();
+                crate::hook::on_visit(self);
                 $(
                     visitor.enter_module(stringify!($p), concat!("Struct:", stringify!($ty)));
                     burn::module::Module::visit(&self.$p, visitor);
@@ -24,7 +25,7 @@ macro_rules! feedback_module {
             }
 
             fn map<M: burn::module::ModuleMapper>(self, mapper: &mut M) -> Self {
-                let Self { $($p,)* $($c,)* } = self.on_map();
+                let Self { $($p,)* $($c,)* } = crate::hook::on_map(self);
                 $(
                     mapper.enter_module(stringify!($p), concat!("Struct:", stringify!($ty)));
                     let $p = burn::module::Module::map($p, mapper);

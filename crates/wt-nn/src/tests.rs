@@ -554,6 +554,93 @@ fn records_carry_feedback_weights() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
+/// `#[derive(Module)]` twins of the feedback layers' parameter fields: the hand-written
+/// `Module` impls (`module_impl.rs`) must record exactly the keys a derived one would.
+#[derive(Module, Debug)]
+struct LinearTwin {
+    weight: burn::module::Param<Tensor<2>>,
+    bias: Option<burn::module::Param<Tensor<1>>>,
+    feedback: Option<burn::module::Param<Tensor<2>>>,
+}
+
+#[derive(Module, Debug)]
+struct Conv2dTwin {
+    weight: burn::module::Param<Tensor<4>>,
+    bias: Option<burn::module::Param<Tensor<1>>>,
+    feedback: Option<burn::module::Param<Tensor<4>>>,
+}
+
+#[derive(Module, Debug)]
+struct Net {
+    fc: FeedbackLinear,
+    conv: FeedbackConv2d,
+}
+
+#[derive(Module, Debug)]
+struct NetTwin {
+    fc: LinearTwin,
+    conv: Conv2dTwin,
+}
+
+#[test]
+fn records_have_the_keys_of_a_derived_twin() {
+    let _serial = wt_core::device::device_test_lock();
+    let device = Device::flex();
+    for rule in all_rules_for(3) {
+        let fc = FeedbackLinearConfig::new(6, 4)
+            .with_rule(rule)
+            .init(&device);
+        let conv = FeedbackConv2dConfig::new([2, 3], [3, 3])
+            .with_rule(rule)
+            .init(&device);
+        let twin = NetTwin {
+            fc: LinearTwin {
+                weight: burn::module::Param::from_tensor(fc.weight.val().zeros_like()),
+                bias: fc
+                    .bias
+                    .as_ref()
+                    .map(|b| burn::module::Param::from_tensor(b.val().zeros_like())),
+                feedback: fc
+                    .feedback
+                    .as_ref()
+                    .map(|b| burn::module::Param::from_tensor(b.val().zeros_like())),
+            },
+            conv: Conv2dTwin {
+                weight: burn::module::Param::from_tensor(conv.weight.val().zeros_like()),
+                bias: conv
+                    .bias
+                    .as_ref()
+                    .map(|b| burn::module::Param::from_tensor(b.val().zeros_like())),
+                feedback: conv
+                    .feedback
+                    .as_ref()
+                    .map(|b| burn::module::Param::from_tensor(b.val().zeros_like())),
+            },
+        };
+        let ours = Net { fc, conv };
+        // Strict loads (no missing, no unused key) both ways; the values come across.
+        let loaded = twin
+            .clone()
+            .try_load_record(ours.clone().into_record())
+            .unwrap_or_else(|e| panic!("{}: the twin cannot load our record: {e}", rule.name()));
+        loaded
+            .fc
+            .weight
+            .val()
+            .into_data()
+            .assert_eq(&ours.fc.weight.val().into_data(), true);
+        let back = ours
+            .clone()
+            .try_load_record(twin.into_record())
+            .unwrap_or_else(|e| panic!("{}: we cannot load the twin's record: {e}", rule.name()));
+        assert!(
+            back.conv.weight.val().abs().sum().into_scalar::<f64>() == 0.0,
+            "{}: the twin's zeros did not load",
+            rule.name()
+        );
+    }
+}
+
 #[test]
 fn alignment_helpers_reach_nested_layers() {
     let _serial = wt_core::device::device_test_lock();

@@ -223,6 +223,9 @@ pub struct ModelArgs {
     /// Kolen-Pollack: decay on B alone, added to the weight decay (0)
     #[arg(long, value_name = "X")]
     pub kp_decay: Option<f64>,
+    /// DFA, DKP: send e/P to each of a convolution's P output positions (not BioTorch's e)
+    #[arg(long)]
+    pub dfa_position_mean: bool,
     /// Weight-mirror steps before epoch 1 (default 500 with wm)
     #[arg(long, value_name = "N")]
     pub mirror_warmup: Option<usize>,
@@ -395,6 +398,17 @@ impl TrainArgs {
                 ));
             };
             kp.feedback_decay = decay;
+        }
+        if m.dfa_position_mean {
+            let (Rule::DirectFeedbackAlignment(d) | Rule::DirectKolenPollack(d)) =
+                &mut c.model.rule
+            else {
+                return cfg(format!(
+                    "--dfa-position-mean needs --rule dfa or dkp (the rule is {})",
+                    c.model.rule.name()
+                ));
+            };
+            d.conv_position_mean = true;
         }
         let mirror_flags = [
             ("--mirror-lr", m.mirror_lr.is_some()),
@@ -752,6 +766,8 @@ mod tests {
             .map(|(p, r)| (p.as_str(), r.name()))
             .collect();
         assert_eq!(names, [("blocks.0", "dfa"), ("conv1", "bp"), ("fc*", "fa")]);
+        let c = applied(&Preset::mnist(), "--rule dkp --dfa-position-mean").unwrap();
+        assert!(c.model.rule.direct().unwrap().conv_position_mean);
         let c = applied(&Preset::mnist(), "--kp-decay 0.003 --rule kp").unwrap();
         assert_eq!(
             c.model.rule,
@@ -761,6 +777,10 @@ mod tests {
         );
         for (bad, expect) in [
             ("--rule wm --kp-decay 0.1", "--kp-decay needs --rule kp"),
+            (
+                "--rule kp --dfa-position-mean",
+                "--dfa-position-mean needs --rule dfa",
+            ),
             ("--rule-for fc", "not PATTERN=RULE"),
             ("--rule-for fc=sgd", "unknown learning rule `sgd`"),
             (

@@ -2,13 +2,15 @@
 //! [`ImageBatch`], deterministically for a given (seed, epoch, index); [`DataSplit`] picks the
 //! items of a split; [`RunData::open`] reads what a [`DataConfig`] names.
 
+use std::marker::PhantomData;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use burn::data::dataloader::batcher::Batcher;
 use burn::data::dataset::{Dataset, DatasetError};
 use burn::tensor::Device;
 use wt_data::{
-    CifarBatcher, CifarDataset, CifarItem, CifarTransform, ClassIndex, ImageBatch,
+    AtEpoch, CifarBatcher, CifarDataset, CifarItem, CifarTransform, ClassIndex, ImageBatch,
     ImageFolderDataset, ImageItem, ImageNetBatcher, ImageNetTransform, MnistBatcher, MnistDataset,
     SkipLog, SkipUndecodable, Split,
 };
@@ -54,11 +56,7 @@ impl BatchSource for MnistSource {
             .iter()
             .map(|&i| self.0.get(i))
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(burn::data::dataloader::batcher::Batcher::batch(
-            &MnistBatcher,
-            items,
-            device,
-        ))
+        Ok(Batcher::batch(&MnistBatcher, items, device))
     }
 }
 
@@ -145,81 +143,39 @@ fn indexed_items<I>(
         .collect()
 }
 
-/// A batcher whose augmentation is seeded per (seed, epoch, item index): wt-data's
-/// [`CifarBatcher`] (crop + flip when training) and [`ImageNetBatcher`] (decode +
-/// RandomResizedCrop + flip, or resize + centre crop).
-pub trait EpochBatcher: Send + Sync {
-    /// The data set's item.
-    type Item;
-
-    /// The batch of `items`, each with its index, for `epoch`.
-    fn batch_at_epoch(
-        &self,
-        epoch: u64,
-        items: &[(usize, Self::Item)],
-        device: &Device,
-    ) -> ImageBatch;
-}
-
-impl EpochBatcher for CifarBatcher {
-    type Item = CifarItem;
-
-    fn batch_at_epoch(
-        &self,
-        epoch: u64,
-        items: &[(usize, CifarItem)],
-        device: &Device,
-    ) -> ImageBatch {
-        CifarBatcher::batch_at_epoch(self, epoch, items, device)
-    }
-}
-
-impl EpochBatcher for ImageNetBatcher {
-    type Item = ImageItem;
-
-    fn batch_at_epoch(
-        &self,
-        epoch: u64,
-        items: &[(usize, ImageItem)],
-        device: &Device,
-    ) -> ImageBatch {
-        ImageNetBatcher::batch_at_epoch(self, epoch, items, device)
-    }
-}
-
-/// [`ImageNetBatcher`] over the items of a folder that skips undecodable images
-/// ([`SkipUndecodable`]): the skipped (`None`) items are left out of the batch.
-pub struct SkippingBatcher(pub ImageNetBatcher);
-
-impl EpochBatcher for SkippingBatcher {
-    type Item = Option<ImageItem>;
-
-    fn batch_at_epoch(
-        &self,
-        epoch: u64,
-        items: &[(usize, Option<ImageItem>)],
-        device: &Device,
-    ) -> ImageBatch {
-        self.0.batch_decoded_at_epoch(epoch, items, device)
-    }
-}
-
-/// A data set batched by an [`EpochBatcher`].
-pub struct SeededSource<D, T> {
+/// A data set batched by a wt-data batcher seeded per (seed, epoch, item index)
+/// ([`AtEpoch`]): [`CifarBatcher`] (crop + flip when training) or [`ImageNetBatcher`]
+/// (decode + RandomResizedCrop + flip, or resize + centre crop), through Burn's `Batcher`
+/// trait, the one batching API of wt-data, used here and by Burn's `DataLoader` alike.
+pub struct SeededSource<D, T, I> {
     /// The items.
     pub dataset: Arc<D>,
     /// Train (augmenting) or eval transform, with the augmentation seed.
     pub batcher: T,
+    item: PhantomData<fn() -> I>,
+}
+
+impl<D, T, I> SeededSource<D, T, I> {
+    /// `dataset`'s items batched by `batcher`.
+    pub fn new(dataset: Arc<D>, batcher: T) -> Self {
+        Self {
+            dataset,
+            batcher,
+            item: PhantomData,
+        }
+    }
 }
 
 /// CIFAR-10/100 through wt-data's [`CifarBatcher`].
-pub type CifarSource = SeededSource<CifarDataset, CifarBatcher>;
+pub type CifarSource = SeededSource<CifarDataset, CifarBatcher, CifarItem>;
 
 /// An ImageFolder tree through wt-data's [`ImageNetBatcher`].
-pub type ImageFolderSource = SeededSource<ImageFolderDataset, ImageNetBatcher>;
+pub type ImageFolderSource = SeededSource<ImageFolderDataset, ImageNetBatcher, ImageItem>;
 
-/// An ImageFolder tree whose undecodable images are skipped and counted.
-pub type SkippingImageFolderSource = SeededSource<SkipUndecodable, SkippingBatcher>;
+/// An ImageFolder tree whose undecodable images are skipped (left out of the batch) and
+/// counted.
+pub type SkippingImageFolderSource =
+    SeededSource<SkipUndecodable, ImageNetBatcher, Option<ImageItem>>;
 
 /// One split of an image folder, read strictly or skipping undecodable images.
 enum Folder {
@@ -227,10 +183,10 @@ enum Folder {
     Skipping(Arc<SkipUndecodable>),
 }
 
-impl<D, T> BatchSource for SeededSource<D, T>
+impl<D, T, I> BatchSource for SeededSource<D, T, I>
 where
-    D: Dataset<T::Item>,
-    T: EpochBatcher,
+    D: Dataset<I>,
+    T: AtEpoch + Batcher<(usize, I), ImageBatch> + Send + Sync,
 {
     fn len(&self) -> usize {
         self.dataset.len()
@@ -243,7 +199,7 @@ where
         device: &Device,
     ) -> Result<ImageBatch, DatasetError> {
         let items = indexed_items(&*self.dataset, indices)?;
-        Ok(self.batcher.batch_at_epoch(epoch, &items, device))
+        Ok(self.batcher.at_epoch(epoch).batch(items, device))
     }
 }
 
@@ -380,10 +336,10 @@ impl RunData {
                     } else {
                         CifarTransform::eval()
                     };
-                    Arc::new(CifarSource {
-                        dataset: dataset.clone(),
-                        batcher: CifarBatcher::new(transform, seed),
-                    })
+                    Arc::new(CifarSource::new(
+                        dataset.clone(),
+                        CifarBatcher::new(transform, seed),
+                    ))
                 };
                 Sources {
                     train: source(&train, config.augment),
@@ -434,14 +390,12 @@ impl RunData {
                     };
                     let batcher = ImageNetBatcher::new(transform, seed);
                     match folder {
-                        Folder::Strict(dataset) => Arc::new(ImageFolderSource {
-                            dataset: dataset.clone(),
-                            batcher,
-                        }),
-                        Folder::Skipping(dataset) => Arc::new(SkippingImageFolderSource {
-                            dataset: dataset.clone(),
-                            batcher: SkippingBatcher(batcher),
-                        }),
+                        Folder::Strict(dataset) => {
+                            Arc::new(ImageFolderSource::new(dataset.clone(), batcher))
+                        }
+                        Folder::Skipping(dataset) => {
+                            Arc::new(SkippingImageFolderSource::new(dataset.clone(), batcher))
+                        }
                     }
                 };
                 skipped = skip_log;

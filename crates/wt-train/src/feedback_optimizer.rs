@@ -2,7 +2,8 @@
 //! that a training loop never orders [`add_feedback_gradients`] and [`mirror_update`] by hand.
 
 use burn::module::Module;
-use burn::optim::{GradientsParams, ModuleOptimizer};
+use burn::optim::lr_scheduler::module_lr_scheduler::ModuleLearningRate;
+use burn::optim::{GradientsParams, ModuleOptimizer, MultiGradientsParams};
 use burn::tensor::Bytes;
 use wt_nn::{add_feedback_gradients, mirror_update};
 
@@ -48,9 +49,40 @@ impl FeedbackOptimizer {
 
     /// One training step at learning rate `lr`: `B`'s extra gradients, the optimizer's step,
     /// the mirror's update. `grads` are the gradients of the backward pass.
-    pub fn step<M: Module>(&mut self, lr: f64, model: M, mut grads: GradientsParams) -> M {
-        add_feedback_gradients(&model, &mut grads, lr / (1.0 - self.momentum));
-        let model = self.inner.step(lr, model, grads);
+    pub fn step<M: Module>(&mut self, lr: f64, model: M, grads: GradientsParams) -> M {
+        Self::step_with(&mut self.inner, lr, self.momentum, model, grads)
+    }
+
+    /// [`step`](Self::step) with the gradients of several data-parallel shards, each on its
+    /// device, which Burn's optimizer sums ([`ModuleOptimizer::step_multi`]). `B`'s extra
+    /// gradients (computed once, from the one model) join the first shard's.
+    pub fn step_multi<M: Module>(
+        &mut self,
+        lr: f64,
+        model: M,
+        mut grads: MultiGradientsParams,
+    ) -> M {
+        if let Some((first, _)) = grads.grads.first_mut() {
+            add_feedback_gradients(&model, first, lr / (1.0 - self.momentum));
+        }
+        let model = self.inner.step_multi(lr, model, grads);
+        mirror_update(model)
+    }
+
+    /// [`step`](Self::step) around a Burn optimizer held elsewhere, e.g. by burn-train's
+    /// `Learner`, whose `TrainStep::optimize` hook hands it over (`examples/burn_train.rs`).
+    /// `momentum` is the optimizer's SGD momentum β (0 for Adam); the weight mirror's
+    /// pseudo-gradient is scaled by the base learning rate of `lr`.
+    pub fn step_with<M: Module>(
+        optim: &mut ModuleOptimizer,
+        lr: impl Into<ModuleLearningRate>,
+        momentum: f64,
+        model: M,
+        mut grads: GradientsParams,
+    ) -> M {
+        let lr = lr.into();
+        add_feedback_gradients(&model, &mut grads, lr.base() / (1.0 - momentum));
+        let model = optim.step(lr, model, grads);
         mirror_update(model)
     }
 

@@ -16,6 +16,7 @@ pub mod error;
 pub mod feedback_optimizer;
 pub mod loader;
 pub mod metrics;
+pub mod parameters;
 pub mod plot;
 pub mod run_dir;
 mod schedule;
@@ -30,8 +31,9 @@ pub use data::{BatchSource, DataSplit, RunData};
 pub use error::TrainError;
 pub use feedback_optimizer::FeedbackOptimizer;
 pub use metrics::{BlockMetrics, EpochMetrics, Evaluation, LayerMetrics};
+pub use parameters::{ParameterCount, parameter_count};
 pub use run_dir::{RunDir, RunMode};
-pub use trainer::{FitOptions, Trained, Verbosity, average_gradients, evaluate, final_json, fit};
+pub use trainer::{FitOptions, Trained, Verbosity, evaluate, final_json, fit};
 
 #[cfg(test)]
 mod tests;

@@ -405,12 +405,13 @@ fn a_user_model_trains_through_the_same_loop() {
 
 /// What data-parallel training needs from the rules: replicas that compute gradients on their
 /// own shards (a gradient-mode WM with its own noise, brSF with its own draws), step with the
-/// averaged gradients and then run the direct mirror update with the step's shared seed (as
-/// `fit` does) end with identical `W` and `B`; without the average they drift apart.
+/// shards' gradients summed by Burn (`MultiGradientsParams`) and then run the direct mirror update with the step's shared seed (as
+/// `fit` does) end with identical `W` and `B`; each on its own shard's gradients they drift
+/// apart.
 #[test]
 fn replicas_stepping_with_averaged_gradients_keep_identical_weights_and_feedback() {
     use burn::nn::loss::CrossEntropyLossConfig;
-    use burn::optim::GradientsParams;
+    use burn::optim::{GradientsParams, MultiGradientsParams};
     use burn::tensor::{Distribution, Int, TensorData};
     use wt_core::{MirrorUpdate, Rule, WeightMirror};
     use wt_nn::{add_feedback_gradients, mirror_update};
@@ -467,14 +468,16 @@ fn replicas_stepping_with_averaged_gradients_keep_identical_weights_and_feedback
                         g
                     })
                     .collect();
-                let per_replica: Vec<GradientsParams> = if all_reduce {
-                    let avg = trainer::average_gradients(&replicas[0], grads);
-                    replicas.iter().map(|m| copy(m, &avg)).collect()
-                } else {
-                    grads
-                };
-                for ((m, o), g) in replicas.iter_mut().zip(optims.iter_mut()).zip(per_replica) {
-                    *m = o.step(0.05, m.clone(), g);
+                for (r, (m, o)) in replicas.iter_mut().zip(optims.iter_mut()).enumerate() {
+                    *m = if all_reduce {
+                        // Burn's sum of the shards' gradients, as `fit` steps (step_multi).
+                        let all = MultiGradientsParams {
+                            grads: grads.iter().map(|g| (copy(m, g), device.clone())).collect(),
+                        };
+                        o.step_multi(0.05, m.clone(), all)
+                    } else {
+                        o.step(0.05, m.clone(), copy(m, &grads[r]))
+                    };
                     device.seed(1000 + step); // the step's seed, shared by the replicas
                     *m = mirror_update(m.clone());
                 }

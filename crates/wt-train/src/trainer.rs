@@ -16,12 +16,12 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::decay::WeightDecayConfig;
 use burn::optim::momentum::MomentumConfig;
-use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer, SgdConfig};
+use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer, MultiGradientsParams, SgdConfig};
 use burn::store::ModuleRecord;
 use burn::tensor::{Bytes, Device, Int, Tensor};
 use wt_core::device::parse_device;
 use wt_models::ImageClassifier;
-use wt_nn::{ProbeAlignment, gradient_alignment, mirror_steps, parameter_count, weight_alignment};
+use wt_nn::{ProbeAlignment, gradient_alignment, mirror_steps, weight_alignment};
 
 use crate::bm_sgd::BatchManhattanSgdConfig;
 use crate::checkpoint::{self, Progress};
@@ -32,6 +32,7 @@ use crate::feedback_optimizer::FeedbackOptimizer;
 use crate::loader::OrderedLoader;
 use crate::metrics::BlockMetrics;
 use crate::metrics::{self, EpochMetrics, Evaluation, LayerMetrics};
+use crate::parameters::parameter_count;
 use crate::plot;
 use crate::run_dir::RunDir;
 use crate::tensorboard;
@@ -406,16 +407,19 @@ fn train_epoch<M: ImageClassifier>(
                 loss: loss_value,
             });
         }
-        let grads = if shards.len() == 1 {
-            shards.pop().expect("one shard").grads
-        } else {
-            average_gradients(&model, shards.into_iter().map(|s| s.grads).collect())
-        };
         // The mirror's noise comes from its own per-step stream, whatever the shards drew.
         devices
             .plain
             .seed(seed.rotate_left(32) ^ 0x5851_F42D_4C95_7F2D);
-        model = optim.step(lr, model, grads);
+        model = if shards.len() == 1 {
+            optim.step(lr, model, shards.pop().expect("one shard").grads)
+        } else {
+            // Burn sums the shards' gradients, each on the device it picks for the parameter.
+            let grads = MultiGradientsParams {
+                grads: shards.into_iter().map(|s| (s.grads, s.device)).collect(),
+            };
+            optim.step_multi(lr, model, grads)
+        };
         progress.global_step += 1;
         loss_sum += loss_value * n as f64;
         seen += n;
@@ -749,9 +753,11 @@ struct Shard {
     weight: f64,
     /// Correct top-1 predictions in the shard.
     correct: i64,
-    /// Gradients of the shard's loss scaled by `weight × shards`, so that averaging the shards'
-    /// gradients gives the gradient of the whole batch's mean loss.
+    /// Gradients of the shard's loss scaled by `weight`, so that the sum of the shards'
+    /// gradients is the gradient of the whole batch's mean loss.
     grads: GradientsParams,
+    /// The device the shard ran on (its gradients are there).
+    device: Device,
 }
 
 /// Forward and backward of one training batch: on `device` alone when `replicas` is empty,
@@ -773,13 +779,13 @@ fn shard_gradients<M: ImageClassifier>(
             .init(device)
             .forward(logits.clone(), targets.clone());
         let value = loss.clone().into_scalar::<f64>();
-        let shards = (replicas.len() + 1) as f64;
-        let grads = GradientsParams::from_grads(loss.mul_scalar(weight * shards).backward(), model);
+        let grads = GradientsParams::from_grads(loss.mul_scalar(weight).backward(), model);
         Shard {
             loss: value,
             weight,
             correct: correct(logits.detach(), targets, 1).0,
             grads,
+            device: device.clone(),
         }
     };
     device.seed(seed);
@@ -804,9 +810,7 @@ fn shard_gradients<M: ImageClassifier>(
                 let run = &run;
                 s.spawn(move || {
                     dev.seed(seed ^ (r as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
-                    let mut shard = run(&copy, dev, images, targets, weight);
-                    shard.grads = shard.grads.to_device(device, &copy);
-                    shard
+                    run(&copy, dev, images, targets, weight)
                 })
             })
             .collect();
@@ -827,46 +831,4 @@ fn shard_gradients<M: ImageClassifier>(
             )
             .collect()
     })
-}
-
-/// Averages the gradients of replicas of one model (the all-reduce of data-parallel
-/// training), on the device of the first replica's gradients. KP's update of `B` is `W`'s
-/// gradient and a [`Gradient`](wt_core::MirrorUpdate::Gradient) mirror's is
-/// the pseudo-gradient added by [`add_feedback_gradients`](wt_nn::add_feedback_gradients), so replicas that step with the
-/// averaged gradients keep identical `W` *and* `B`; a
-/// [`Direct`](wt_core::MirrorUpdate::Direct) mirror (the default) stays
-/// identical when the replicas then run [`mirror_update`](wt_nn::mirror_update) with the same seed (as [`fit`] seeds
-/// every step). `model` is any replica (it names the parameters).
-pub fn average_gradients<M: burn::module::Module>(
-    model: &M,
-    replicas: Vec<GradientsParams>,
-) -> GradientsParams {
-    struct Average {
-        replicas: Vec<GradientsParams>,
-        out: GradientsParams,
-    }
-    impl burn::module::ModuleVisitor for Average {
-        fn visit_float<const D: usize>(&mut self, param: &burn::module::Param<Tensor<D>>) {
-            let grads: Vec<Tensor<D>> = self
-                .replicas
-                .iter_mut()
-                .filter_map(|g| g.remove::<D>(param.id))
-                .collect();
-            let Some(first) = grads.first() else { return };
-            let device = first.device();
-            let n = grads.len() as f64;
-            let sum = grads
-                .into_iter()
-                .map(|g| g.to_device(&device))
-                .reduce(|a, b| a + b)
-                .expect("one at least");
-            self.out.register(param.id, sum.div_scalar(n));
-        }
-    }
-    let mut avg = Average {
-        replicas,
-        out: GradientsParams::new(),
-    };
-    model.visit(&mut avg);
-    avg.out
 }
