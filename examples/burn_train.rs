@@ -20,8 +20,7 @@ use burn::data::dataset::transform::PartialDataset;
 use burn::module::Module;
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::lr_scheduler::module_lr_scheduler::ModuleLearningRate;
-use burn::optim::momentum::MomentumConfig;
-use burn::optim::{GradientsParams, ModuleOptimizer, SgdConfig, decay::WeightDecayConfig};
+use burn::optim::{GradientsParams, ModuleOptimizer};
 use burn::train::metric::{AccuracyMetric, LossMetric};
 use burn::train::{
     ClassificationOutput, ExecutionStrategy, InferenceStep, Learner, SupervisedTraining,
@@ -31,7 +30,7 @@ use clap::Parser;
 use wt::wt_core::device::parse_device;
 use wt::wt_models::{Architecture, ImageClassifier, Model, ModelConfig};
 use wt::wt_train::FeedbackOptimizer;
-use wt::wt_train::cli::{one_of, positive};
+use wt::wt_train::cli::{MnistLoopArgs, one_of, positive};
 use wt::{Rule, mirror_steps};
 use wt_data::{ImageBatch, MnistBatcher, MnistDataset, Split};
 
@@ -100,30 +99,8 @@ struct Args {
     /// Keep the first N items of each split (all when absent)
     #[arg(long, value_name = "N", value_parser = positive)]
     limit: Option<usize>,
-    /// MNIST folder (default: `mnist` under $WT_DATA or the cache folder)
-    #[arg(long, value_name = "DIR")]
-    data: Option<PathBuf>,
-    /// flex, ndarray, wgpu, cuda[:N] (what this build has)
-    #[arg(long, default_value = "flex")]
-    device: String,
-    /// Batch size
-    #[arg(long, default_value_t = 128, value_parser = positive)]
-    batch: usize,
-    /// Learning rate
-    #[arg(long, default_value_t = 0.01)]
-    lr: f64,
-    /// SGD momentum
-    #[arg(long, default_value_t = 0.9)]
-    momentum: f64,
-    /// L2 weight decay
-    #[arg(long, default_value_t = 1e-4)]
-    weight_decay: f64,
-    /// Seed
-    #[arg(long, default_value_t = 1)]
-    seed: u64,
-    /// Weight-mirror steps before training (WM only)
-    #[arg(long, default_value_t = 500)]
-    mirror_warmup: usize,
+    #[command(flatten)]
+    common: MnistLoopArgs,
     /// burn-train's run folder (its logs and checkpoints)
     #[arg(long, default_value = "runs/burn-train")]
     out: PathBuf,
@@ -148,17 +125,9 @@ fn first(
 
 fn run() -> Result<(), String> {
     let args = Args::parse();
-    let data = match args.data.clone() {
-        Some(dir) => dir,
-        None => wt_data::locate::find(&["mnist"]).ok_or_else(|| {
-            format!(
-                "no MNIST data: give --data DIR or set {} to a folder holding mnist/",
-                wt_data::locate::DATA_VAR
-            )
-        })?,
-    };
-    let device = parse_device(&args.device)?;
-    device.seed(args.seed);
+    let data = args.common.mnist_dir()?;
+    let device = parse_device(&args.common.device)?;
+    device.seed(args.common.seed);
     let train = MnistDataset::new(&data, Split::Train).map_err(|e| e.to_string())?;
     let test = MnistDataset::new(&data, Split::Test).map_err(|e| e.to_string())?;
     let (train, test) = (first(train, args.limit), first(test, args.limit));
@@ -169,12 +138,12 @@ fn run() -> Result<(), String> {
         test.len(),
         args.model,
         args.rule.name(),
-        args.device
+        args.common.device
     );
     let loader = |dataset| {
         DataLoaderBuilder::new(MnistBatcher)
-            .batch_size(args.batch)
-            .shuffle(args.seed)
+            .batch_size(args.common.batch)
+            .shuffle(args.common.seed)
             .num_workers(1)
             .build(dataset)
     };
@@ -182,23 +151,20 @@ fn run() -> Result<(), String> {
 
     let ad = device.clone().autodiff();
     let mut model = ModelConfig::new(args.model, 10, 1, 28, args.rule).init(&ad);
-    if args.rule.weight_mirror().is_some() && args.mirror_warmup > 0 {
-        model = mirror_steps(model, args.mirror_warmup);
+    if args.rule.weight_mirror().is_some() && args.common.mirror_warmup > 0 {
+        model = mirror_steps(model, args.common.mirror_warmup);
     }
     let classifier = Classifier {
         model,
-        momentum: args.momentum,
+        momentum: args.common.momentum,
     };
-    let sgd = SgdConfig::new()
-        .with_momentum(Some(MomentumConfig::new().with_momentum(args.momentum)))
-        .with_weight_decay(Some(WeightDecayConfig::new(args.weight_decay as f32)))
-        .init();
+    let sgd = args.common.sgd();
     let training = SupervisedTraining::new(&args.out, train, test)
         .metrics((AccuracyMetric::new(), LossMetric::new()))
         .with_training_strategy(ExecutionStrategy::SingleDevice(ad).into())
         .num_epochs(args.epochs)
         .summary();
-    let result = training.launch(Learner::new(classifier, sgd, args.lr));
+    let result = training.launch(Learner::new(classifier, sgd, args.common.lr));
     let layers = wt::weight_alignment(&result.model.model);
     let angles: Vec<String> = layers
         .iter()

@@ -17,15 +17,13 @@ use burn::data::dataloader::batcher::Batcher;
 use burn::data::dataset::Dataset;
 use burn::module::Module;
 use burn::nn::loss::CrossEntropyLossConfig;
-use burn::optim::momentum::MomentumConfig;
-use burn::optim::{GradientsParams, SgdConfig, decay::WeightDecayConfig};
+use burn::optim::GradientsParams;
 use burn::tensor::activation::relu;
 use burn::tensor::{Device, Int, Tensor};
 use clap::Parser;
 use wt::wt_core::device::parse_device;
 use wt::wt_train::FeedbackOptimizer;
-use wt::wt_train::cli::one_of;
-use wt::wt_train::cli::positive;
+use wt::wt_train::cli::{MnistLoopArgs, one_of};
 use wt::{FeedbackLinear, FeedbackLinearConfig, Rule};
 use wt_data::{MnistBatcher, MnistDataset, Split};
 
@@ -85,30 +83,8 @@ struct Args {
     /// Epochs
     #[arg(long, default_value_t = 3)]
     epochs: usize,
-    /// MNIST folder (default: `mnist` under $WT_DATA or the cache folder)
-    #[arg(long, value_name = "DIR")]
-    data: Option<PathBuf>,
-    /// flex, ndarray, wgpu, cuda[:N] (what this build has)
-    #[arg(long, default_value = "flex")]
-    device: String,
-    /// Batch size
-    #[arg(long, default_value_t = 128, value_parser = positive)]
-    batch: usize,
-    /// Learning rate
-    #[arg(long, default_value_t = 0.01)]
-    lr: f64,
-    /// SGD momentum
-    #[arg(long, default_value_t = 0.9)]
-    momentum: f64,
-    /// L2 weight decay
-    #[arg(long, default_value_t = 1e-4)]
-    weight_decay: f64,
-    /// Seed
-    #[arg(long, default_value_t = 1)]
-    seed: u64,
-    /// Weight-mirror steps before training (WM only)
-    #[arg(long, default_value_t = 500)]
-    mirror_warmup: usize,
+    #[command(flatten)]
+    common: MnistLoopArgs,
     /// Mirror learning rate (WM only: a slow mirror suits this MLP, see docs/rules.md)
     #[arg(long, default_value_t = 0.005)]
     mirror_lr: f64,
@@ -119,15 +95,7 @@ fn parse_args() -> Result<(Args, PathBuf), String> {
     if let Rule::WeightMirror(wm) = &mut a.rule {
         wm.mirror_lr = a.mirror_lr;
     }
-    let data = match a.data.clone() {
-        Some(dir) => dir,
-        None => wt_data::locate::find(&["mnist"]).ok_or_else(|| {
-            format!(
-                "no MNIST data: give --data DIR or set {} to a folder holding mnist/",
-                wt_data::locate::DATA_VAR
-            )
-        })?,
-    };
+    let data = a.common.mnist_dir()?;
     Ok((a, data))
 }
 
@@ -154,8 +122,8 @@ fn main() {
 
 fn run() -> Result<(), String> {
     let (args, data) = parse_args()?;
-    let device = parse_device(&args.device)?;
-    device.seed(args.seed);
+    let device = parse_device(&args.common.device)?;
+    device.seed(args.common.seed);
     let train = MnistDataset::new(&data, Split::Train).map_err(|e| e.to_string())?;
     let test = MnistDataset::new(&data, Split::Test).map_err(|e| e.to_string())?;
     println!(
@@ -164,34 +132,31 @@ fn run() -> Result<(), String> {
         test.len(),
         data.display(),
         args.rule.name(),
-        args.device
+        args.common.device
     );
 
     let ad = device.clone().autodiff();
     let mut model = Mlp::new(args.rule, &ad);
-    if args.rule.weight_mirror().is_some() && args.mirror_warmup > 0 {
-        model = wt::mirror_steps(model, args.mirror_warmup);
-        println!("mirror warm-up: {} steps", args.mirror_warmup);
+    if args.rule.weight_mirror().is_some() && args.common.mirror_warmup > 0 {
+        model = wt::mirror_steps(model, args.common.mirror_warmup);
+        println!("mirror warm-up: {} steps", args.common.mirror_warmup);
     }
-    let sgd = SgdConfig::new()
-        .with_momentum(Some(MomentumConfig::new().with_momentum(args.momentum)))
-        .with_weight_decay(Some(WeightDecayConfig::new(args.weight_decay as f32)))
-        .init();
+    let sgd = args.common.sgd();
     // The rules' per-step work around SGD's step (the momentum sets the step a weight mirror
     // in `gradient` mode is scaled for).
-    let mut optim = FeedbackOptimizer::wrap(sgd, args.momentum);
+    let mut optim = FeedbackOptimizer::wrap(sgd, args.common.momentum);
     let criterion = CrossEntropyLossConfig::new().init(&ad);
     let mut test_accuracy = 0.0;
     let mut angles = Vec::new();
     for epoch in 1..=args.epochs {
         let start = Instant::now();
-        let order = shuffled(train.len(), args.seed + epoch as u64);
+        let order = shuffled(train.len(), args.common.seed + epoch as u64);
         let (mut loss_sum, mut steps) = (0.0f64, 0usize);
-        for idx in order.chunks(args.batch) {
+        for idx in order.chunks(args.common.batch) {
             let (x, y) = batch(&train, idx, &ad);
             let loss = criterion.forward(model.forward(x), y);
             let grads = GradientsParams::from_grads(loss.backward(), &model);
-            model = optim.step(args.lr, model, grads);
+            model = optim.step(args.common.lr, model, grads);
             if steps % 50 == 0 {
                 let l = loss.into_scalar::<f64>();
                 if !l.is_finite() {
