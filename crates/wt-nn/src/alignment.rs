@@ -7,7 +7,7 @@ use burn::tensor::Tensor;
 use wt_core::{Backprop, Rule, WeightAlignment, angle_degrees};
 
 use crate::hook::{FeedbackLayer, LayerOp, visit_layers};
-use crate::layer_rules::map_layer_rules;
+use crate::layer_rules::map_rules_at;
 use crate::{FeedbackConv2d, FeedbackLinear, probe};
 
 /// What a report keeps of one feedback layer.
@@ -205,7 +205,7 @@ pub struct GradientAlignment {
 ///
 /// `loss` runs the model's forward on one batch and returns the scalar loss; it is called
 /// twice: on `model` with its rules, and on a copy of it with every layer on backprop (the
-/// same `W`, [`map_layer_rules`]). The model must be on an autodiff
+/// same `W`, [`map_layer_rules`](crate::map_layer_rules)). The model must be on an autodiff
 /// device, and its training-mode forwards run as in training (batch norm moves its running
 /// statistics: pass a copy, e.g. `model.valid().train()`, to keep the model as it is).
 pub fn gradient_alignment<M: Module>(model: &M, loss: impl Fn(&M) -> Tensor<1>) -> ProbeAlignment {
@@ -214,7 +214,8 @@ pub fn gradient_alignment<M: Module>(model: &M, loss: impl Fn(&M) -> Tensor<1>) 
         .map(|l| (l.weight_id, l.path))
         .collect();
     // Backprop's reference: a copy of the model with every layer on backprop (same W).
-    let reference = map_layer_rules(model.clone(), |_| Some(Rule::Backprop(Backprop)));
+    let paths = names.values().cloned().collect();
+    let reference = map_rules_at(model.clone(), paths, |_| Some(Rule::Backprop(Backprop)));
     let run = |model: &M| {
         let (loss_value, probes) = probe::record(|| loss(model));
         let grads = loss_value.backward();

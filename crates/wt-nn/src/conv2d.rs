@@ -225,14 +225,13 @@ impl FeedbackConv2d {
         let options = self.options(height, width);
         let weight = self.weight.val();
         let input = probe::probe(input, self.weight.id, false);
-        let rule = self.rule;
-        let fb = rule.feedback(
+        let fb = self.rule.feedback(
             &weight,
             self.feedback.as_ref().map(|p| p.val()),
             self.sign_scale,
         );
         let bias = self.bias.as_ref().map(|b| b.val());
-        match (rule.direct(), &self.feedback) {
+        match (self.rule.direct(), &self.feedback) {
             // DFA on autodiff: the op never sends an error to its input; the direct signal does.
             (Some(dfa), Some(direct)) if input.is_autodiff() => {
                 let y =

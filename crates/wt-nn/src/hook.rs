@@ -47,6 +47,13 @@ pub(crate) trait FeedbackLayer<const D: usize>: Sized {
     fn sign_scale(&self) -> f64;
     /// One weight-mirror correlation `ξᵀ(ξW)/n` for `weight` (outside autodiff).
     fn mirror_correlation(&self, weight: Tensor<D>, wm: &WeightMirror) -> Tensor<D>;
+    /// `steps` mirror correlations for the layer's current `W`, each with fresh noise.
+    fn mirror_correlations(&self, wm: &WeightMirror, steps: usize) -> Vec<Tensor<D>> {
+        let w = self.weight().val().inner();
+        (0..steps)
+            .map(|_| self.mirror_correlation(w.clone(), wm))
+            .collect()
+    }
     /// The layer with what the rule stores replaced.
     fn with_stored(self, stored: Option<Param<Tensor<D>>>) -> Self;
     /// The layer on another rule (`W`, `b` kept; what the rule stores drawn afresh).

@@ -75,7 +75,7 @@ pub fn map_layer_rules<M: Module>(model: M, rule_at: impl Fn(&str) -> Option<Rul
 }
 
 /// [`map_layer_rules`] for the model's `paths`, already read.
-fn map_rules_at<M: Module>(
+pub(crate) fn map_rules_at<M: Module>(
     model: M,
     paths: Vec<String>,
     rule_at: impl Fn(&str) -> Option<Rule>,

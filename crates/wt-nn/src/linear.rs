@@ -145,14 +145,13 @@ impl FeedbackLinear {
     pub fn forward<const D: usize>(&self, input: Tensor<D>) -> Tensor<D> {
         let weight = self.weight.val();
         let input = probe::probe(input, self.weight.id, false);
-        let rule = self.rule;
-        let fb = rule.feedback(
+        let fb = self.rule.feedback(
             &weight,
             self.feedback.as_ref().map(|p| p.val()),
             self.sign_scale,
         );
         let bias = self.bias.as_ref().map(|b| b.val());
-        match (rule.direct(), &self.feedback) {
+        match (self.rule.direct(), &self.feedback) {
             // DFA on autodiff: the op never sends an error to its input; the direct signal does.
             (Some(_), Some(direct)) if input.is_autodiff() => {
                 let y = feedback_linear_with(input.clone().detach(), weight, fb, bias);

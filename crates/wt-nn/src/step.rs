@@ -54,10 +54,7 @@ impl FeedbackGradients {
         };
         let g = match layer.rule() {
             Rule::WeightMirror(wm) if wm.update == MirrorUpdate::Gradient => {
-                let w = layer.weight().val().inner();
-                let corrs = (0..wm.mirror_steps)
-                    .map(|_| layer.mirror_correlation(w.clone(), wm))
-                    .collect();
+                let corrs = layer.mirror_correlations(wm, wm.mirror_steps);
                 wm.pseudo_gradient(stored.val().inner(), corrs, self.learning_rate)
             }
             // KP's decay on B alone: λ_K·B joins the W gradient B received in backward.
@@ -114,10 +111,7 @@ impl MirrorUpdates {
             None if wm.update == MirrorUpdate::Direct => wm.mirror_steps,
             None => return layer,
         };
-        let w = layer.weight().val().inner();
-        let corrs = (0..steps)
-            .map(|_| layer.mirror_correlation(w.clone(), &wm))
-            .collect();
+        let corrs = layer.mirror_correlations(&wm, steps);
         let stored = stored.clone().map(|b| {
             let updated = wm.apply(b.clone().inner(), corrs);
             replace_value(b, updated)
