@@ -66,6 +66,13 @@ cifar-resnet20) args=(--example cifar10 -- --data "$cifar" --model resnet20 --ru
 esac
 # The MLP's table row for WM is the slow mirror (docs/results.md says why).
 if [ "$row" = mnist-mlp-wm ]; then args+=(--mirror-lr 0.005); fi
+# The direct rules' LeNet rows send e/P to each of a convolution's P output positions, at the
+# rate each one's validation search chose (docs/results.md, "Conv DFA with the mean over
+# positions"); pass neither flag again (a flag given twice is an error).
+case "$row" in
+fmnist-lenet-dfa | cifar-lenet-dfa) args+=(--dfa-position-mean --lr 1e-3) ;;
+fmnist-lenet-dkp) args+=(--dfa-position-mean --lr 1e-4) ;;
+esac
 out=${WT_REPRODUCE_OUT:-runs/$row}
 if [ -f "$out/checkpoint.wtck" ]; then
   echo "continuing $out from its checkpoint"

@@ -40,6 +40,6 @@ pub use ops::{
 };
 pub use rule::{
     Backprop, BatchRandomSignSymmetry, DirectFeedback, FeedbackAlignment, FeedbackStorage,
-    FixedRandomSignSymmetry, InvalidMirror, KolenPollack, MirrorUpdate, Rule, UniformSignSymmetry,
-    WeightMirror,
+    FixedRandomSignSymmetry, InvalidMirror, KolenPollack, MirrorSamples, MirrorUpdate, Rule,
+    UniformSignSymmetry, WeightMirror,
 };

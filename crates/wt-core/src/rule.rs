@@ -140,6 +140,79 @@ pub struct WeightMirror {
     /// How the mirror update reaches `B` in training.
     #[serde(default)]
     pub update: MirrorUpdate,
+    /// How many noise samples one mirror step draws for each layer.
+    #[serde(default)]
+    pub samples: MirrorSamples,
+}
+
+/// How many noise samples one weight-mirror step draws for a layer.
+///
+/// The estimate `C = ξᵀ(ξW)/n` of `σ²W` has a relative error of about `√(fan_in / n)` for a
+/// layer of `fan_in` inputs (`c_in/groups·kh·kw` for a convolution) and `n` samples, so with
+/// the same `n` everywhere a wide layer's `B` is noisier than a narrow one's.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MirrorSamples {
+    /// The same for every layer: `mirror_batch` noise rows for a dense layer; for a conv
+    /// layer `mirror_batch` noise images whose response maps are `side × side`
+    /// (`mirror_batch·side²` samples).
+    Patch {
+        /// Side of a conv layer's response map.
+        side: usize,
+    },
+    /// Scaled to the layer: at least `ratio·fan_in` samples (and at least `mirror_batch`),
+    /// a dense layer by drawing more noise rows, a conv layer by the smallest square
+    /// response map that reaches it, so every layer's estimate has a relative error of about
+    /// `√(1/ratio)`. A layer's mirror cost grows as `fan_in²·fan_out`.
+    PerFanIn {
+        /// Samples per input of the layer.
+        ratio: f64,
+    },
+}
+
+impl Default for MirrorSamples {
+    /// The fixed 4 × 4 response patch.
+    fn default() -> Self {
+        MirrorSamples::Patch { side: 4 }
+    }
+}
+
+impl std::fmt::Display for MirrorSamples {
+    /// The command-line form: `patch:SIDE` or `fan-in:RATIO`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            MirrorSamples::Patch { side } => write!(f, "patch:{side}"),
+            MirrorSamples::PerFanIn { ratio } => write!(f, "fan-in:{ratio}"),
+        }
+    }
+}
+
+impl std::str::FromStr for MirrorSamples {
+    type Err = String;
+    /// Parses `patch:SIDE` (a positive integer) or `fan-in:RATIO` (a positive number).
+    fn from_str(s: &str) -> Result<Self, String> {
+        let expected = "expected patch:SIDE (e.g. patch:4) or fan-in:RATIO (e.g. fan-in:2)";
+        let (kind, value) = s
+            .split_once(':')
+            .ok_or_else(|| format!("'{s}': {expected}"))?;
+        match kind {
+            "patch" => match value.parse::<usize>() {
+                Ok(side) if side > 0 => Ok(MirrorSamples::Patch { side }),
+                _ => Err(format!(
+                    "'{s}': SIDE must be a positive integer; {expected}"
+                )),
+            },
+            "fan-in" => match value.parse::<f64>() {
+                Ok(ratio) if ratio.is_finite() && ratio > 0.0 => {
+                    Ok(MirrorSamples::PerFanIn { ratio })
+                }
+                _ => Err(format!(
+                    "'{s}': RATIO must be a positive number; {expected}"
+                )),
+            },
+            _ => Err(format!("'{s}': unknown kind '{kind}'; {expected}")),
+        }
+    }
 }
 
 /// How a training step's mirror update reaches `B`.
@@ -169,6 +242,7 @@ impl Default for WeightMirror {
             mirror_batch: 128,
             mirror_steps: 1,
             update: MirrorUpdate::Direct,
+            samples: MirrorSamples::default(),
         }
     }
 }
@@ -226,7 +300,49 @@ impl WeightMirror {
         if self.mirror_steps == 0 {
             return bad("mirror_steps must be at least 1".into());
         }
+        match self.samples {
+            MirrorSamples::Patch { side: 0 } => {
+                return bad("samples: the patch side must be at least 1".into());
+            }
+            MirrorSamples::PerFanIn { ratio } if !finite_positive(ratio) => {
+                return bad(format!(
+                    "samples: the fan-in ratio must be a positive number, got {ratio}"
+                ));
+            }
+            _ => {}
+        }
         Ok(())
+    }
+
+    /// Noise rows one mirror step draws for a dense layer of `fan_in` inputs.
+    pub fn dense_samples(&self, fan_in: usize) -> usize {
+        match self.samples {
+            MirrorSamples::Patch { .. } => self.mirror_batch,
+            MirrorSamples::PerFanIn { ratio } => self
+                .mirror_batch
+                .max((ratio * fan_in as f64).ceil() as usize),
+        }
+    }
+
+    /// Side of the response map one mirror step drives a conv layer of `fan_in`
+    /// (`c_in/groups·kh·kw`) inputs over, with `mirror_batch` noise images.
+    pub fn conv_output_side(&self, fan_in: usize) -> usize {
+        match self.samples {
+            MirrorSamples::Patch { side } => side,
+            MirrorSamples::PerFanIn { ratio } => {
+                let needed = ratio * fan_in as f64;
+                let per_image = needed / self.mirror_batch.max(1) as f64;
+                let mut side = (per_image.sqrt().ceil() as usize).max(1);
+                // Float rounding of the square root: the smallest side that reaches `needed`.
+                while side > 1 && (self.mirror_batch * (side - 1) * (side - 1)) as f64 >= needed {
+                    side -= 1;
+                }
+                while ((self.mirror_batch * side * side) as f64) < needed {
+                    side += 1;
+                }
+                side
+            }
+        }
     }
 
     /// `λ_B`, resolved.
@@ -610,6 +726,56 @@ mod tests {
             with(|wm| wm.mirror_lr = 0.0)
                 .unwrap_err()
                 .contains("mirror_lr")
+        );
+    }
+
+    #[test]
+    fn mirror_samples_per_layer_and_their_names() {
+        let wm = |samples| WeightMirror {
+            mirror_batch: 8,
+            samples,
+            ..WeightMirror::default()
+        };
+        let patch = wm(MirrorSamples::Patch { side: 3 });
+        assert_eq!(
+            (patch.dense_samples(1000), patch.conv_output_side(1000)),
+            (8, 3)
+        );
+        let scaled = wm(MirrorSamples::PerFanIn { ratio: 2.0 });
+        // 2·1000 rows; 2·3 = 6 ≤ 8 keeps the batch; conv: 8·s² ≥ 2·fan_in.
+        assert_eq!(scaled.dense_samples(1000), 2000);
+        assert_eq!(scaled.dense_samples(3), 8);
+        assert_eq!(scaled.conv_output_side(4), 1);
+        assert_eq!(scaled.conv_output_side(16), 2);
+        assert_eq!(scaled.conv_output_side(17), 3);
+        assert_eq!(scaled.conv_output_side(576), 12);
+        for text in ["patch:4", "fan-in:2.5"] {
+            let parsed: MirrorSamples = text.parse().unwrap();
+            assert_eq!(parsed.to_string(), text);
+        }
+        for bad in [
+            "patch:0",
+            "patch:x",
+            "fan-in:0",
+            "fan-in:-1",
+            "fan-in:inf",
+            "cube:3",
+            "4",
+        ] {
+            let err = bad.parse::<MirrorSamples>().unwrap_err();
+            assert!(
+                err.contains(bad) && err.contains("patch:SIDE"),
+                "{bad}: {err}"
+            );
+        }
+        let zero = wm(MirrorSamples::Patch { side: 0 }).validate().unwrap_err();
+        assert!(zero.to_string().contains("patch side"), "{zero}");
+        let nan = wm(MirrorSamples::PerFanIn { ratio: f64::NAN });
+        assert!(
+            nan.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("fan-in ratio")
         );
     }
 

@@ -16,9 +16,6 @@ use crate::hook::FeedbackLayer;
 use crate::module_impl::feedback_module;
 use crate::probe;
 
-/// Side of the response map a conv weight mirror correlates over (per noise sample).
-const MIRROR_OUTPUT_SIDE: usize = 4;
-
 /// Configuration of a [`FeedbackConv2d`]: Burn's `Conv2dConfig` plus the learning rule.
 #[derive(Config, Debug)]
 pub struct FeedbackConv2dConfig {
@@ -268,8 +265,10 @@ impl FeedbackLayer<4> for FeedbackConv2d {
     fn sign_scale(&self) -> f64 {
         self.sign_scale
     }
-    /// One weight-mirror correlation for `weight` with this layer's stride, dilation, groups.
+    /// One weight-mirror correlation for `weight` with this layer's stride, dilation, groups,
+    /// over the response map [`WeightMirror::conv_output_side`] gives this layer's fan-in.
     fn mirror_correlation(&self, weight: Tensor<4>, wm: &WeightMirror) -> Tensor<4> {
+        let [_, c_in_group, kh, kw] = weight.dims();
         conv2d_mirror_correlation(
             weight,
             self.stride,
@@ -277,7 +276,7 @@ impl FeedbackLayer<4> for FeedbackConv2d {
             self.groups,
             wm.sigma,
             wm.mirror_batch,
-            MIRROR_OUTPUT_SIDE,
+            wm.conv_output_side(c_in_group * kh * kw),
         )
     }
     fn with_stored(self, feedback: Option<Param<Tensor<4>>>) -> Self {

@@ -185,8 +185,10 @@ impl FeedbackLayer<2> for FeedbackLinear {
     fn sign_scale(&self) -> f64 {
         self.sign_scale
     }
+    /// One weight-mirror correlation with [`WeightMirror::dense_samples`] noise rows.
     fn mirror_correlation(&self, weight: Tensor<2>, wm: &WeightMirror) -> Tensor<2> {
-        linear_correlation(weight, wm.sigma, wm.mirror_batch)
+        let fan_in = weight.dims()[0];
+        linear_correlation(weight, wm.sigma, wm.dense_samples(fan_in))
     }
     fn with_stored(self, feedback: Option<Param<Tensor<2>>>) -> Self {
         Self { feedback, ..self }

@@ -7,7 +7,7 @@ use burn::optim::momentum::MomentumConfig;
 use burn::optim::{GradientsParams, SgdConfig, decay::WeightDecayConfig};
 use burn::tensor::{Device, Distribution, Tensor, Tolerance};
 use wt_core::device::test_devices;
-use wt_core::{MirrorUpdate, Rule, WeightMirror, angle_degrees};
+use wt_core::{MirrorSamples, MirrorUpdate, Rule, WeightMirror, angle_degrees};
 
 use crate::*;
 use wt_core::Named;
@@ -424,7 +424,70 @@ fn mirror_rule(mirror_lr: f64, mirror_batch: usize) -> Rule {
         mirror_batch,
         mirror_steps: 1,
         update: MirrorUpdate::Direct,
+        samples: MirrorSamples::default(),
     })
+}
+
+/// `fan-in:R` gives each layer its own noise: a conv layer the smallest square response map
+/// with `mirror_batch·side² ≥ R·fan_in`, a dense layer `max(mirror_batch, ⌈R·fan_in⌉)` rows
+/// (the same draws as the explicit correlation with that size), and so a wide layer's
+/// estimate of `σ²W` is nearer `W` than under the fixed 4 × 4 patch.
+#[test]
+fn per_fan_in_mirror_samples_scale_each_layers_noise() {
+    use crate::hook::FeedbackLayer;
+    use wt_core::mirror::{conv2d_mirror_correlation, linear_correlation};
+    let _serial = wt_core::device::device_test_lock();
+    let fan_in = WeightMirror {
+        mirror_batch: 8,
+        samples: MirrorSamples::PerFanIn { ratio: 2.0 },
+        ..WeightMirror::default()
+    };
+    let patch = WeightMirror {
+        samples: MirrorSamples::default(),
+        ..fan_in
+    };
+    for (name, device) in test_devices() {
+        // fan-ins 2·9 = 18 (2·18 = 36 samples: side 3, as 8·2² = 32 < 36) and
+        // 6·9 = 54 (108 samples: side 4, as 8·3² = 72 < 108).
+        for (c_in, side) in [(2, 3), (6, 4)] {
+            let conv = FeedbackConv2dConfig::new([c_in, 5], [3, 3])
+                .with_stride([2, 1])
+                .with_rule(Rule::WeightMirror(fan_in))
+                .init(&device);
+            let w = conv.weight.val();
+            device.seed(5);
+            let got = conv.mirror_correlation(w.clone(), &fan_in);
+            device.seed(5);
+            let want = conv2d_mirror_correlation(w, [2, 1], [1, 1], 1, 1.0, 8, side);
+            close(&format!("{name}: conv c_in {c_in}"), got, want);
+        }
+        let dense = FeedbackLinearConfig::new(30, 4)
+            .with_rule(Rule::WeightMirror(fan_in))
+            .init(&device);
+        let w = dense.weight.val();
+        device.seed(6);
+        let got = dense.mirror_correlation(w.clone(), &fan_in);
+        device.seed(6);
+        close(
+            &format!("{name}: dense, 60 rows"),
+            got,
+            linear_correlation(w, 1.0, 60),
+        );
+        // A wide conv layer (fan-in 32·9 = 288): 8·4² = 128 samples under the patch, 8·9² = 648
+        // scaled (at least 2·288).
+        let wide = FeedbackConv2dConfig::new([32, 8], [3, 3])
+            .with_rule(Rule::WeightMirror(fan_in))
+            .init(&device);
+        let w = wide.weight.val();
+        device.seed(7);
+        let scaled = angle_degrees(wide.mirror_correlation(w.clone(), &fan_in), w.clone());
+        device.seed(7);
+        let fixed = angle_degrees(wide.mirror_correlation(w.clone(), &patch), w);
+        assert!(
+            scaled + 10.0 < fixed,
+            "{name}: estimate–W angle {scaled:.1}° scaled, {fixed:.1}° with the fixed patch"
+        );
+    }
 }
 
 /// A `Direct` mirror changes `B` only in `mirror_update`, by exactly one plain mirror step

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
 use clap::{Args, CommandFactory, FromArgMatches, Parser};
-use wt_core::{MirrorUpdate, Named};
+use wt_core::{MirrorSamples, MirrorUpdate, Named};
 use wt_models::{Architecture, InitScheme, ModelConfig, Rule, Shortcut, Stem};
 
 use crate::config::{
@@ -298,6 +298,10 @@ pub struct ModelArgs {
     /// Weight mirror: mirror steps per training step (1)
     #[arg(long, value_name = "N")]
     pub mirror_steps: Option<usize>,
+    /// Weight mirror: noise samples per layer, patch:SIDE (every layer alike; default
+    /// patch:4) or fan-in:RATIO (at least RATIO × the layer's fan-in)
+    #[arg(long, value_name = "KIND:N")]
+    pub mirror_samples: Option<MirrorSamples>,
     /// Weight mirror: how the update reaches B (direct)
     #[arg(long, value_parser = one_of::<MirrorUpdate>())]
     pub mirror_update: Option<MirrorUpdate>,
@@ -471,6 +475,7 @@ impl TrainArgs {
             ("--mirror-batch", m.mirror_batch.is_some()),
             ("--mirror-steps", m.mirror_steps.is_some()),
             ("--mirror-update", m.mirror_update.is_some()),
+            ("--mirror-samples", m.mirror_samples.is_some()),
         ];
         if let Some((flag, _)) = mirror_flags.iter().find(|(_, given)| *given) {
             let rule = c.model.rule.name();
@@ -485,6 +490,7 @@ impl TrainArgs {
             set(&mut wm.mirror_batch, m.mirror_batch);
             set(&mut wm.mirror_steps, m.mirror_steps);
             set(&mut wm.update, m.mirror_update);
+            set(&mut wm.samples, m.mirror_samples);
         }
 
         let d = &self.data;
@@ -794,7 +800,7 @@ mod tests {
     fn rule_flags_set_their_rule_and_need_it() {
         let c = applied(
             &Preset::mnist(),
-            "--mirror-lr 0.2 --mirror-batch 64 --rule wm --mirror-decay 0.1 --mirror-sigma 0.5 --mirror-steps 2 --mirror-update gradient --devices flex,flex",
+            "--mirror-lr 0.2 --mirror-batch 64 --rule wm --mirror-decay 0.1 --mirror-sigma 0.5 --mirror-steps 2 --mirror-update gradient --mirror-samples fan-in:1.5 --devices flex,flex",
         )
         .unwrap();
         let wm = *c.model.rule.weight_mirror().expect("rule wm");
@@ -807,6 +813,7 @@ mod tests {
                 mirror_batch: 64,
                 mirror_steps: 2,
                 update: MirrorUpdate::Gradient,
+                samples: MirrorSamples::PerFanIn { ratio: 1.5 },
             }
         );
         assert_eq!(c.devices, vec!["flex".to_string(), "flex".into()]);

@@ -576,7 +576,8 @@ fn a_missing_data_set_is_a_data_error_with_its_source() {
 }
 
 /// The epoch line lists a shallow net's layers and summarises a deep one's (ResNet-18's 21
-/// layers do not fit a line): median and range of the B–W and error angles.
+/// layers do not fit a line): median and range of the B–W and error angles; an undefined
+/// angle reads `–`.
 #[test]
 fn the_epoch_line_summarises_deep_nets() {
     use crate::metrics::{EpochMetrics, Evaluation, LayerMetrics};
@@ -606,6 +607,12 @@ fn the_epoch_line_summarises_deep_nets() {
     };
     let shallow = crate::trainer::epoch_line(&epoch(3), 5);
     assert!(shallow.contains("blocks.2.conv1 82.0°/44.0°"), "{shallow}");
+    // An angle the rule does not define (a conv layer's direct matrix) reads –, not NaN.
+    let mut direct = epoch(2);
+    direct.layers[0].angle_deg = f64::NAN;
+    let direct = crate::trainer::epoch_line(&direct, 5);
+    assert!(direct.contains("blocks.0.conv1 –/40.0°"), "{direct}");
+    assert!(!direct.contains("NaN"), "{direct}");
     let deep = crate::trainer::epoch_line(&epoch(21), 5);
     assert!(!deep.contains("blocks.2.conv1"), "{deep}");
     assert!(

@@ -681,8 +681,8 @@ pub fn epoch_line(m: &EpochMetrics, epochs: usize) -> String {
     let angles = if m.layers.len() <= EPOCH_LINE_LAYERS {
         let each: Vec<String> = (m.layers.iter())
             .map(|l| match l.error_angle_deg {
-                Some(e) => format!("{} {:.1}°/{:.1}°", l.path, l.angle_deg, e),
-                None => format!("{} {:.1}°", l.path, l.angle_deg),
+                Some(e) => format!("{} {}/{}", l.path, degrees(l.angle_deg), degrees(e)),
+                None => format!("{} {}", l.path, degrees(l.angle_deg)),
             })
             .collect();
         each.join(", ")
@@ -706,6 +706,16 @@ pub fn epoch_line(m: &EpochMetrics, epochs: usize) -> String {
         m.images_per_s,
         angles
     )
+}
+
+/// `12.3°`, or `–` for an angle the rule does not define (NaN: a conv layer's direct matrix,
+/// which no product of the layers above is formed for).
+fn degrees(angle: f64) -> String {
+    if angle.is_finite() {
+        format!("{angle:.1}°")
+    } else {
+        "–".to_string()
+    }
 }
 
 /// Layers the epoch line lists one by one; deeper nets get [`spread`]s.
