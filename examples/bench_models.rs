@@ -9,7 +9,9 @@
 //! cargo run --release --features ndarray --example bench_models -- --device ndarray --models mlp
 //! cargo run --release --features wgpu --example bench_models -- --device wgpu --steps 3
 //! ```
-//! `--help` lists the options (device, models, rules, steps, warm-up, convolution kernels).
+//! `--help` lists the options (device, models, rules, steps, warm-up, convolution kernels,
+//! ResNet-18's image size and stem, batch, classes), e.g. the Imagenette ResNet-18:
+//! `bench_models --models resnet18 --image-size 64 --stem imagenet --batch 128 --classes 1000`.
 //! Prints a table and one JSON
 //! line per row: `{"model":"resnet20","rule":"fa","backend":"flex","conv":"wt","batch":128,
 //! "step_ms":..,"images_per_s":..,"ratio_to_bp":..}` (`ratio_to_bp`: to BP with the same kernels).
@@ -22,7 +24,7 @@ use clap::Parser;
 use wt::Rule;
 use wt::wt_core::Named;
 use wt::wt_core::device::parse_device;
-use wt::wt_models::{Architecture, ImageClassifier, Model, ModelConfig};
+use wt::wt_models::{Architecture, ImageClassifier, Model, ModelConfig, Stem};
 use wt::wt_train::FeedbackOptimizer;
 use wt::wt_train::cli::one_of;
 
@@ -57,7 +59,7 @@ struct Cli {
     /// Device: flex, ndarray, wgpu, cuda[:N] (what this build has)
     #[arg(long, default_value = "flex")]
     device: String,
-    /// Models (ResNet-18 with the CIFAR stem at batch 32, the others at batch 128)
+    /// Models (ResNet-18 at batch 32, the others at batch 128)
     #[arg(long, value_delimiter = ',', default_value = "mlp,resnet20,resnet18",
           value_parser = ["mlp", "resnet20", "resnet18", "lenet"])]
     models: Vec<String>,
@@ -74,6 +76,18 @@ struct Cli {
     /// cases of the same rounds
     #[arg(long, default_value = "wt", value_parser = ["wt", "burn", "both"])]
     conv_kernels: String,
+    /// Side of ResNet-18's input images (the other models' sides are fixed)
+    #[arg(long, default_value_t = 32)]
+    image_size: usize,
+    /// ResNet-18's stem (default: imagenet above 64 pixels, cifar below)
+    #[arg(long, value_parser = one_of::<Stem>())]
+    stem: Option<Stem>,
+    /// Batch of every model (default: each model's, above)
+    #[arg(long)]
+    batch: Option<usize>,
+    /// Output classes (the labels cycle through the first 10)
+    #[arg(long, default_value_t = 10)]
+    classes: usize,
 }
 
 fn run() -> Result<(), String> {
@@ -101,23 +115,36 @@ fn run() -> Result<(), String> {
         .iter()
         .flat_map(|&r| kernels.iter().map(move |&(k, on)| (r, k, on)))
         .collect();
+    if cli.image_size == 0 || cli.batch == Some(0) || cli.classes == 0 {
+        return Err("--image-size, --batch and --classes must be at least 1".into());
+    }
     for name in models.split(',') {
         let (arch, batch, channels, side) = shape(name.trim())?;
+        let batch = cli.batch.unwrap_or(batch);
+        let side = if arch == Architecture::Resnet18 {
+            cli.image_size
+        } else {
+            side
+        };
+        let classes = cli.classes;
         device.seed(1);
         let x = Tensor::<4>::random(
             [batch, channels, side, side],
             Distribution::Normal(0.0, 1.0),
             &ad,
         );
-        let labels: Vec<i64> = (0..batch as i64).map(|i| i % 10).collect();
+        let labels: Vec<i64> = (0..batch as i64)
+            .map(|i| i % classes.min(10) as i64)
+            .collect();
         let y = Tensor::<1, Int>::from_data(TensorData::new(labels, [batch]), &ad);
         // One case per rule: its model and optimizer, one training step on the fixed batch.
         let mut cases: Vec<Box<dyn FnMut() -> Result<(), String> + '_>> = case_keys
             .iter()
             .map(|&(rule, _, kernels_on)| {
                 let rule: Rule = rule.parse().expect("a rule name");
-                let mut model: Option<Model> =
-                    Some(ModelConfig::new(arch, 10, channels, side, rule).init(&ad));
+                let mut config = ModelConfig::new(arch, classes, channels, side, rule);
+                config.stem = cli.stem;
+                let mut model: Option<Model> = Some(config.init(&ad));
                 // SGD with momentum 0.9.
                 let sgd = SgdConfig::new()
                     .with_momentum(Some(MomentumConfig::new().with_dampening(0.0)))

@@ -72,6 +72,7 @@ if [ "$row" = mnist-mlp-wm ]; then args+=(--mirror-lr 0.005); fi
 case "$row" in
 fmnist-lenet-dfa | cifar-lenet-dfa) args+=(--dfa-position-mean --lr 1e-3) ;;
 fmnist-lenet-dkp) args+=(--dfa-position-mean --lr 1e-4) ;;
+cifar-lenet-dkp) args+=(--dfa-position-mean --lr 1e-3) ;;
 esac
 out=${WT_REPRODUCE_OUT:-runs/$row}
 if [ -f "$out/checkpoint.wtck" ]; then
