@@ -8,12 +8,18 @@
 #                   Xavier) shortened to 5 epochs like cifar-resnet20
 #   cifar-resnet20  CIFAR-10 (approximate copy), ResNet-20, BioTorch recipe shortened to 5 epochs
 #                   (lr 0.1, drops ×0.1 after epochs 2, 3, 4: the recipe's 100/150/200 of 250)
+#   imagenette-resnet18
+#                   the full Imagenette (scripts/get_imagenette.sh), ResNet-18 with the ImageNet
+#                   stem at 64 pixels, 1,000 outputs, 15 epochs, cosine after 1 warm-up epoch,
+#                   weight decay 5e-3 for every rule (docs/results.md, "ResNet-18 on Imagenette");
+#                   the extra row imagenette-resnet18-wm-slow is the slow mirror (η_B = 0.005)
 # e.g. scripts/reproduce.sh cifar-lenet-kp
 #      scripts/reproduce.sh fmnist-lenet-bp --seeds 1,2,3
 #
 # The run folder is runs/<ROW> (seed 1), or runs/<ROW>/seed-<N> for each seed of
 # `--seeds N,M,...` (one run after another; scripts/seed_table.py TABLE prints mean ± sd over
-# them). If a folder already holds a checkpoint the run continues from it (--resume), so a
+# them). Flags after ROW are appended to the row's own and a flag given twice takes its last
+# value, so `--lr X` overrides the row's rate (a search). If a folder already holds a checkpoint the run continues from it (--resume), so a
 # long row can be built up over several sittings; delete the folder to start again. Extra
 # flags go to the example (e.g. --device wgpu).
 #
@@ -43,6 +49,8 @@ if [ "${1:-}" = --seeds ]; then
 fi
 rule=${row##*-}
 table=${row%-*}
+slow_mirror=
+if [ "$row" = imagenette-resnet18-wm-slow ]; then rule=wm table=imagenette-resnet18 slow_mirror=1; fi
 case "$rule" in bp | fa | usf | brsf | frsf | kp | wm | dfa | dkp) ;; *)
   echo "unknown rule '$rule' in '$row': expected bp fa usf brsf frsf kp wm dfa dkp" >&2
   exit 2
@@ -52,6 +60,14 @@ case "$table" in cifar-*)
   cifar=${CIFAR10_DATA:-${WT_DATA:?set WT_DATA to the folder of data sets (see the README)}/cifar-10-approx}
   ;;
 esac
+case "$table" in imagenette-*)
+  imagenette=${IMAGENETTE_DATA:-${WT_DATA_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/wt-data}/imagenette}
+  if [ ! -d "$imagenette/train" ]; then
+    echo "no Imagenette at $imagenette (run scripts/get_imagenette.sh, or set IMAGENETTE_DATA)" >&2
+    exit 2
+  fi
+  ;;
+esac
 case "$table" in
 mnist-mlp) args=(--example mnist -- --rule "$rule" --epochs 10) ;;
 fmnist-lenet) args=(--example mnist -- --dataset fashion_mnist --model lenet --rule "$rule"
@@ -59,16 +75,19 @@ fmnist-lenet) args=(--example mnist -- --dataset fashion_mnist --model lenet --r
 cifar-lenet) args=(--example cifar10 -- --data "$cifar" --model lenet --rule "$rule" --epochs 5) ;;
 cifar-resnet20) args=(--example cifar10 -- --data "$cifar" --model resnet20 --rule "$rule"
   --epochs 5) ;;
+imagenette-resnet18) args=(--example imagenet -- --data "$imagenette" --model resnet18 --stem imagenet
+  --image-size 64 --rule "$rule" --epochs 15 --batch 128 --lr 0.1 --momentum 0.9
+  --weight-decay 5e-3 --schedule cosine --warmup 1) ;;
 *)
-  echo "unknown table '$table' in '$row': expected mnist-mlp fmnist-lenet cifar-lenet cifar-resnet20" >&2
+  echo "unknown table '$table' in '$row': expected mnist-mlp fmnist-lenet cifar-lenet cifar-resnet20 imagenette-resnet18" >&2
   exit 2
   ;;
 esac
 # The MLP's table row for WM is the slow mirror (docs/results.md says why).
-if [ "$row" = mnist-mlp-wm ]; then args+=(--mirror-lr 0.005); fi
+if [ "$row" = mnist-mlp-wm ] || [ -n "$slow_mirror" ]; then args+=(--mirror-lr 0.005); fi
 # The direct rules' LeNet rows send e/P to each of a convolution's P output positions, at the
 # rate each one's validation search chose (docs/results.md, "Conv DFA with the mean over
-# positions"); pass neither flag again (a flag given twice is an error).
+# positions").
 case "$row" in
 fmnist-lenet-dfa | cifar-lenet-dfa) args+=(--dfa-position-mean --lr 1e-3) ;;
 fmnist-lenet-dkp) args+=(--dfa-position-mean --lr 1e-4) ;;

@@ -203,9 +203,12 @@ fn rule_override(item: &str) -> Result<(String, Rule), String> {
 }
 
 /// The flags of the `mnist`, `cifar10` and `imagenet` examples. Every value flag is optional:
-/// given, it overrides the preset or the `--config` file.
+/// given, it overrides the preset or the `--config` file. A flag given twice takes its last
+/// value (so a script's fixed flags can be overridden by flags appended after them); list flags
+/// (`--hidden`, `--milestones`, `--rule-for`, `--devices`) collect every occurrence.
 #[derive(Debug, Clone, Default, Parser)]
 #[command(
+    args_override_self = true,
     about = "Trains a zoo model with a learning rule, writing a run folder",
     after_help = "The data folder is --data, else $WT_DATA/<usual name> (mnist, fashion-mnist, \
                   cifar-10-batches-bin, ...), else the cache folder, else (with --download) a \
@@ -793,6 +796,17 @@ mod tests {
             let err = applied(&Preset::mnist(), bad).unwrap_err().to_string();
             assert!(err.contains(expect), "{bad}: {err}");
         }
+    }
+
+    /// A repeated flag takes its last value, as `scripts/reproduce.sh ROW --lr X` relies on.
+    #[test]
+    fn a_repeated_flag_takes_its_last_value() {
+        let line = "--lr 1e-3 --dfa-position-mean --rule dfa --lr 0.05 --dfa-position-mean";
+        let c = applied(&Preset::mnist(), line).unwrap();
+        assert_eq!(c.optimizer.lr, 0.05);
+        assert_eq!(c.model.rule.name(), "dfa");
+        let c = applied(&Preset::mnist(), "--epochs 3 --epochs 7").unwrap();
+        assert_eq!(c.epochs, 7);
     }
 
     /// Mirror and KP flags apply to their rule wherever they stand on the line, and need it.
