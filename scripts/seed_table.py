@@ -5,7 +5,8 @@ scripts/reproduce.sh ROW --seeds ... wrote (runs/<TABLE>-<rule>/seed-<N>/metrics
 the seeds and epochs it found.
 
 usage: scripts/seed_table.py TABLE [--epochs N] [--angles]
-  TABLE: mnist-mlp, fmnist-lenet, cifar-lenet or cifar-resnet20
+  TABLE: mnist-mlp, fmnist-lenet, cifar-lenet, cifar-resnet20 or imagenette-resnet18 (whose
+  extra row wm-slow, the slow mirror, is listed where its folder exists)
   N: the schedule's length; runs that have not finished N epochs are listed as running.
   --angles: a second table, per rule and layer, of the last epoch's B–W, error and update
   angles (degrees), each the mean over the finished seeds.
@@ -18,7 +19,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-RULES = ["bp", "fa", "usf", "brsf", "frsf", "kp", "wm", "dfa", "dkp"]
+RULES = ["bp", "fa", "usf", "brsf", "frsf", "kp", "wm", "wm-slow", "dfa", "dkp"]
 
 
 def mean_sd(values):
@@ -71,7 +72,7 @@ def angle_rows(table, epochs):
 
 def rule_row(table, rule, epochs):
     base = ROOT / "runs" / f"{table}-{rule}"
-    finished, running, test, valid = [], [], [], []
+    finished, running, test, top5, valid = [], [], [], [], []
     for run in sorted(base.glob("seed-*"), key=lambda p: int(p.name.split("-")[1])):
         seed = run.name.split("-")[1]
         path = run / "metrics.csv"
@@ -82,25 +83,30 @@ def rule_row(table, rule, epochs):
         last = rows[-1]
         finished.append(seed)
         test.append(float(last["test_accuracy"]))
+        if last.get("test_top5"):
+            top5.append(float(last["test_top5"]))
         if last.get("val_accuracy"):
             valid.append(float(last["val_accuracy"]))
     note = ", ".join(finished) or "none"
     if running:
         note += "; running: " + ", ".join(running)
-    return f"| {rule} | {len(test)} | {mean_sd(test)} | {mean_sd(valid)} | {note} |"
+    return f"| {rule} | {len(test)} | {mean_sd(test)} | {mean_sd(top5)} | {mean_sd(valid)} | {note} |"
 
 
 def main(argv):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("table", choices=["mnist-mlp", "fmnist-lenet", "cifar-lenet", "cifar-resnet20"])
+    p.add_argument("table", choices=["mnist-mlp", "fmnist-lenet", "cifar-lenet", "cifar-resnet20",
+                                          "imagenette-resnet18"])
     p.add_argument("--epochs", type=int, help="the schedule's length; shorter runs are listed as running")
     p.add_argument("--angles", action="store_true", help="also the per-layer angles of the last epoch")
     args = p.parse_args(argv)
     table, epochs = args.table, args.epochs
-    print("| rule | seeds | test top-1 (%), mean ± sd | validation top-1 (%) | seeds done |")
-    print("|---|---|---|---|---|")
+    print("| rule | seeds | test top-1 (%), mean ± sd | test top-5 (%) | validation top-1 (%) | seeds done |")
+    print("|---|---|---|---|---|---|")
     for rule in RULES:
+        if rule == "wm-slow" and not (ROOT / "runs" / f"{table}-{rule}").exists():
+            continue
         print(rule_row(table, rule, epochs))
     if args.angles:
         print()
