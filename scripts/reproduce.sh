@@ -11,17 +11,18 @@
 #   imagenette-resnet18
 #                   the full Imagenette (scripts/get_imagenette.sh), ResNet-18 with the ImageNet
 #                   stem at 64 pixels, 1,000 outputs, 15 epochs, cosine after 1 warm-up epoch,
-#                   weight decay 5e-3 for every rule (docs/results.md, "ResNet-18 on Imagenette");
-#                   the extra row imagenette-resnet18-wm-slow is the slow mirror (η_B = 0.005)
+#                   weight decay 5e-3 for every rule (docs/results.md, "ResNet-18 on Imagenette")
+# A ROW ending in -wm-slow (e.g. imagenette-resnet18-wm-slow) is the table's WM row with the slow
+# mirror (η_B = 0.005).
 # e.g. scripts/reproduce.sh cifar-lenet-kp
 #      scripts/reproduce.sh fmnist-lenet-bp --seeds 1,2,3
 #
 # The run folder is runs/<ROW> (seed 1), or runs/<ROW>/seed-<N> for each seed of
 # `--seeds N,M,...` (one run after another; scripts/seed_table.py TABLE prints mean ± sd over
 # them). Flags after ROW are appended to the row's own and a flag given twice takes its last
-# value, so `--lr X` overrides the row's rate (a search). If a folder already holds a checkpoint the run continues from it (--resume), so a
-# long row can be built up over several sittings; delete the folder to start again. Extra
-# flags go to the example (e.g. --device wgpu).
+# value, so `--lr X` overrides the row's rate (a search). If a folder already holds a
+# checkpoint the run continues from it (--resume), so a long row can be built up over several
+# sittings; delete the folder to start again. Extra flags go to the example (e.g. --device wgpu).
 #
 # Data: $WT_DATA is the folder of data sets (the README's quick start sets it), holding
 # mnist/, fashion-mnist/ and the approximate CIFAR-10 copy as cifar-10-approx/ (its README says
@@ -50,7 +51,7 @@ fi
 rule=${row##*-}
 table=${row%-*}
 slow_mirror=
-if [ "$row" = imagenette-resnet18-wm-slow ]; then rule=wm table=imagenette-resnet18 slow_mirror=1; fi
+case "$row" in *-wm-slow) rule=wm table=${row%-wm-slow} slow_mirror=1 ;; esac
 case "$rule" in bp | fa | usf | brsf | frsf | kp | wm | dfa | dkp) ;; *)
   echo "unknown rule '$rule' in '$row': expected bp fa usf brsf frsf kp wm dfa dkp" >&2
   exit 2
