@@ -1,5 +1,6 @@
 //! PNG plots of a run, drawn with `plotters`: accuracy and loss curves, and heat maps of the
-//! per-layer B–W angle and error angle over epochs.
+//! per-layer B–W angle and error angle over epochs; and plots comparing several runs (one
+//! line per run: test accuracy, median B–W and error angle over the layers).
 //!
 //! Text needs a TrueType font: `WT_PLOT_FONT` if set, else DejaVu Sans or Liberation Sans from
 //! the usual system folders (Debian: `fonts-dejavu-core`).
@@ -162,11 +163,89 @@ pub fn draw_all(history: &[EpochMetrics], dir: &Path) -> Result<(), String> {
     Ok(())
 }
 
-const PALETTE: [RGBColor; 4] = [
+/// Draws plots comparing named runs in `dir`, one line per run over epochs:
+/// `compare_accuracy.png` (test top-1), `compare_top5.png` (test top-5), `compare_angles.png`
+/// (the median over layers of the B–W angle; layers without one, DFA's convolutions, are left
+/// out) and, where any run measured it, `compare_error_angles.png` (the median error angle).
+/// A run whose epochs have no value for a plot is left out of it.
+pub fn draw_comparison(runs: &[(String, Vec<EpochMetrics>)], dir: &Path) -> Result<(), String> {
+    if runs.iter().all(|(_, h)| h.is_empty()) {
+        return Err("no epochs to compare in any of the runs".into());
+    }
+    ensure_font()?;
+    type Value = fn(&EpochMetrics) -> Option<f64>;
+    let plots: [(&str, &str, &str, Value); 4] = [
+        (
+            "compare_accuracy.png",
+            "Test top-1 accuracy",
+            "accuracy (%)",
+            |m| Some(100.0 * m.test.top1),
+        ),
+        (
+            "compare_top5.png",
+            "Test top-5 accuracy",
+            "accuracy (%)",
+            |m| Some(100.0 * m.test.top5),
+        ),
+        (
+            "compare_angles.png",
+            "B-W angle, median over layers",
+            "angle (degrees)",
+            |m| median(m.layers.iter().map(|l| l.angle_deg)),
+        ),
+        (
+            "compare_error_angles.png",
+            "Error angle vs backprop, median over layers",
+            "angle (degrees)",
+            |m| median(m.layers.iter().filter_map(|l| l.error_angle_deg)),
+        ),
+    ];
+    for (file, title, y_desc, value) in plots {
+        let series: Vec<(&str, Vec<(f64, f64)>)> = runs
+            .iter()
+            .map(|(name, history)| {
+                let points = history
+                    .iter()
+                    .filter_map(|m| value(m).map(|v| (m.epoch as f64, v)))
+                    .collect::<Vec<_>>();
+                (name.as_str(), points)
+            })
+            .filter(|(_, points)| !points.is_empty())
+            .collect();
+        if !series.is_empty() {
+            curves(&dir.join(file), title, y_desc, &series)?;
+        }
+    }
+    Ok(())
+}
+
+/// The median of the finite values, `None` when there are none.
+fn median(values: impl Iterator<Item = f64>) -> Option<f64> {
+    let mut v: Vec<f64> = values.filter(|x| x.is_finite()).collect();
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    Some(if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        0.5 * (v[n / 2 - 1] + v[n / 2])
+    })
+}
+
+/// Ten distinct colours (matplotlib's tab10), so that a table's rules get one each.
+const PALETTE: [RGBColor; 10] = [
     RGBColor(31, 119, 180),
     RGBColor(214, 39, 40),
     RGBColor(44, 160, 44),
     RGBColor(148, 103, 189),
+    RGBColor(255, 127, 14),
+    RGBColor(140, 86, 75),
+    RGBColor(227, 119, 194),
+    RGBColor(127, 127, 127),
+    RGBColor(188, 189, 34),
+    RGBColor(23, 190, 207),
 ];
 
 /// Line plot of named series over epochs.
@@ -179,8 +258,6 @@ fn curves(
     let tmp = RunDir::temporary(target);
     let path = tmp.as_path();
     let e = err(path);
-    let root = BitMapBackend::new(path, (900, 560)).into_drawing_area();
-    root.fill(&WHITE).map_err(err(path))?;
     let x_max = series
         .iter()
         .flat_map(|s| s.1.iter().map(|p| p.0))
@@ -192,6 +269,11 @@ fn curves(
     let (lo, hi) = ys.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), y| {
         (a.min(y), b.max(y))
     });
+    if !(lo.is_finite() && hi.is_finite()) {
+        return Err(format!("{}: no finite value to plot", target.display()));
+    }
+    let root = BitMapBackend::new(path, (900, 560)).into_drawing_area();
+    root.fill(&WHITE).map_err(err(path))?;
     let pad = ((hi - lo) * 0.05).max(1e-3);
     let mut chart = ChartBuilder::on(&root)
         .caption(title, ("sans-serif", 26))
@@ -301,8 +383,54 @@ mod tests {
     use crate::metrics::{Evaluation, LayerMetrics};
 
     #[test]
-    fn draws_the_four_plots() {
-        let history: Vec<EpochMetrics> = (1..=4)
+    fn median_skips_non_finite_values() {
+        assert_eq!(median([3.0, f64::NAN, 1.0, 2.0].into_iter()), Some(2.0));
+        assert_eq!(median([4.0, 1.0, 3.0, 2.0].into_iter()), Some(2.5));
+        assert_eq!(median([f64::NAN].into_iter()), None);
+    }
+
+    #[test]
+    fn draws_the_comparison_plots() {
+        let kp = history();
+        // A DFA-like run: no B–W angle on its first layer, no error probes.
+        let mut dfa = history();
+        for m in &mut dfa {
+            m.layers[0].angle_deg = f64::NAN;
+            for l in &mut m.layers {
+                l.error_angle_deg = None;
+            }
+        }
+        let dir = std::env::temp_dir().join(format!("wt-compare-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let files = |dir: &Path| {
+            let mut names: Vec<String> = std::fs::read_dir(dir)
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            names.sort();
+            names
+        };
+        draw_comparison(&[("dfa".into(), dfa.clone())], &dir).unwrap();
+        assert_eq!(
+            files(&dir),
+            [
+                "compare_accuracy.png",
+                "compare_angles.png",
+                "compare_top5.png"
+            ],
+            "no run measured error angles: no error-angle plot"
+        );
+        draw_comparison(&[("kp".into(), kp), ("dfa".into(), dfa)], &dir).unwrap();
+        assert_eq!(files(&dir).len(), 4, "{:?}", files(&dir));
+        let bytes = std::fs::read(dir.join("compare_error_angles.png")).unwrap();
+        assert_eq!(&bytes[1..4], b"PNG");
+        let empty = draw_comparison(&[("none".into(), Vec::new())], &dir).unwrap_err();
+        assert!(empty.contains("no epochs"), "{empty}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    fn history() -> Vec<EpochMetrics> {
+        (1..=4)
             .map(|e| EpochMetrics {
                 epoch: e,
                 lr: 0.1,
@@ -336,7 +464,12 @@ mod tests {
                     error_angle_deg: 20.0 / e as f64,
                 }],
             })
-            .collect();
+            .collect()
+    }
+
+    #[test]
+    fn draws_the_four_plots() {
+        let history = history();
         let dir = std::env::temp_dir().join(format!("wt-plots-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         draw_all(&history, &dir).unwrap();
