@@ -8,8 +8,8 @@ usage: scripts/seed_table.py TABLE [--epochs N] [--angles]
   TABLE: mnist-mlp, fmnist-lenet, cifar-lenet, cifar-resnet20 or imagenette-resnet18 (whose
   extra row wm-slow, the slow mirror, is listed where its folder exists)
   N: the schedule's length; runs that have not finished N epochs are listed as running.
-  --angles: a second table, per rule and layer, of the last epoch's B–W, error and update
-  angles (degrees), each the mean over the finished seeds.
+  --angles: a second table, one row per layer and one column per rule, of the last epoch's
+  B–W, error and update angles (degrees), each the mean over the finished seeds.
 """
 import argparse
 import csv
@@ -44,8 +44,9 @@ def finished_runs(table, rule, epochs):
 
 
 def angle_rows(table, epochs):
+    """One row per layer, one column per rule: "B–W / error / update" angle of the last epoch."""
     layers = None
-    lines = []
+    columns = []
     for rule in RULES:
         runs = finished_runs(table, rule, epochs)
         if not runs:
@@ -62,12 +63,15 @@ def angle_rows(table, epochs):
                 vals = [v for v in vals if math.isfinite(v)]
                 parts.append(f"{statistics.mean(vals):.1f}" if vals else "–")
             cells.append(" / ".join(parts))
-        lines.append(f"| {rule} | " + " | ".join(cells) + " |")
+        columns.append((rule, cells))
     if layers is None:
         return []
-    short = [l.split(".")[-1] if l.count(".") < 2 else ".".join(l.split(".")[-2:]) for l in layers]
-    head = "| rule | " + " | ".join(short) + " |"
-    return [head, "|---|" + "---|" * len(layers)] + lines
+    head = "| layer | " + " | ".join(rule for rule, _ in columns) + " |"
+    lines = [head, "|---|" + "---|" * len(columns)]
+    for i, layer in enumerate(layers):
+        name = layer.removeprefix("blocks.")
+        lines.append(f"| {name} | " + " | ".join(cells[i] for _, cells in columns) + " |")
+    return lines
 
 
 def rule_row(table, rule, epochs):
