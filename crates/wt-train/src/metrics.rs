@@ -7,6 +7,35 @@ fn null_as_nan<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> 
     Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
 }
 
+/// Median and range of the finite values of a per-layer quantity (NaN, such as DFA's
+/// convolutions' B–W angle, is left out).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Spread {
+    pub median: f64,
+    pub min: f64,
+    pub max: f64,
+}
+
+/// The [`Spread`] of the finite values, `None` when there are none.
+pub(crate) fn spread(values: impl Iterator<Item = f64>) -> Option<Spread> {
+    let mut v: Vec<f64> = values.filter(|x| x.is_finite()).collect();
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    let median = if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        0.5 * (v[n / 2 - 1] + v[n / 2])
+    };
+    Some(Spread {
+        median,
+        min: v[0],
+        max: v[n - 1],
+    })
+}
+
 /// Alignment of one feedback layer at the end of an epoch.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LayerMetrics {
@@ -142,6 +171,16 @@ pub fn to_json_lines(history: &[EpochMetrics]) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn spread_skips_non_finite_values() {
+        let median = |v: &[f64]| super::spread(v.iter().copied()).map(|s| s.median);
+        assert_eq!(median(&[3.0, f64::NAN, 1.0, 2.0]), Some(2.0));
+        assert_eq!(median(&[4.0, 1.0, 3.0, 2.0]), Some(2.5));
+        assert_eq!(median(&[f64::NAN]), None);
+        let s = super::spread([5.0, f64::NAN, -1.0, 2.0].into_iter()).unwrap();
+        assert_eq!((s.min, s.max), (-1.0, 5.0));
+    }
+
     use super::*;
 
     #[test]

@@ -11,7 +11,7 @@ use std::sync::OnceLock;
 use plotters::prelude::*;
 use plotters::style::{FontStyle, register_font};
 
-use crate::metrics::{EpochMetrics, LayerMetrics};
+use crate::metrics::{EpochMetrics, LayerMetrics, spread};
 use crate::run_dir::RunDir;
 
 const FONT_CANDIDATES: [&str; 4] = [
@@ -191,13 +191,13 @@ pub fn draw_comparison(runs: &[(String, Vec<EpochMetrics>)], dir: &Path) -> Resu
             "compare_angles.png",
             "B-W angle, median over layers",
             "angle (degrees)",
-            |m| median(m.layers.iter().map(|l| l.angle_deg)),
+            |m| spread(m.layers.iter().map(|l| l.angle_deg)).map(|s| s.median),
         ),
         (
             "compare_error_angles.png",
             "Error angle vs backprop, median over layers",
             "angle (degrees)",
-            |m| median(m.layers.iter().filter_map(|l| l.error_angle_deg)),
+            |m| spread(m.layers.iter().filter_map(|l| l.error_angle_deg)).map(|s| s.median),
         ),
     ];
     for (file, title, y_desc, value) in plots {
@@ -217,21 +217,6 @@ pub fn draw_comparison(runs: &[(String, Vec<EpochMetrics>)], dir: &Path) -> Resu
         }
     }
     Ok(())
-}
-
-/// The median of the finite values, `None` when there are none.
-fn median(values: impl Iterator<Item = f64>) -> Option<f64> {
-    let mut v: Vec<f64> = values.filter(|x| x.is_finite()).collect();
-    if v.is_empty() {
-        return None;
-    }
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    Some(if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        0.5 * (v[n / 2 - 1] + v[n / 2])
-    })
 }
 
 /// Ten distinct colours (matplotlib's tab10), so that a table's rules get one each.
@@ -381,13 +366,6 @@ fn heat_map(
 mod tests {
     use super::*;
     use crate::metrics::{Evaluation, LayerMetrics};
-
-    #[test]
-    fn median_skips_non_finite_values() {
-        assert_eq!(median([3.0, f64::NAN, 1.0, 2.0].into_iter()), Some(2.0));
-        assert_eq!(median([4.0, 1.0, 3.0, 2.0].into_iter()), Some(2.5));
-        assert_eq!(median([f64::NAN].into_iter()), None);
-    }
 
     #[test]
     fn draws_the_comparison_plots() {

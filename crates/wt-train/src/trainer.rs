@@ -723,17 +723,10 @@ const EPOCH_LINE_LAYERS: usize = 8;
 
 /// `median m° (a–b°)` of the finite values, or `–` when there are none.
 fn spread(values: impl Iterator<Item = f64>) -> String {
-    let mut v: Vec<f64> = values.filter(|x| x.is_finite()).collect();
-    if v.is_empty() {
-        return "–".to_string();
-    }
-    v.sort_by(f64::total_cmp);
-    let median = if v.len() % 2 == 1 {
-        v[v.len() / 2]
-    } else {
-        (v[v.len() / 2 - 1] + v[v.len() / 2]) / 2.0
-    };
-    format!("median {median:.1}° ({:.1}–{:.1}°)", v[0], v[v.len() - 1])
+    metrics::spread(values).map_or_else(
+        || "–".to_string(),
+        |s| format!("median {:.1}° ({:.1}–{:.1}°)", s.median, s.min, s.max),
+    )
 }
 
 /// The JSON line examples end with: rule, model, epochs, test accuracy, per-layer angles.
