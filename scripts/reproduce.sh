@@ -93,6 +93,9 @@ case "$row" in
 fmnist-lenet-dfa | cifar-lenet-dfa) args+=(--dfa-position-mean --lr 1e-3) ;;
 fmnist-lenet-dkp) args+=(--dfa-position-mean --lr 1e-4) ;;
 cifar-lenet-dkp) args+=(--dfa-position-mean --lr 1e-3) ;;
+# Imagenette keeps the table's one rate (lr 0.1) for DFA too, with the mean over positions
+# (without it a stage-1 convolution's update is 256 positions' errors summed).
+imagenette-resnet18-dfa) args+=(--dfa-position-mean) ;;
 esac
 out=${WT_REPRODUCE_OUT:-runs/$row}
 if [ -f "$out/checkpoint.wtck" ]; then
