@@ -10,7 +10,7 @@
 use std::path::{Path, PathBuf};
 
 use clap::Parser;
-use wt::wt_train::{EpochMetrics, RunDir, RunMode, plot};
+use wt::wt_train::{EpochMetrics, RunDir, plot};
 
 /// Redraws the PNG plots of run folders from their metrics.jsonl, or compares runs.
 #[derive(Parser)]
@@ -28,19 +28,11 @@ struct Cli {
     labels: Vec<String>,
 }
 
-/// A run folder's epochs, read from its metrics.jsonl.
+/// A run folder's epochs, read from its metrics.jsonl (the folder is only read: its
+/// checkpoint may be gone).
 fn history(dir: &Path) -> Result<(RunDir, Vec<EpochMetrics>), String> {
-    let run = RunDir::open(dir, RunMode::Resume).map_err(|e| e.to_string())?;
-    let path = run.metrics_jsonl();
-    let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let history = text
-        .lines()
-        .enumerate()
-        .map(|(i, l)| {
-            serde_json::from_str::<EpochMetrics>(l)
-                .map_err(|e| format!("{} line {}: {e}", path.display(), i + 1))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
+    let run = RunDir::existing(dir).map_err(|e| e.to_string())?;
+    let history = run.history().map_err(|e| e.to_string())?;
     Ok((run, history))
 }
 
@@ -90,7 +82,9 @@ fn main() {
     }
     for dir in &cli.dirs {
         let result = history(dir).and_then(|(run, history)| {
-            plot::draw_all(&history, &run.plots())?;
+            let plots = run.plots();
+            std::fs::create_dir_all(&plots).map_err(|e| format!("{}: {e}", plots.display()))?;
+            plot::draw_all(&history, &plots)?;
             Ok(run.plots())
         });
         match result {

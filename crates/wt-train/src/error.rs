@@ -31,6 +31,9 @@ pub enum TrainError {
     /// A checkpoint is malformed (file, offset or part, and what was expected).
     #[error("checkpoint: {0}")]
     Checkpoint(String),
+    /// A run folder's `metrics.jsonl` is missing or malformed (file, line, what was expected).
+    #[error("metrics: {0}")]
+    Metrics(String),
     /// The run folder exists and neither resuming nor overwriting was asked for.
     #[error(
         "run folder {} already exists: pass --resume to continue it or --overwrite to start it again",

@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::error::TrainError;
+use crate::metrics::EpochMetrics;
 
 /// What to do with an existing run folder.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,6 +62,38 @@ impl RunDir {
         }
         std::fs::create_dir_all(run.root.join("plots")).map_err(io)?;
         Ok(run)
+    }
+
+    /// Opens a run folder to read what its run wrote, creating and removing nothing (unlike
+    /// [`open`](Self::open), which prepares a folder for a run): the folder must hold a
+    /// `metrics.jsonl`; its checkpoint may be gone.
+    pub fn existing(root: impl Into<PathBuf>) -> Result<Self, TrainError> {
+        let run = Self { root: root.into() };
+        if !run.metrics_jsonl().is_file() {
+            return Err(TrainError::Metrics(format!(
+                "{}: not a run folder (expected a metrics.jsonl in it)",
+                run.root.display()
+            )));
+        }
+        Ok(run)
+    }
+
+    /// The epochs recorded in `metrics.jsonl`, in order; an error names the line that is not
+    /// an epoch's record.
+    pub fn history(&self) -> Result<Vec<EpochMetrics>, TrainError> {
+        let path = self.metrics_jsonl();
+        let text = std::fs::read_to_string(&path).map_err(|e| TrainError::io(&path, e))?;
+        (text.lines().enumerate())
+            .map(|(i, line)| {
+                serde_json::from_str(line).map_err(|e| {
+                    TrainError::Metrics(format!(
+                        "{} line {}: not an epoch's record ({e})",
+                        path.display(),
+                        i + 1
+                    ))
+                })
+            })
+            .collect()
     }
 
     /// The folder.
@@ -165,6 +198,47 @@ mod tests {
         assert!(!run.config().exists());
         // Files that are not the run's own are left alone.
         assert!(dir.join("notes.txt").exists());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn an_existing_run_is_read_without_creating_anything_and_bad_lines_are_named() {
+        let dir = std::env::temp_dir().join(format!("wt-rundir-read-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let err = RunDir::existing(&dir).unwrap_err().to_string();
+        assert!(err.contains("metrics.jsonl"), "{err}");
+        let epoch = |epoch, top1| EpochMetrics {
+            epoch,
+            lr: 0.1,
+            train_loss: 1.25,
+            train_accuracy: 0.5,
+            validation: None,
+            test: crate::metrics::Evaluation {
+                loss: 1.5,
+                top1,
+                top5: 0.875,
+            },
+            train_seconds: 2.0,
+            images_per_s: 64.0,
+            layers: Vec::new(),
+            blocks: Vec::new(),
+        };
+        let lines = [epoch(1, 0.25), epoch(2, 0.5)]
+            .map(|m| serde_json::to_string(&m).unwrap())
+            .join("\n");
+        std::fs::write(dir.join("metrics.jsonl"), format!("{lines}\n")).unwrap();
+        let run = RunDir::existing(&dir).unwrap();
+        assert_eq!(run.history().unwrap(), vec![epoch(1, 0.25), epoch(2, 0.5)]);
+        // Reading created nothing: no plots/ and no checkpoint were needed.
+        assert!(!run.plots().exists() && !run.checkpoint().exists());
+        std::fs::write(
+            dir.join("metrics.jsonl"),
+            format!("{lines}\n{{\"epoch\": 3}}\n"),
+        )
+        .unwrap();
+        let err = run.history().unwrap_err().to_string();
+        assert!(err.contains("metrics.jsonl line 3"), "{err}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
