@@ -14,7 +14,10 @@
 //! `bench_models --models resnet18 --image-size 64 --stem imagenet --batch 128 --classes 1000`.
 //! Prints a table and one JSON
 //! line per row: `{"model":"resnet20","rule":"fa","backend":"flex","conv":"wt","batch":128,
-//! "step_ms":..,"images_per_s":..,"ratio_to_bp":..}` (`ratio_to_bp`: to BP with the same kernels).
+//! "step_ms":..,"images_per_s":..,"ratio_to_bp":..,"peak_memory_bytes":..,"memory_kind":"device"}`
+//! (`ratio_to_bp`: to BP with the same kernels; peak memory of one more step of each case alone,
+//! `memory_kind` `device` (the allocator's pools, wgpu and CUDA) or `resident` (the process's
+//! peak resident memory, CPU backends): see `peak_memory`).
 
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::momentum::MomentumConfig;
@@ -39,6 +42,33 @@ fn shape(name: &str) -> Result<(Architecture, usize, usize, usize), String> {
             "--models: unknown model `{name}` (mlp, resnet20, resnet18, lenet)"
         )),
     }
+}
+
+/// Peak memory of one step of `case`: on a device whose allocator reports its pools (wgpu,
+/// CUDA), the bytes the pools hold after a cleanup and the step (pages are kept for reuse once
+/// freed, so this is the step's peak, or above it where the cleanup could not free all);
+/// elsewhere (Flex, NdArray) the process's peak resident memory over the step, its high-water
+/// mark reset first (Linux `/proc/self/clear_refs`). `None` where neither can be read.
+fn peak_memory(
+    device: &burn::tensor::Device,
+    case: &mut Box<dyn FnMut() -> Result<(), String> + '_>,
+) -> Result<(Option<u64>, &'static str), String> {
+    device.memory_cleanup();
+    if device.memory_pool_usage().is_some() {
+        case()?;
+        let usage = device.memory_pool_usage();
+        return Ok((usage.map(|u| u.bytes_reserved), "device"));
+    }
+    let reset = std::fs::write("/proc/self/clear_refs", "5").is_ok();
+    case()?;
+    let hwm = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
+            let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+            Some(kib * 1024)
+        });
+    Ok((hwm.filter(|_| reset), "resident"))
 }
 
 #[path = "../benches/common/interleaved.rs"]
@@ -109,7 +139,9 @@ fn run() -> Result<(), String> {
     let ad = device.clone().autodiff();
     let criterion = CrossEntropyLossConfig::new().init(&ad);
     let mut rows = Vec::new();
-    println!("model     rule  conv  batch  step_ms  images/s  ratio_to_bp   ({device_name})");
+    println!(
+        "model     rule  conv  batch  step_ms  images/s  ratio_to_bp  peak_MiB   ({device_name})"
+    );
     // Each case: (rule, kernels' name, whether wt's kernels are on).
     let case_keys: Vec<(&str, &str, bool)> = rule_names
         .iter()
@@ -163,8 +195,14 @@ fn run() -> Result<(), String> {
             .collect();
         let steps = steps.unwrap_or(if arch == Architecture::Mlp { 41 } else { 5 });
         let medians = interleaved(&mut cases, warmup, steps)?;
+        // Each case's memory over one more step, alone.
+        let memory = (cases.iter_mut())
+            .map(|case| peak_memory(&device, case))
+            .collect::<Result<Vec<_>, String>>()?;
         wt::wt_core::kernels::set_flex_kernels(true);
-        for (&(rule, conv, _), median) in case_keys.iter().zip(&medians) {
+        for ((&(rule, conv, _), median), &(bytes, memory_kind)) in
+            case_keys.iter().zip(&medians).zip(&memory)
+        {
             let bp = case_keys
                 .iter()
                 .position(|&(r, k, _)| r == "bp" && k == conv)
@@ -172,22 +210,27 @@ fn run() -> Result<(), String> {
             let s = median.as_secs_f64();
             let ratio = bp.map(|b| s / b);
             println!(
-                "{:<10}{:<6}{:<6}{:>5}{:>9.1}{:>10.1}{:>12}",
+                "{:<10}{:<6}{:<6}{:>5}{:>9.1}{:>10.1}{:>12}{:>10}",
                 name.trim(),
                 rule,
                 conv,
                 batch,
                 s * 1e3,
                 batch as f64 / s,
-                ratio.map_or("-".to_string(), |r| format!("{r:.3}"))
+                ratio.map_or("-".to_string(), |r| format!("{r:.3}")),
+                bytes.map_or("-".to_string(), |b| format!(
+                    "{:.1}",
+                    b as f64 / (1 << 20) as f64
+                )),
             );
             rows.push(format!(
-                "{{\"model\":\"{}\",\"rule\":\"{}\",\"backend\":\"{device_name}\",\"conv\":\"{conv}\",\"batch\":{batch},\"step_ms\":{:.2},\"images_per_s\":{:.1},\"ratio_to_bp\":{}}}",
+                "{{\"model\":\"{}\",\"rule\":\"{}\",\"backend\":\"{device_name}\",\"conv\":\"{conv}\",\"batch\":{batch},\"step_ms\":{:.2},\"images_per_s\":{:.1},\"ratio_to_bp\":{},\"peak_memory_bytes\":{},\"memory_kind\":\"{memory_kind}\"}}",
                 name.trim(),
                 rule,
                 s * 1e3,
                 batch as f64 / s,
-                ratio.map_or("null".to_string(), |r| format!("{r:.3}"))
+                ratio.map_or("null".to_string(), |r| format!("{r:.3}")),
+                bytes.map_or("null".to_string(), |b| b.to_string()),
             ));
         }
     }

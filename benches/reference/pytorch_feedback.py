@@ -149,12 +149,22 @@ class Basic(nn.Module):
 
 
 class ResNet(nn.Module):
-    """A CIFAR ResNet: 3×3 stem conv + batch norm, basic blocks (stride 2 at the first block
-    of every stage after the first), global average pool, linear. Input [n, 3, 32, 32]."""
+    """A ResNet of basic blocks: stem conv + batch norm, basic blocks (stride 2 at the first
+    block of every stage after the first), global average pool, linear. The "cifar" stem is a
+    3×3 stride-1 conv (input [n, 3, 32, 32]); the "imagenet" stem is torchvision's 7×7
+    stride-2 conv and 3×3 stride-2 max pool (as wt's `--stem imagenet`; any side ≥ 32)."""
 
-    def __init__(self, widths, counts, rule, init, option, stem_width):
+    def __init__(self, widths, counts, rule, init, option, stem_width, stem="cifar",
+                 classes=10):
         super().__init__()
-        self.conv1 = Feedback(3, stem_width, 3, rule, init, 1, 1, bias=False)
+        if stem == "cifar":
+            self.conv1 = Feedback(3, stem_width, 3, rule, init, 1, 1, bias=False)
+            self.pool = None
+        elif stem == "imagenet":
+            self.conv1 = Feedback(3, stem_width, 7, rule, init, 2, 3, bias=False)
+            self.pool = nn.MaxPool2d(3, 2, 1)
+        else:
+            raise ValueError(f"stem `{stem}`: expected cifar or imagenet")
         self.bn1 = nn.BatchNorm2d(stem_width)
         blocks, c = [], stem_width
         for stage, (w, n) in enumerate(zip(widths, counts)):
@@ -162,10 +172,13 @@ class ResNet(nn.Module):
                 blocks.append(Basic(c, w, 2 if stage > 0 and b == 0 else 1, rule, init, option))
                 c = w
         self.blocks = nn.Sequential(*blocks)
-        self.fc = Feedback(c, 10, None, rule, init)
+        self.fc = Feedback(c, classes, None, rule, init)
 
     def forward(self, x):
-        return self.fc(self.blocks(F.relu(self.bn1(self.conv1(x)))).mean((2, 3)))
+        x = F.relu(self.bn1(self.conv1(x)))
+        if self.pool is not None:
+            x = self.pool(x)
+        return self.fc(self.blocks(x).mean((2, 3)))
 
 
 def resnet20(rule, init="default"):
@@ -176,3 +189,9 @@ def resnet20(rule, init="default"):
 def resnet18_cifar(rule, init="default"):
     """ResNet-18 with the CIFAR stem (3×3 conv, no max pool), projection shortcuts."""
     return ResNet([64, 128, 256, 512], [2, 2, 2, 2], rule, init, "B", 64)
+
+
+def resnet18_imagenet(rule, init="default", classes=1000):
+    """ResNet-18 with the ImageNet stem (7×7 stride-2 conv, 3×3 stride-2 max pool), projection
+    shortcuts, `classes` outputs: wt's `--stem imagenet` ResNet-18 (e.g. at 64 px)."""
+    return ResNet([64, 128, 256, 512], [2, 2, 2, 2], rule, init, "B", 64, "imagenet", classes)

@@ -24,22 +24,33 @@ pub fn built_backends() -> Vec<&'static str> {
     v
 }
 
-/// Parses `flex`, `ndarray`, `wgpu` or `cuda[:N]` into a device (without autodiff).
+/// The device names [`parse_device`] takes, for error messages and `--help`.
+pub const DEVICE_NAMES: &str =
+    "flex, ndarray, wgpu[:discrete:N|:integrated:N|:virtual:N|:cpu|:N], cuda[:N]";
+
+/// Parses a device name into a device (without autodiff):
 ///
-/// Errors name the backends this build has when the requested one was not compiled in.
+/// | name | device |
+/// |---|---|
+/// | `flex`, `ndarray` | the CPU backends |
+/// | `wgpu` | wgpu's default adapter (the most powerful; `CUBECL_WGPU_DEFAULT_DEVICE` overrides) |
+/// | `wgpu:discrete:N`, `wgpu:N` | the `N`-th discrete GPU |
+/// | `wgpu:integrated:N`, `wgpu:virtual:N` | the `N`-th integrated / virtual GPU |
+/// | `wgpu:cpu` | a CPU adapter (a software driver such as Mesa's lavapipe) |
+/// | `cuda`, `cuda:N` | the `N`-th CUDA device |
+///
+/// Two names over the same adapter (`wgpu` and `wgpu:cpu` where the software driver is the only
+/// adapter) are two devices: tensors move between them. Errors name the backends this build has
+/// when the requested one was not compiled in.
 pub fn parse_device(name: &str) -> Result<Device, String> {
-    let (kind, index) = match name.split_once(':') {
-        Some((k, i)) => (
-            k,
-            Some(
-                i.parse::<usize>()
-                    .map_err(|_| format!("device `{name}`: `{i}` is not a device index"))?,
-            ),
-        ),
+    let (kind, rest) = match name.split_once(':') {
+        Some((k, r)) => (k, Some(r)),
         None => (name, None),
     };
-    #[cfg(not(any(feature = "wgpu", feature = "cuda")))]
-    let _ = index; // only GPU backends take an index
+    let index = |text: &str| {
+        text.parse::<usize>()
+            .map_err(|_| format!("device `{name}`: `{text}` is not a device index"))
+    };
     let missing = || {
         format!(
             "device `{name}`: this build has no `{kind}` backend (built: {}); rebuild with `--features {kind}`",
@@ -47,6 +58,9 @@ pub fn parse_device(name: &str) -> Result<Device, String> {
         )
     };
     match kind {
+        "flex" | "ndarray" if rest.is_some() => Err(format!(
+            "device `{name}`: `{kind}` takes no index (the CPU backends have one device each)"
+        )),
         "flex" => {
             #[cfg(feature = "flex")]
             return Ok(Device::flex());
@@ -60,24 +74,124 @@ pub fn parse_device(name: &str) -> Result<Device, String> {
             Err(missing())
         }
         "wgpu" => {
+            let kind = wgpu_kind(name, rest)?;
             #[cfg(feature = "wgpu")]
-            return Ok(match index {
-                None => Device::wgpu(burn::tensor::DeviceKind::DefaultDevice),
-                Some(i) => Device::wgpu(burn::tensor::DeviceKind::DiscreteGpu(i)),
-            });
+            return Ok(Device::wgpu(kind));
             #[allow(unreachable_code)]
-            Err(missing())
+            {
+                let _ = kind;
+                Err(missing())
+            }
         }
         "cuda" => {
+            let index = rest.map(index).transpose()?.unwrap_or(0);
             #[cfg(feature = "cuda")]
-            return Ok(Device::cuda(index.unwrap_or(0)));
+            return Ok(Device::cuda(index));
             #[allow(unreachable_code)]
-            Err(missing())
+            {
+                let _ = index;
+                Err(missing())
+            }
         }
         _ => Err(format!(
-            "unknown device `{name}`: expected one of flex, ndarray, wgpu, cuda[:N] (built: {})",
+            "unknown device `{name}`: expected one of {DEVICE_NAMES} (built: {})",
             built_backends().join(", ")
         )),
+    }
+}
+
+/// The wgpu adapter kind of `wgpu[:rest]`.
+fn wgpu_kind(name: &str, rest: Option<&str>) -> Result<burn::tensor::DeviceKind, String> {
+    use burn::tensor::DeviceKind;
+    let index = |text: &str| {
+        text.parse::<usize>().map_err(|_| {
+            format!("device `{name}`: `{text}` is not an adapter index (expected {DEVICE_NAMES})")
+        })
+    };
+    let Some(rest) = rest else {
+        return Ok(DeviceKind::DefaultDevice);
+    };
+    let (kind, n) = match rest.split_once(':') {
+        Some((k, n)) => (k, Some(n)),
+        None => (rest, None),
+    };
+    match (kind, n) {
+        ("cpu", None) => Ok(DeviceKind::Cpu),
+        ("discrete", Some(n)) => Ok(DeviceKind::DiscreteGpu(index(n)?)),
+        ("integrated", Some(n)) => Ok(DeviceKind::IntegratedGpu(index(n)?)),
+        ("virtual", Some(n)) => Ok(DeviceKind::VirtualGpu(index(n)?)),
+        ("discrete" | "integrated" | "virtual", None) => Ok(match kind {
+            "discrete" => DeviceKind::DiscreteGpu(0),
+            "integrated" => DeviceKind::IntegratedGpu(0),
+            _ => DeviceKind::VirtualGpu(0),
+        }),
+        (n, None) if n.chars().all(|c| c.is_ascii_digit()) => {
+            Ok(DeviceKind::DiscreteGpu(index(n)?))
+        }
+        _ => Err(format!(
+            "device `{name}`: unknown wgpu adapter `{rest}` (expected {DEVICE_NAMES})"
+        )),
+    }
+}
+
+/// One wgpu adapter as the graphics API reports it.
+#[cfg(feature = "wgpu")]
+#[derive(Debug, Clone, PartialEq)]
+pub struct AdapterReport {
+    /// The adapter's name (`NVIDIA H100 PCIe`, `llvmpipe (LLVM 15.0.6, 256 bits)`).
+    pub name: String,
+    /// `DiscreteGpu`, `IntegratedGpu`, `VirtualGpu`, `Cpu` or `Other`.
+    pub device_type: String,
+    /// The graphics API: `Vulkan`, `Metal`, `Dx12`, `Gl`, `BrowserWebGpu`.
+    pub backend: String,
+    /// The driver's name and its version text.
+    pub driver: String,
+    /// The driver's version text.
+    pub driver_info: String,
+    /// PCI vendor id (`0x10de` NVIDIA, `0x1002` AMD, `0x8086` Intel, `0x10005` Mesa).
+    pub vendor: u32,
+}
+
+#[cfg(feature = "wgpu")]
+impl AdapterReport {
+    /// A software rasteriser running on the CPU (Mesa's lavapipe / llvmpipe, WARP, SwiftShader).
+    pub fn is_software(&self) -> bool {
+        self.device_type == "Cpu"
+    }
+}
+
+/// Every adapter wgpu finds on every graphics API it was built for, in wgpu's order.
+#[cfg(feature = "wgpu")]
+pub fn wgpu_adapters() -> Vec<AdapterReport> {
+    let instance =
+        wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+    let adapters =
+        futures_lite::future::block_on(instance.enumerate_adapters(wgpu::Backends::all()));
+    adapters
+        .iter()
+        .map(|a| {
+            let info = a.get_info();
+            AdapterReport {
+                name: info.name,
+                device_type: format!("{:?}", info.device_type),
+                backend: format!("{:?}", info.backend),
+                driver: info.driver,
+                driver_info: info.driver_info,
+                vendor: info.vendor,
+            }
+        })
+        .collect()
+}
+
+/// The name of the part a device runs on, as its backend reports it (opens the device); `None`
+/// where the backend reports none (the CPU backends).
+pub fn device_name(device: &Device) -> Option<String> {
+    #[cfg(any(feature = "wgpu", feature = "cuda"))]
+    return device.identity().map(|i| i.name);
+    #[allow(unreachable_code)]
+    {
+        let _ = device;
+        None
     }
 }
 

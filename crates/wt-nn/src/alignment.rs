@@ -83,6 +83,21 @@ pub fn layer_paths<M: Module>(model: &M) -> Vec<String> {
     snapshots(model).into_iter().map(|l| l.path).collect()
 }
 
+/// The rule of every feedback layer of `model`, in visiting order. Forms no `B` and draws
+/// nothing, so a training loop can ask which rules draw per step (brSF, the weight mirror).
+pub fn model_rules<M: Module>(model: &M) -> Vec<Rule> {
+    struct Rules(Vec<Rule>);
+    impl LayerOp for Rules {
+        fn visit_linear(&mut self, _path: &str, layer: &FeedbackLinear) {
+            self.0.push(layer.rule.clone());
+        }
+        fn visit_conv2d(&mut self, _path: &str, layer: &FeedbackConv2d) {
+            self.0.push(layer.rule.clone());
+        }
+    }
+    visit_layers(model, Rules(Vec::new())).0
+}
+
 /// Number of values the feedback layers of `model` store for their rules (`B` for FA, KP
 /// and WM, `|R0|` for frSF; nothing for BP, uSF and brSF). `model.num_params()` minus this is
 /// the parameter count of the same network trained with backprop.

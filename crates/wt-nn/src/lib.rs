@@ -27,7 +27,8 @@ pub mod step;
 
 pub use alignment::{
     BlockAlignment, GradientAlignment, LayerAlignment, ProbeAlignment, error_alignment,
-    feedback_parameter_count, gradient_alignment, layer_paths, probe_block_input, weight_alignment,
+    feedback_parameter_count, gradient_alignment, layer_paths, model_rules, probe_block_input,
+    weight_alignment,
 };
 pub use batch_norm::{BatchNorm, BatchNormConfig};
 pub use conv2d::{FeedbackConv2d, FeedbackConv2dConfig};

@@ -3,7 +3,7 @@
 
 use burn::module::Module;
 use burn::optim::lr_scheduler::module_lr_scheduler::ModuleLearningRate;
-use burn::optim::{GradientsParams, ModuleOptimizer, MultiGradientsParams};
+use burn::optim::{GradientsAccumulator, GradientsParams, ModuleOptimizer, MultiGradientsParams};
 use burn::tensor::Bytes;
 use wt_nn::{add_feedback_gradients, mirror_update};
 
@@ -54,19 +54,22 @@ impl FeedbackOptimizer {
     }
 
     /// [`step`](Self::step) with the gradients of several data-parallel shards, each on its
-    /// device, which Burn's optimizer sums ([`ModuleOptimizer::step_multi`]). `B`'s extra
-    /// gradients (computed once, from the one model) join the first shard's.
-    pub fn step_multi<M: Module>(
-        &mut self,
-        lr: f64,
-        model: M,
-        mut grads: MultiGradientsParams,
-    ) -> M {
-        if let Some((first, _)) = grads.grads.first_mut() {
-            add_feedback_gradients(&model, first, lr / (1.0 - self.momentum));
+    /// device: they are moved to the first shard's device and summed there in shard order,
+    /// then one [`step`](Self::step) runs on that device. The model (which must be on that
+    /// device) and the optimizer's state stay there. (Burn's own `step_multi` updates each
+    /// parameter on a device of its choosing and leaves it there, so a model would end a step
+    /// spread over the devices and the rules' `B` updates would join tensors of two devices.)
+    pub fn step_multi<M: Module>(&mut self, lr: f64, model: M, grads: MultiGradientsParams) -> M {
+        let mut shards = grads.grads.into_iter();
+        let Some((first, device)) = shards.next() else {
+            return model;
+        };
+        let mut total = GradientsAccumulator::<M>::new();
+        total.accumulate(&model, first);
+        for (grads, _) in shards {
+            total.accumulate(&model, grads.to_device(&device, &model));
         }
-        let model = self.inner.step_multi(lr, model, grads);
-        mirror_update(model)
+        self.step(lr, model, total.grads())
     }
 
     /// [`step`](Self::step) around a Burn optimizer held elsewhere, e.g. by burn-train's

@@ -496,50 +496,133 @@ fn replicas_stepping_with_averaged_gradients_keep_identical_weights_and_feedback
     }
 }
 
-/// Data-parallel training (`devices`) computes the whole batch's gradient: two devices (here
-/// two handles of the CPU device, with unequal shards of 16 and 17 images) end where one
-/// device ends, up to float summation order; the weight mirror's `B` too (the first device
-/// draws the mirror noise a single-device run draws).
+/// The device pairs data-parallel tests run on: two handles of the one Flex device (nothing
+/// moves), and where wgpu works (always in CI), `wgpu` and `wgpu:cpu`: two device ids over
+/// the one software adapter, two CubeCL servers, so tensors really move between them.
+fn device_pairs() -> Vec<[&'static str; 2]> {
+    let mut pairs = vec![["flex", "flex"]];
+    if wt_core::device::test_devices()
+        .iter()
+        .any(|(name, _)| *name == "wgpu")
+    {
+        pairs.push(["wgpu", "wgpu:cpu"]);
+    }
+    pairs
+}
+
+/// Largest change between two snapshots of a model's values.
+fn largest_difference(a: &[Vec<f32>], b: &[Vec<f32>]) -> f32 {
+    let mut worst: f32 = 0.0;
+    for (x, y) in a.iter().zip(b) {
+        assert_eq!(x.len(), y.len());
+        for (x, y) in x.iter().zip(y) {
+            worst = worst.max((x - y).abs());
+        }
+    }
+    worst
+}
+
+/// Data-parallel training (`devices`) computes the whole batch's gradient: two devices (with
+/// unequal shards of 16 and 17 images) end where one device ends, up to float summation order,
+/// for a fixed `B` (FA), a drawn one (brSF: every shard draws the `B` one device draws), a
+/// learned one (KP, the mirror: the first device draws the mirror noise a single-device run
+/// draws) and the direct rule; every parameter and optimizer state stays on the first device,
+/// so the eight steps after the first run too.
 #[test]
 fn two_devices_train_like_one() {
     let _serial = serial();
-    for rule in ["bp", "kp", "wm"] {
-        let mut config = mnist_config(rule, 1, 264);
-        config.batch_size = 33;
-        config.error_alignment = false;
-        let data = RunData::open(&config.data, config.seed).unwrap();
-        let train = |config: &TrainConfig, tag: &str| {
-            let dir = temp_run(&format!("ddp-{rule}-{tag}"));
-            let run = RunDir::open(&dir, RunMode::New).unwrap();
-            let trained = fit(config, &data, &run, quiet(), |d| config.model.init(d)).unwrap();
-            std::fs::remove_dir_all(&dir).unwrap();
-            (values(&trained.model), trained.history[0].train_loss)
-        };
-        let (one, loss_one) = train(&config, "one");
-        let two_config = TrainConfig {
-            devices: vec!["flex".into(), "flex".into()],
-            ..config.clone()
-        };
-        let (two, loss_two) = train(&two_config, "two");
-        let initial = values(&config.model.init(&Device::flex()));
-        let mut worst: f32 = 0.0;
-        let mut moved: f32 = 0.0;
-        for ((a, b), w0) in one.iter().zip(&two).zip(&initial) {
-            for ((x, y), x0) in a.iter().zip(b).zip(w0) {
-                worst = worst.max((x - y).abs());
-                moved = moved.max((x - x0).abs());
-            }
+    for [first, second] in device_pairs() {
+        for rule in ["bp", "fa", "brsf", "kp", "wm", "dfa"] {
+            let mut config = mnist_config(rule, 1, 264);
+            config.batch_size = 33;
+            config.error_alignment = false;
+            config.device = first.into();
+            let data = RunData::open(&config.data, config.seed).unwrap();
+            let train = |config: &TrainConfig, tag: &str| {
+                let dir = temp_run(&format!("ddp-{rule}-{tag}"));
+                let run = RunDir::open(&dir, RunMode::New).unwrap();
+                let trained = fit(config, &data, &run, quiet(), |d| config.model.init(d)).unwrap();
+                std::fs::remove_dir_all(&dir).unwrap();
+                (values(&trained.model), trained.history[0].train_loss)
+            };
+            let (one, loss_one) = train(&config, "one");
+            let two_config = TrainConfig {
+                devices: vec![first.into(), second.into()],
+                ..config.clone()
+            };
+            let (two, loss_two) = train(&two_config, "two");
+            let initial = values(&config.model.init(&Device::flex()));
+            let moved = largest_difference(&one, &initial);
+            let worst = largest_difference(&one, &two);
+            let on = format!("{rule} on {first},{second}");
+            assert!(moved > 1e-3, "{on}: training moved no weight");
+            assert!(
+                worst < 1e-4,
+                "{on}: two devices differ from one by {worst} (training moved weights by {moved})"
+            );
+            assert!(
+                (loss_one - loss_two).abs() < 1e-4 * loss_one,
+                "{on}: train loss {loss_one} on one device, {loss_two} on two"
+            );
         }
-        assert!(moved > 1e-3, "{rule}: training moved no weight");
-        assert!(
-            worst < 1e-4,
-            "{rule}: two devices differ from one by {worst} (training moved weights by {moved})"
-        );
-        assert!(
-            (loss_one - loss_two).abs() < 1e-4 * loss_one,
-            "{rule}: train loss {loss_one} on one device, {loss_two} on two"
-        );
     }
+}
+
+/// A data-parallel run stopped after an epoch (as a killed run leaves its folder) and resumed
+/// ends bit for bit where the uninterrupted run ends.
+#[test]
+fn a_resumed_data_parallel_run_matches_the_uninterrupted_one() {
+    let _serial = serial();
+    for [first, second] in device_pairs() {
+        for rule in ["kp", "brsf"] {
+            let mut config = mnist_config(rule, 2, 132);
+            config.batch_size = 33;
+            config.error_alignment = false;
+            config.device = first.into();
+            config.devices = vec![first.into(), second.into()];
+            let data = RunData::open(&config.data, config.seed).unwrap();
+            let init = |d: &Device| config.model.init(d);
+            let dir = temp_run(&format!("ddp-resume-{rule}-whole"));
+            let run = RunDir::open(&dir, RunMode::New).unwrap();
+            let whole = values(&fit(&config, &data, &run, quiet(), init).unwrap().model);
+            std::fs::remove_dir_all(&dir).unwrap();
+            let dir = temp_run(&format!("ddp-resume-{rule}-cut"));
+            let run = RunDir::open(&dir, RunMode::New).unwrap();
+            let stop = FitOptions {
+                stop_after: Some(1),
+                ..quiet()
+            };
+            fit(&config, &data, &run, stop, init).unwrap();
+            let run = RunDir::open(&dir, RunMode::Resume).unwrap();
+            let resumed = values(&fit(&config, &data, &run, resume(), init).unwrap().model);
+            std::fs::remove_dir_all(&dir).unwrap();
+            assert!(
+                whole == resumed,
+                "{rule} on {first},{second}: the resumed run differs by {}",
+                largest_difference(&whole, &resumed)
+            );
+        }
+    }
+}
+
+/// The step loop reads the device only when the progress shows numbers: a 100-step epoch
+/// and its evaluation make a handful of reads, not one or more per step.
+#[test]
+fn a_hundred_step_epoch_reads_the_device_a_handful_of_times() {
+    let _serial = serial();
+    let mut config = mnist_config("kp", 1, 3200);
+    config.error_alignment = false;
+    let data = RunData::open(&config.data, config.seed).unwrap();
+    let dir = temp_run("reads");
+    let run = RunDir::open(&dir, RunMode::New).unwrap();
+    let before = crate::trainer::device_reads();
+    let trained = fit(&config, &data, &run, quiet(), |d| config.model.init(d)).unwrap();
+    let reads = crate::trainer::device_reads() - before;
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert!(trained.history[0].train_loss.is_finite());
+    // The epoch's last step, the evaluation of the test split, and a 30-second line or two
+    // on a slow machine.
+    assert!(reads <= 4, "a 100-step epoch read the device {reads} times");
 }
 
 #[test]

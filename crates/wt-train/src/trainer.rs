@@ -16,7 +16,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::decay::WeightDecayConfig;
 use burn::optim::momentum::MomentumConfig;
-use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer, MultiGradientsParams, SgdConfig};
+use burn::optim::{AdamConfig, GradientsAccumulator, GradientsParams, ModuleOptimizer, SgdConfig};
 use burn::store::ModuleRecord;
 use burn::tensor::{Bytes, Device, Int, Tensor};
 use wt_core::device::parse_device;
@@ -130,8 +130,9 @@ fn step_seed(seed: u64, step: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-/// Correct top-1 and top-k predictions of `logits` `[n, classes]` for `targets` `[n]`.
-fn correct(logits: Tensor<2>, targets: Tensor<1, Int>, k: usize) -> (i64, i64) {
+/// Correct top-1 and top-k predictions of `logits` `[n, classes]` for `targets` `[n]`, as a
+/// device tensor `[2]` (top-1, top-k counts as floats; exact below 2²⁴). Reads nothing.
+fn correct(logits: Tensor<2>, targets: Tensor<1, Int>, k: usize) -> Tensor<1> {
     let [n, classes] = logits.dims();
     let top1 = logits
         .clone()
@@ -139,16 +140,35 @@ fn correct(logits: Tensor<2>, targets: Tensor<1, Int>, k: usize) -> (i64, i64) {
         .flatten::<1>(0, 1)
         .equal(targets.clone())
         .int()
-        .sum()
-        .into_scalar::<i64>();
+        .sum();
     let k = k.min(classes);
     let (_, idx) = logits.topk_with_indices(k, 1);
     let topk = idx
         .equal(targets.reshape([n, 1]).expand([n, k]))
         .int()
-        .sum()
-        .into_scalar::<i64>();
-    (top1, topk)
+        .sum();
+    Tensor::cat(vec![top1, topk], 0).float()
+}
+
+/// Reads a small device tensor to the host: the one place the training loop and evaluation
+/// wait for the device. Under `cfg(test)` each call is counted ([`device_reads`]), so a test
+/// can hold the step loop to a handful of reads.
+fn read_values(t: Tensor<1>) -> Vec<f64> {
+    #[cfg(test)]
+    DEVICE_READS.with(|c| c.set(c.get() + 1));
+    let data = t.into_data().convert::<f64>();
+    data.try_into_vec::<f64>().expect("f64 data after convert")
+}
+
+#[cfg(test)]
+thread_local! {
+    static DEVICE_READS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// How many times this thread's training loops and evaluations have read the device.
+#[cfg(test)]
+pub(crate) fn device_reads() -> usize {
+    DEVICE_READS.with(|c| c.get())
 }
 
 /// Loss, top-1 and top-5 of `model` on `split` (no augmentation, no gradients).
@@ -161,24 +181,27 @@ pub fn evaluate<M: ImageClassifier>(
 ) -> Result<Evaluation, TrainError> {
     let criterion = CrossEntropyLossConfig::new().init(device);
     let order: Vec<usize> = (0..split.len()).collect();
-    let (mut loss_sum, mut c1, mut c5) = (0.0, 0i64, 0i64);
+    // Σ loss·n, top-1 and top-5 counts, summed on the device and read once at the end.
+    let mut sums: Option<Tensor<1>> = None;
     for batch in OrderedLoader::new(split, &order, batch_size, 0, device, workers) {
         let batch = batch?;
         let n = batch.targets.dims()[0];
         let logits = model.forward(batch.images);
-        loss_sum += criterion
+        let loss = criterion
             .forward(logits.clone(), batch.targets.clone())
-            .into_scalar::<f64>()
-            * n as f64;
-        let (a, b) = correct(logits, batch.targets, 5);
-        c1 += a;
-        c5 += b;
+            .mul_scalar(n as f64);
+        let these = Tensor::cat(vec![loss, correct(logits, batch.targets, 5)], 0);
+        sums = Some(match sums {
+            Some(s) => s + these,
+            None => these,
+        });
     }
     let n = split.len().max(1) as f64;
+    let v = sums.map_or_else(|| vec![0.0; 3], read_values);
     Ok(Evaluation {
-        loss: loss_sum / n,
-        top1: c1 as f64 / n,
-        top5: c5 as f64 / n,
+        loss: v[0] / n,
+        top1: v[1] / n,
+        top5: v[2] / n,
     })
 }
 
@@ -200,6 +223,7 @@ pub fn fit<M: ImageClassifier>(
         .model
         .apply_layer_rules(build(&devices.autodiff))
         .map_err(|e| TrainError::Config(format!("model.rule_for: {e}")))?;
+    initialize(&model);
     let name = model_name::<M>(config);
     let count = parameter_count(&model);
     say.line(format!(
@@ -257,6 +281,20 @@ pub fn fit<M: ImageClassifier>(
     })
 }
 
+/// Initialises every parameter of `model` now, in visiting order, from the stream `config.seed`
+/// seeded. Burn initialises a parameter lazily, at its first use; left lazy, a bias first used
+/// in step 0's forward would be drawn from that step's stream, after the step's seeding, and a
+/// data-parallel run, whose replicas reseed, would draw it differently from a one-device run.
+fn initialize<M: burn::module::Module>(model: &M) {
+    struct Touch;
+    impl burn::module::ModuleVisitor for Touch {
+        fn visit_float<const D: usize>(&mut self, param: &burn::module::Param<Tensor<D>>) {
+            let _ = param.val();
+        }
+    }
+    model.visit(&mut Touch);
+}
+
 /// Prints a line unless the run is quiet.
 #[derive(Debug, Clone, Copy)]
 struct Say(Verbosity);
@@ -279,17 +317,43 @@ struct Devices {
 
 impl Devices {
     fn open(config: &TrainConfig) -> Result<Self, TrainError> {
-        let plain = parse_device(&config.device).map_err(TrainError::Config)?;
+        let plain = open_device(&config.device)?;
         plain.seed(config.seed);
         let replicas = (config.devices.iter().skip(1))
-            .map(|d| parse_device(d).map(|d| d.autodiff()))
-            .collect::<Result<_, _>>()
-            .map_err(TrainError::Config)?;
+            .map(|d| open_device(d).map(|d| d.autodiff()))
+            .collect::<Result<_, _>>()?;
         Ok(Self {
             autodiff: plain.clone().autodiff(),
             plain,
             replicas,
         })
+    }
+}
+
+/// The device `name` names, after a one-value round trip on it: a device that does not exist
+/// here (`wgpu:discrete:3` on a one-GPU machine) or whose driver fails is a clear error at the
+/// start, not a panic inside the first step.
+fn open_device(name: &str) -> Result<Device, TrainError> {
+    let device = parse_device(name).map_err(TrainError::Config)?;
+    let probe = device.clone();
+    let works = std::panic::catch_unwind(move || {
+        Tensor::<1>::from_floats([1.0, 2.0], &probe)
+            .sum()
+            .into_scalar::<f32>()
+    });
+    match works {
+        Ok(v) if v == 3.0 => Ok(device),
+        Ok(v) => Err(TrainError::Config(format!(
+            "device `{name}` computed 1 + 2 = {v}: its driver is broken"
+        ))),
+        Err(panic) => {
+            let why = (panic.downcast_ref::<String>().cloned())
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "no message".into());
+            Err(TrainError::Config(format!(
+                "device `{name}` could not be opened: {why}"
+            )))
+        }
     }
 }
 
@@ -342,6 +406,7 @@ fn start<M: ImageClassifier>(
 }
 
 /// What an epoch's steps measured.
+#[derive(Debug, Default)]
 struct EpochTrain {
     loss_sum: f64,
     seen: usize,
@@ -386,7 +451,20 @@ fn train_epoch<M: ImageClassifier>(
     );
     let start = Instant::now();
     let mut bar = StepProgress::new(say.0, epoch, config.epochs, steps);
-    let (mut loss_sum, mut seen, mut right) = (0.0f64, 0usize, 0i64);
+    // What the model draws each step: brSF its `B` in the backward pass, the weight mirror
+    // its noise in the update. Only then is a device seeded in the step (seeding a fused
+    // backend waits for its queue).
+    let rules = wt_nn::model_rules(&model);
+    let draws = StepDraws {
+        backward: rules
+            .iter()
+            .any(|r| matches!(r, wt_core::Rule::BatchRandomSignSymmetry(_))),
+        mirror: rules.iter().any(|r| r.weight_mirror().is_some()),
+    };
+    // Σ loss·n and the top-1 count of the epoch's steps, on the main device; read only when
+    // the progress shows them (and at the end).
+    let mut sums: Option<Tensor<1>> = None;
+    let (mut seen, mut shown) = (0usize, EpochTrain::default());
     let mut lr = config.optimizer.lr;
     for (step, batch) in loader.enumerate() {
         let batch = batch?;
@@ -396,55 +474,65 @@ fn train_epoch<M: ImageClassifier>(
         let seed = step_seed(config.seed, progress.global_step);
         let n = batch.targets.dims()[0];
         let (ad, replicas) = (&devices.autodiff, &devices.replicas);
-        let mut shards = shard_gradients(&model, ad, replicas, &criterion, batch, seed);
-        let (loss_value, correct_now) = shards
-            .iter()
-            .fold((0.0, 0), |(l, c), s| (l + s.loss * s.weight, c + s.correct));
-        if !loss_value.is_finite() {
-            return Err(TrainError::Diverged {
-                epoch: epoch + 1,
-                step,
-                loss: loss_value,
-            });
-        }
+        let (grads, these) = shard_gradients(&model, ad, replicas, &criterion, batch, seed, draws)?;
         // The mirror's noise comes from its own per-step stream, whatever the shards drew.
-        devices
-            .plain
-            .seed(seed.rotate_left(32) ^ 0x5851_F42D_4C95_7F2D);
-        model = if shards.len() == 1 {
-            optim.step(lr, model, shards.pop().expect("one shard").grads)
-        } else {
-            // Burn sums the shards' gradients, each on the device it picks for the parameter.
-            let grads = MultiGradientsParams {
-                grads: shards.into_iter().map(|s| (s.grads, s.device)).collect(),
-            };
-            optim.step_multi(lr, model, grads)
-        };
+        if draws.mirror {
+            devices
+                .plain
+                .seed(seed.rotate_left(32) ^ 0x5851_F42D_4C95_7F2D);
+        }
+        // Every gradient is on the main device, so the whole step (Burn's update, the rules'
+        // `B` gradients, the mirror) runs there and leaves every parameter and optimizer state
+        // there for the next step.
+        model = optim.step(lr, model, grads);
         progress.global_step += 1;
-        loss_sum += loss_value * n as f64;
         seen += n;
-        right += correct_now;
-        bar.update(
-            step + 1,
-            loss_sum / seen as f64,
-            right as f64 / seen as f64,
-            lr,
-            seen,
-        );
+        sums = Some(match sums {
+            Some(s) => s + these,
+            None => these,
+        });
+        if bar.due(step + 1) {
+            let v = read_values(sums.clone().expect("summed above"));
+            shown = EpochTrain {
+                loss_sum: v[0],
+                seen,
+                right: v[1].round() as i64,
+                lr,
+                seconds: 0.0,
+            };
+            if !v[0].is_finite() {
+                return Err(TrainError::Diverged {
+                    epoch: epoch + 1,
+                    step,
+                    loss: v[0] / seen as f64,
+                });
+            }
+            bar.update(step + 1, v[0] / seen as f64, v[1] / seen as f64, lr, seen);
+        } else {
+            bar.advance(step + 1);
+        }
     }
     bar.finish();
     let trained = EpochTrain {
-        loss_sum,
-        seen,
-        right,
         lr,
         seconds: start.elapsed().as_secs_f64(),
+        ..shown
     };
     Ok((model, optim, trained))
 }
 
+/// Per-step random draws of a model's rules.
+#[derive(Debug, Clone, Copy)]
+struct StepDraws {
+    /// brSF draws `|R|` in the backward pass.
+    backward: bool,
+    /// The weight mirror draws its noise in the update.
+    mirror: bool,
+}
+
 /// Progress within an epoch: an `indicatif` bar on a terminal, else a line every 30 s (and
-/// at the end), so a log file shows the run moving.
+/// at the end), so a log file shows the run moving. The loop reads the device only when
+/// [`due`](Self::due) says a step is shown.
 struct StepProgress {
     bar: Option<ProgressBar>,
     verbosity: Verbosity,
@@ -480,7 +568,24 @@ impl StepProgress {
         }
     }
 
+    /// Whether step `done` (1-based) is shown, so the loop reads the loss and accuracy for
+    /// it: the last step; on a terminal twice a second; else (log files, `--quiet`) every
+    /// 30 s, which also bounds how late a diverged loss is noticed.
+    fn due(&self, done: usize) -> bool {
+        let every = if self.bar.is_some() { 0.5 } else { 30.0 };
+        done == self.steps || self.last_line.elapsed().as_secs_f64() > every
+    }
+
+    /// Moves the bar to step `done` without new numbers.
+    fn advance(&self, done: usize) {
+        if let Some(bar) = &self.bar {
+            bar.set_position(done as u64);
+        }
+    }
+
+    /// Shows step `done` with the epoch's mean loss and accuracy so far.
     fn update(&mut self, done: usize, loss: f64, accuracy: f64, lr: f64, seen: usize) {
+        self.last_line = Instant::now();
         if self.verbosity == Verbosity::Quiet {
             return;
         }
@@ -495,15 +600,13 @@ impl StepProgress {
                 bar.set_message(msg);
                 bar.set_position(done as u64);
             }
-            None if done == self.steps || self.last_line.elapsed().as_secs_f64() > 30.0 => {
-                self.last_line = Instant::now();
+            None => {
                 let eta = elapsed / done as f64 * (self.steps - done) as f64;
                 println!(
                     "{} step {done}/{}: {msg}, eta {eta:.0}s",
                     self.head, self.steps
                 );
             }
-            None => {}
         }
     }
 
@@ -748,26 +851,21 @@ pub fn final_json<M>(config: &TrainConfig, trained: &Trained<M>) -> String {
     .to_string()
 }
 
-/// One shard's part of a training step.
-struct Shard {
-    /// Mean loss over the shard.
-    loss: f64,
-    /// The shard's share of the batch.
-    weight: f64,
-    /// Correct top-1 predictions in the shard.
-    correct: i64,
-    /// Gradients of the shard's loss scaled by `weight`, so that the sum of the shards'
-    /// gradients is the gradient of the whole batch's mean loss.
-    grads: GradientsParams,
-    /// The device the shard ran on (its gradients are there).
-    device: Device,
-}
-
 /// Forward and backward of one training batch: on `device` alone when `replicas` is empty,
 /// else split between `device` (with `model` itself) and the replica devices (each with a copy
-/// of `model`, `Module::fork`), one thread each, shard sizes differing by at most one. Every
-/// device's RNG is seeded from `seed` (the first with `seed` itself, so a single-device run
-/// draws what it always drew).
+/// of `model`, `Module::fork`, whose batch-norm running statistics are its own and dropped:
+/// the model keeps those of the first shard, as PyTorch's DDP keeps rank 0's), shard sizes
+/// differing by at most one. Returns the gradient of
+/// the whole batch's mean loss, summed on `device` (each shard's loss is scaled by its share
+/// of the batch, its gradients moved to `device` and added in shard order), and the device
+/// tensor `[Σ loss·n, correct top-1]` on `device`. Reads nothing from a device.
+///
+/// The shards are enqueued one after the other from this thread: a GPU runs its shard while
+/// the next one is enqueued, since nothing here waits for a device (moving a replica's
+/// gradients does). When the model draws in its backward pass (brSF), every shard's device is
+/// seeded with `seed` before its shard, after the previous shard's device has finished (so
+/// its draws are taken from the stream it was seeded with), and every shard draws the `B` that
+/// a one-device run draws.
 fn shard_gradients<M: ImageClassifier>(
     model: &M,
     device: &Device,
@@ -775,63 +873,60 @@ fn shard_gradients<M: ImageClassifier>(
     criterion: &CrossEntropyLossConfig,
     batch: wt_data::ImageBatch,
     seed: u64,
-) -> Vec<Shard> {
+    draws: StepDraws,
+) -> Result<(GradientsParams, Tensor<1>), TrainError> {
     let run = |model: &M, device: &Device, images: Tensor<4>, targets: Tensor<1, Int>, weight| {
+        let n = targets.dims()[0];
         let logits = model.forward(images);
         let loss = criterion
             .init(device)
             .forward(logits.clone(), targets.clone());
-        let value = loss.clone().into_scalar::<f64>();
+        let counts = correct(logits.detach(), targets, 1).slice(0..1);
+        let sums = Tensor::cat(vec![loss.clone().detach().mul_scalar(n as f64), counts], 0);
         let grads = GradientsParams::from_grads(loss.mul_scalar(weight).backward(), model);
-        Shard {
-            loss: value,
-            weight,
-            correct: correct(logits.detach(), targets, 1).0,
-            grads,
-            device: device.clone(),
-        }
+        (grads, sums)
     };
-    device.seed(seed);
+    if draws.backward {
+        device.seed(seed);
+    }
     if replicas.is_empty() {
-        let weight = 1.0;
-        return vec![run(model, device, batch.images, batch.targets, weight)];
+        return Ok(run(model, device, batch.images, batch.targets, 1.0));
     }
     let n = batch.targets.dims()[0];
     let k = replicas.len() + 1;
     let bounds: Vec<usize> = (0..=k).map(|i| i * n / k).collect();
     let part = |i: usize| bounds[i]..bounds[i + 1];
-    std::thread::scope(|s| {
-        let handles: Vec<_> = replicas
-            .iter()
-            .enumerate()
-            .map(|(r, dev)| {
-                let range = part(r + 1);
-                let weight = range.len() as f64 / n as f64;
-                let images = batch.images.clone().slice(range.clone()).to_device(dev);
-                let targets = batch.targets.clone().slice(range).to_device(dev);
-                let copy = model.clone().fork(dev);
-                let run = &run;
-                s.spawn(move || {
-                    dev.seed(seed ^ (r as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
-                    run(&copy, dev, images, targets, weight)
-                })
-            })
-            .collect();
-        let range = part(0);
-        let weight = range.len() as f64 / n as f64;
-        let first = run(
-            model,
-            device,
-            batch.images.clone().slice(range.clone()),
-            batch.targets.clone().slice(range),
-            weight,
-        );
-        std::iter::once(first)
-            .chain(
-                handles
-                    .into_iter()
-                    .map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e))),
-            )
-            .collect()
-    })
+    let share = |i: usize| part(i).len() as f64 / n as f64;
+    let sync_failed = |d: &Device, e| {
+        TrainError::Config(format!(
+            "device {d:?} failed while training its shard: {e:?}"
+        ))
+    };
+    let (first, mut sums) = run(
+        model,
+        device,
+        batch.images.clone().slice(part(0)),
+        batch.targets.clone().slice(part(0)),
+        share(0),
+    );
+    let mut total = GradientsAccumulator::<M>::new();
+    total.accumulate(model, first);
+    let mut previous = device;
+    for (r, dev) in replicas.iter().enumerate() {
+        let range = part(r + 1);
+        let images = batch.images.clone().slice(range.clone()).to_device(dev);
+        let targets = batch.targets.clone().slice(range).to_device(dev);
+        // `valid().train()` gives the copy running statistics of its own: a clone shares the
+        // model's, which the copy's forward would then move to its device and update again.
+        let copy = model.valid().train().fork(dev);
+        if draws.backward {
+            previous.sync().map_err(|e| sync_failed(previous, e))?;
+            dev.seed(seed);
+        }
+        let (grads, these) = run(&copy, dev, images, targets, share(r + 1));
+        total.accumulate(model, grads.to_device(device, model));
+        sums = sums + these.to_device(device);
+        previous = dev;
+    }
+    Ok((total.grads(), sums))
 }
