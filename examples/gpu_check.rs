@@ -140,7 +140,7 @@ fn gradients(
         let (arch, batch, channels, side) = shape(name);
         for rule in &rules {
             refdev.seed(7);
-            let config = ModelConfig::new(arch, 10, channels, side, rule.clone());
+            let config = ModelConfig::new(arch, 10, channels, side, *rule);
             let model = config.init(&refdev);
             let x = Tensor::<4>::random(
                 [batch, channels, side, side],

@@ -89,10 +89,10 @@ pub fn model_rules<M: Module>(model: &M) -> Vec<Rule> {
     struct Rules(Vec<Rule>);
     impl LayerOp for Rules {
         fn visit_linear(&mut self, _path: &str, layer: &FeedbackLinear) {
-            self.0.push(layer.rule.clone());
+            self.0.push(layer.rule);
         }
         fn visit_conv2d(&mut self, _path: &str, layer: &FeedbackConv2d) {
-            self.0.push(layer.rule.clone());
+            self.0.push(layer.rule);
         }
     }
     visit_layers(model, Rules(Vec::new())).0

@@ -47,7 +47,8 @@ pub enum TrainError {
     Diverged {
         /// 1-based epoch.
         epoch: usize,
-        /// 0-based step within the epoch.
+        /// 0-based step within the epoch at which the loss was read (the loop reads it at
+        /// progress updates, so it may have turned non-finite a few steps before).
         step: usize,
         /// The loss value seen.
         loss: f64,

@@ -342,7 +342,7 @@ fn open_device(name: &str) -> Result<Device, TrainError> {
             .into_scalar::<f32>()
     });
     match works {
-        Ok(v) if v == 3.0 => Ok(device),
+        Ok(3.0) => Ok(device),
         Ok(v) => Err(TrainError::Config(format!(
             "device `{name}` computed 1 + 2 = {v}: its driver is broken"
         ))),
