@@ -16,7 +16,7 @@ data=${MNIST_DIR:-${WT_DATA:?set WT_DATA or MNIST_DIR}/mnist}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 args=(--data "$data" --device "$first" --devices "$devices" --rule kp --hidden 64 --epochs 3
-  --batch 64 --train-subset 4096 --test-subset 256 --no-error-alignment --quiet)
+  --batch 64 --train-subset 16384 --test-subset 256 --no-error-alignment --quiet)
 
 echo "== uninterrupted: $mnist ${args[*]}"
 "$mnist" "${args[@]}" --out "$work/whole" > "$work/whole.log" 2>&1 \
@@ -25,7 +25,7 @@ echo "== uninterrupted: $mnist ${args[*]}"
 echo "== killed after its first checkpoint, then resumed"
 "$mnist" "${args[@]}" --out "$work/cut" > "$work/cut.log" 2>&1 &
 pid=$!
-while kill -0 "$pid" 2>/dev/null && [ ! -e "$work/cut/checkpoint.wtck" ]; do sleep 0.05; done
+while kill -0 "$pid" 2>/dev/null && [ ! -e "$work/cut/checkpoint.wtck" ]; do sleep 0.02; done
 if ! kill -KILL "$pid" 2>/dev/null; then
   cat "$work/cut.log"
   echo "kill_resume_check: the run ended before it could be killed (no checkpoint seen in time)" >&2
