@@ -115,18 +115,15 @@ fn wgpu_kind(name: &str, rest: Option<&str>) -> Result<burn::tensor::DeviceKind,
         Some((k, n)) => (k, Some(n)),
         None => (rest, None),
     };
-    match (kind, n) {
-        ("cpu", None) => Ok(DeviceKind::Cpu),
-        ("discrete", Some(n)) => Ok(DeviceKind::DiscreteGpu(index(n)?)),
-        ("integrated", Some(n)) => Ok(DeviceKind::IntegratedGpu(index(n)?)),
-        ("virtual", Some(n)) => Ok(DeviceKind::VirtualGpu(index(n)?)),
-        ("discrete" | "integrated" | "virtual", None) => Ok(match kind {
-            "discrete" => DeviceKind::DiscreteGpu(0),
-            "integrated" => DeviceKind::IntegratedGpu(0),
-            _ => DeviceKind::VirtualGpu(0),
-        }),
-        (n, None) if n.chars().all(|c| c.is_ascii_digit()) => {
-            Ok(DeviceKind::DiscreteGpu(index(n)?))
+    // The adapter index after a kind, `0` when left out.
+    let nth = || n.map(index).transpose().map(|i| i.unwrap_or(0));
+    match kind {
+        "cpu" if n.is_none() => Ok(DeviceKind::Cpu),
+        "discrete" => Ok(DeviceKind::DiscreteGpu(nth()?)),
+        "integrated" => Ok(DeviceKind::IntegratedGpu(nth()?)),
+        "virtual" => Ok(DeviceKind::VirtualGpu(nth()?)),
+        i if n.is_none() && i.chars().all(|c| c.is_ascii_digit()) => {
+            Ok(DeviceKind::DiscreteGpu(index(i)?))
         }
         _ => Err(format!(
             "device `{name}`: unknown wgpu adapter `{rest}` (expected {DEVICE_NAMES})"
@@ -144,7 +141,7 @@ pub struct AdapterReport {
     pub device_type: String,
     /// The graphics API: `Vulkan`, `Metal`, `Dx12`, `Gl`, `BrowserWebGpu`.
     pub backend: String,
-    /// The driver's name and its version text.
+    /// The driver's name (`NVIDIA`, `llvmpipe`).
     pub driver: String,
     /// The driver's version text.
     pub driver_info: String,
@@ -195,20 +192,32 @@ pub fn device_name(device: &Device) -> Option<String> {
     }
 }
 
-/// Whether a wgpu adapter can run a small kernel here, probed once per process. Errors inside
-/// wgpu/CubeCL surface as panics, so the probe runs under `catch_unwind`; where it fails, the
-/// panic's message is printed once. (It does not swap the panic hook: tests run in parallel
-/// threads, and a hook swapped by one would silence, or keep silencing, the others' failures.)
+/// Opens `device` and checks it with a one-value round trip (`1 + 2`). Errors inside a driver
+/// surface as panics in wgpu/CubeCL, so the check runs under `catch_unwind` and returns the
+/// panic's message. (It does not swap the panic hook: tests run in parallel threads, and a hook
+/// swapped by one would silence, or keep silencing, the others' failures.)
+pub fn check_device(device: &Device) -> Result<(), String> {
+    let probe = device.clone();
+    let sum = std::panic::catch_unwind(move || {
+        burn::tensor::Tensor::<1>::from_floats([1.0, 2.0], &probe)
+            .sum()
+            .into_scalar::<f32>()
+    });
+    match sum {
+        Ok(3.0) => Ok(()),
+        Ok(v) => Err(format!("it computed 1 + 2 = {v}: its driver is broken")),
+        Err(panic) => Err((panic.downcast_ref::<String>().cloned())
+            .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_else(|| "it panicked with no message".into())),
+    }
+}
+
+/// Whether wgpu's default adapter passes [`check_device`] here, probed once per process.
 #[cfg(feature = "wgpu")]
 pub fn wgpu_works() -> bool {
     static WORKS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     *WORKS.get_or_init(|| {
-        std::panic::catch_unwind(|| {
-            let d = Device::wgpu(burn::tensor::DeviceKind::DefaultDevice);
-            let t = burn::tensor::Tensor::<1>::from_floats([1.0, 2.0], &d);
-            t.sum().into_scalar::<f32>() == 3.0
-        })
-        .unwrap_or(false)
+        check_device(&Device::wgpu(burn::tensor::DeviceKind::DefaultDevice)).is_ok()
     })
 }
 
@@ -246,4 +255,26 @@ pub fn test_devices() -> Vec<(&'static str, Device)> {
         }
     }
     v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::wgpu_kind;
+    use burn::tensor::DeviceKind;
+
+    #[test]
+    fn wgpu_names_parse_to_their_adapter_kinds() {
+        let kind = |rest| wgpu_kind("wgpu:…", rest);
+        assert_eq!(kind(None), Ok(DeviceKind::DefaultDevice));
+        assert_eq!(kind(Some("cpu")), Ok(DeviceKind::Cpu));
+        assert_eq!(kind(Some("2")), Ok(DeviceKind::DiscreteGpu(2)));
+        assert_eq!(kind(Some("discrete")), Ok(DeviceKind::DiscreteGpu(0)));
+        assert_eq!(kind(Some("discrete:1")), Ok(DeviceKind::DiscreteGpu(1)));
+        assert_eq!(kind(Some("integrated:3")), Ok(DeviceKind::IntegratedGpu(3)));
+        assert_eq!(kind(Some("virtual:0")), Ok(DeviceKind::VirtualGpu(0)));
+        for bad in ["cpu:1", "discrete:x", "gpu", "integrated:-1", ""] {
+            let err = kind(Some(bad)).unwrap_err();
+            assert!(err.contains("expected flex, ndarray, wgpu["), "{bad}: {err}");
+        }
+    }
 }

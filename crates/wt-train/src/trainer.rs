@@ -16,10 +16,10 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::decay::WeightDecayConfig;
 use burn::optim::momentum::MomentumConfig;
-use burn::optim::{AdamConfig, GradientsAccumulator, GradientsParams, ModuleOptimizer, SgdConfig};
+use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer, MultiGradientsParams, SgdConfig};
 use burn::store::ModuleRecord;
 use burn::tensor::{Bytes, Device, Int, Tensor};
-use wt_core::device::parse_device;
+use wt_core::device::{check_device, parse_device};
 use wt_models::ImageClassifier;
 use wt_nn::{ProbeAlignment, gradient_alignment, mirror_steps, weight_alignment};
 
@@ -130,24 +130,39 @@ fn step_seed(seed: u64, step: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-/// Correct top-1 and top-k predictions of `logits` `[n, classes]` for `targets` `[n]`, as a
-/// device tensor `[2]` (top-1, top-k counts as floats; exact below 2²⁴). Reads nothing.
-fn correct(logits: Tensor<2>, targets: Tensor<1, Int>, k: usize) -> Tensor<1> {
-    let [n, classes] = logits.dims();
-    let top1 = logits
-        .clone()
+/// Correct top-1 predictions of `logits` `[n, classes]` for `targets` `[n]`, as a device
+/// tensor `[1]` (a float count; exact below 2²⁴). Reads nothing.
+fn correct_top1(logits: Tensor<2>, targets: Tensor<1, Int>) -> Tensor<1> {
+    logits
         .argmax(1)
         .flatten::<1>(0, 1)
-        .equal(targets.clone())
+        .equal(targets)
         .int()
-        .sum();
+        .sum()
+        .float()
+}
+
+/// Correct top-1 and top-k predictions of `logits` `[n, classes]` for `targets` `[n]`, as a
+/// device tensor `[2]` (float counts; exact below 2²⁴). Reads nothing.
+fn correct(logits: Tensor<2>, targets: Tensor<1, Int>, k: usize) -> Tensor<1> {
+    let [n, classes] = logits.dims();
+    let top1 = correct_top1(logits.clone(), targets.clone());
     let k = k.min(classes);
     let (_, idx) = logits.topk_with_indices(k, 1);
     let topk = idx
         .equal(targets.reshape([n, 1]).expand([n, k]))
         .int()
-        .sum();
-    Tensor::cat(vec![top1, topk], 0).float()
+        .sum()
+        .float();
+    Tensor::cat(vec![top1, topk], 0)
+}
+
+/// `sum + these`, or `these` for the first term: a running sum kept on the device.
+fn add_to(sum: Option<Tensor<1>>, these: Tensor<1>) -> Tensor<1> {
+    match sum {
+        Some(s) => s + these,
+        None => these,
+    }
 }
 
 /// Reads a small device tensor to the host: the one place the training loop and evaluation
@@ -191,10 +206,7 @@ pub fn evaluate<M: ImageClassifier>(
             .forward(logits.clone(), batch.targets.clone())
             .mul_scalar(n as f64);
         let these = Tensor::cat(vec![loss, correct(logits, batch.targets, 5)], 0);
-        sums = Some(match sums {
-            Some(s) => s + these,
-            None => these,
-        });
+        sums = Some(add_to(sums, these));
     }
     let n = split.len().max(1) as f64;
     let v = sums.map_or_else(|| vec![0.0; 3], read_values);
@@ -330,31 +342,14 @@ impl Devices {
     }
 }
 
-/// The device `name` names, after a one-value round trip on it: a device that does not exist
-/// here (`wgpu:discrete:3` on a one-GPU machine) or whose driver fails is a clear error at the
+/// The device `name` names, checked ([`check_device`]): a device that does not exist here
+/// (`wgpu:discrete:3` on a one-GPU machine) or whose driver fails is a clear error at the
 /// start, not a panic inside the first step.
 fn open_device(name: &str) -> Result<Device, TrainError> {
     let device = parse_device(name).map_err(TrainError::Config)?;
-    let probe = device.clone();
-    let works = std::panic::catch_unwind(move || {
-        Tensor::<1>::from_floats([1.0, 2.0], &probe)
-            .sum()
-            .into_scalar::<f32>()
-    });
-    match works {
-        Ok(3.0) => Ok(device),
-        Ok(v) => Err(TrainError::Config(format!(
-            "device `{name}` computed 1 + 2 = {v}: its driver is broken"
-        ))),
-        Err(panic) => {
-            let why = (panic.downcast_ref::<String>().cloned())
-                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                .unwrap_or_else(|| "no message".into());
-            Err(TrainError::Config(format!(
-                "device `{name}` could not be opened: {why}"
-            )))
-        }
-    }
+    check_device(&device)
+        .map_err(|why| TrainError::Config(format!("device `{name}` could not be opened: {why}")))?;
+    Ok(device)
 }
 
 /// The model, optimizer and progress to go on from: the run folder's checkpoint when
@@ -406,7 +401,6 @@ fn start<M: ImageClassifier>(
 }
 
 /// What an epoch's steps measured.
-#[derive(Debug, Default)]
 struct EpochTrain {
     loss_sum: f64,
     seen: usize,
@@ -464,7 +458,8 @@ fn train_epoch<M: ImageClassifier>(
     // Σ loss·n and the top-1 count of the epoch's steps, on the main device; read only when
     // the progress shows them (and at the end).
     let mut sums: Option<Tensor<1>> = None;
-    let (mut seen, mut shown) = (0usize, EpochTrain::default());
+    // What the last read saw: Σ loss·n and the top-1 count (the last step is always read).
+    let (mut seen, mut read) = (0usize, [0.0f64; 2]);
     let mut lr = config.optimizer.lr;
     for (step, batch) in loader.enumerate() {
         let batch = batch?;
@@ -481,25 +476,17 @@ fn train_epoch<M: ImageClassifier>(
                 .plain
                 .seed(seed.rotate_left(32) ^ 0x5851_F42D_4C95_7F2D);
         }
-        // Every gradient is on the main device, so the whole step (Burn's update, the rules'
-        // `B` gradients, the mirror) runs there and leaves every parameter and optimizer state
-        // there for the next step.
-        model = optim.step(lr, model, grads);
+        // The shards' gradients are summed on the main device, so the whole step (Burn's
+        // update, the rules' `B` gradients, the mirror) runs there and leaves every parameter
+        // and optimizer state there for the next step.
+        model = optim.step_multi(lr, model, grads);
         progress.global_step += 1;
         seen += n;
-        sums = Some(match sums {
-            Some(s) => s + these,
-            None => these,
-        });
+        let sum = add_to(sums, these);
+        sums = Some(sum.clone());
         if bar.due(step + 1) {
-            let v = read_values(sums.clone().expect("summed above"));
-            shown = EpochTrain {
-                loss_sum: v[0],
-                seen,
-                right: v[1].round() as i64,
-                lr,
-                seconds: 0.0,
-            };
+            let v = read_values(sum);
+            read = [v[0], v[1]];
             if !v[0].is_finite() {
                 return Err(TrainError::Diverged {
                     epoch: epoch + 1,
@@ -514,9 +501,11 @@ fn train_epoch<M: ImageClassifier>(
     }
     bar.finish();
     let trained = EpochTrain {
+        loss_sum: read[0],
+        seen,
+        right: read[1].round() as i64,
         lr,
         seconds: start.elapsed().as_secs_f64(),
-        ..shown
     };
     Ok((model, optim, trained))
 }
@@ -857,8 +846,8 @@ pub fn final_json<M>(config: &TrainConfig, trained: &Trained<M>) -> String {
 /// the model keeps those of the first shard, as PyTorch's DDP keeps rank 0's), shard sizes
 /// differing by at most one. Returns the gradient of
 /// the whole batch's mean loss, summed on `device` (each shard's loss is scaled by its share
-/// of the batch, its gradients moved to `device` and added in shard order), and the device
-/// tensor `[Σ loss·n, correct top-1]` on `device`. Reads nothing from a device.
+/// of the batch; `FeedbackOptimizer::step_multi` sums them on `device`, in shard order), and
+/// the device tensor `[Σ loss·n, correct top-1]` on `device`. Reads nothing from a device.
 ///
 /// The shards are enqueued one after the other from this thread: a GPU runs its shard while
 /// the next one is enqueued, since nothing here waits for a device (moving a replica's
@@ -874,14 +863,14 @@ fn shard_gradients<M: ImageClassifier>(
     batch: wt_data::ImageBatch,
     seed: u64,
     draws: StepDraws,
-) -> Result<(GradientsParams, Tensor<1>), TrainError> {
+) -> Result<(MultiGradientsParams, Tensor<1>), TrainError> {
     let run = |model: &M, device: &Device, images: Tensor<4>, targets: Tensor<1, Int>, weight| {
         let n = targets.dims()[0];
         let logits = model.forward(images);
         let loss = criterion
             .init(device)
             .forward(logits.clone(), targets.clone());
-        let counts = correct(logits.detach(), targets, 1).slice(0..1);
+        let counts = correct_top1(logits.detach(), targets);
         let sums = Tensor::cat(vec![loss.clone().detach().mul_scalar(n as f64), counts], 0);
         let grads = GradientsParams::from_grads(loss.mul_scalar(weight).backward(), model);
         (grads, sums)
@@ -889,8 +878,16 @@ fn shard_gradients<M: ImageClassifier>(
     if draws.backward {
         device.seed(seed);
     }
+    let one = |(grads, sums)| {
+        (
+            MultiGradientsParams {
+                grads: vec![(grads, device.clone())],
+            },
+            sums,
+        )
+    };
     if replicas.is_empty() {
-        return Ok(run(model, device, batch.images, batch.targets, 1.0));
+        return Ok(one(run(model, device, batch.images, batch.targets, 1.0)));
     }
     let n = batch.targets.dims()[0];
     let k = replicas.len() + 1;
@@ -902,15 +899,13 @@ fn shard_gradients<M: ImageClassifier>(
             "device {d:?} failed while training its shard: {e:?}"
         ))
     };
-    let (first, mut sums) = run(
+    let (mut shards, mut sums) = one(run(
         model,
         device,
         batch.images.clone().slice(part(0)),
         batch.targets.clone().slice(part(0)),
         share(0),
-    );
-    let mut total = GradientsAccumulator::<M>::new();
-    total.accumulate(model, first);
+    ));
     let mut previous = device;
     for (r, dev) in replicas.iter().enumerate() {
         let range = part(r + 1);
@@ -924,9 +919,9 @@ fn shard_gradients<M: ImageClassifier>(
             dev.seed(seed);
         }
         let (grads, these) = run(&copy, dev, images, targets, share(r + 1));
-        total.accumulate(model, grads.to_device(device, model));
+        shards.grads.push((grads, dev.clone()));
         sums = sums + these.to_device(device);
         previous = dev;
     }
-    Ok((total.grads(), sums))
+    Ok((shards, sums))
 }
