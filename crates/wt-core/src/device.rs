@@ -274,7 +274,10 @@ mod tests {
         assert_eq!(kind(Some("virtual:0")), Ok(DeviceKind::VirtualGpu(0)));
         for bad in ["cpu:1", "discrete:x", "gpu", "integrated:-1", ""] {
             let err = kind(Some(bad)).unwrap_err();
-            assert!(err.contains("expected flex, ndarray, wgpu["), "{bad}: {err}");
+            assert!(
+                err.contains("expected flex, ndarray, wgpu["),
+                "{bad}: {err}"
+            );
         }
     }
 }
