@@ -15,6 +15,7 @@ use crate::config::{
     DataConfig, DatasetKind, OptimizerConfig, OptimizerKind, Schedule, ScheduleConfig, TrainConfig,
 };
 use crate::data::{RunData, locate_data};
+use crate::distributed::{Launch, World};
 use crate::error::TrainError;
 use crate::run_dir::{RunDir, RunMode};
 use crate::trainer::{FitOptions, Verbosity, final_json, fit};
@@ -409,6 +410,10 @@ pub struct RunningArgs {
     /// Data-parallel on several devices, e.g. cuda:0,cuda:1 (batch split)
     #[arg(long, value_name = "A,B,..", value_delimiter = ',')]
     pub devices: Vec<String>,
+    /// Processes: auto (MPI when started by mpirun or srun), none, mpi. Under MPI --batch is
+    /// per rank and --device may name {local_rank} or {rank}, e.g. cuda:{local_rank}
+    #[arg(long, value_enum, value_name = "HOW", default_value = "auto")]
+    pub distributed: Launch,
     /// Batch-preparing threads (default 2)
     #[arg(long, value_name = "N")]
     pub workers: Option<usize>,
@@ -636,8 +641,22 @@ fn preset_config(p: &Preset) -> TrainConfig {
 }
 
 /// Runs an example with parsed flags: trains, prints progress and ends with one JSON line
-/// of the final metrics.
+/// of the final metrics. Under MPI (`--distributed`, [`World::from_env`]) every rank runs
+/// this; rank 0 prints and writes the run folder, and an error on any rank is printed with
+/// its rank and stops the whole job (MPI's abort), so no rank waits for one that has stopped.
 pub fn run(preset: Preset, args: &TrainArgs) -> Result<(), TrainError> {
+    let world = World::from_env(args.running.distributed)?;
+    match run_in(preset, args, &world) {
+        Err(e) if world.is_distributed() => {
+            eprintln!("error: rank {} of {}: {e}", world.rank(), world.size());
+            world.abort(2)
+        }
+        done => done,
+    }
+}
+
+/// [`run`] in `world`.
+fn run_in(preset: Preset, args: &TrainArgs, world: &World) -> Result<(), TrainError> {
     let mode = args.mode();
     let out = args.run.out.as_ref();
     let mut config = match (&args.run.config, mode, out) {
@@ -678,8 +697,14 @@ pub fn run(preset: Preset, args: &TrainArgs) -> Result<(), TrainError> {
             config.seed
         ))
     });
-    let run = RunDir::open(&out, mode)?;
-    if !args.run.quiet {
+    // Rank 0 prepares the folder; the other ranks only read its checkpoint when resuming.
+    let run = if world.is_main() {
+        RunDir::open(&out, mode)?
+    } else {
+        RunDir::reading(&out)
+    };
+    let quiet = args.run.quiet || !world.is_main();
+    if !quiet {
         println!(
             "{}: {} train / {} validation / {} test images from {}, {} classes; run folder {}",
             preset.name,
@@ -693,12 +718,13 @@ pub fn run(preset: Preset, args: &TrainArgs) -> Result<(), TrainError> {
     }
     let options = FitOptions {
         resume: mode == RunMode::Resume,
-        verbosity: if args.run.quiet {
+        verbosity: if quiet {
             Verbosity::Quiet
         } else {
             Verbosity::Normal
         },
         stop_after: None,
+        world: world.clone(),
     };
     let model_config = config.model.clone();
     let trained = fit(&config, &data, &run, options, |d| model_config.init(d))?;
@@ -714,7 +740,9 @@ pub fn run(preset: Preset, args: &TrainArgs) -> Result<(), TrainError> {
             eprintln!("  {}: {why}", file.display());
         }
     }
-    println!("{}", final_json(&config, &trained));
+    if world.is_main() {
+        println!("{}", final_json(&config, &trained));
+    }
     Ok(())
 }
 

@@ -28,6 +28,9 @@ pub enum TrainError {
     /// A data-loading worker stopped (it panicked or was killed).
     #[error("data loader: {0}")]
     Loader(String),
+    /// The ranks of an MPI run disagree (config, data, parameters), or MPI failed.
+    #[error("MPI: {0}")]
+    Distributed(String),
     /// A checkpoint is malformed (file, offset or part, and what was expected).
     #[error("checkpoint: {0}")]
     Checkpoint(String),

@@ -12,6 +12,7 @@ pub mod checkpoint;
 pub mod cli;
 pub mod config;
 pub mod data;
+pub mod distributed;
 pub mod error;
 pub mod feedback_optimizer;
 pub mod loader;
@@ -28,6 +29,7 @@ pub use config::{
     DataConfig, DatasetKind, OptimizerConfig, OptimizerKind, Schedule, ScheduleConfig, TrainConfig,
 };
 pub use data::{BatchSource, DataSplit, RunData};
+pub use distributed::{Launch, ReduceStats, World};
 pub use error::TrainError;
 pub use feedback_optimizer::FeedbackOptimizer;
 pub use metrics::{BlockMetrics, EpochMetrics, Evaluation, LayerMetrics};

@@ -64,6 +64,12 @@ impl RunDir {
         Ok(run)
     }
 
+    /// The run folder at `root` as a run's other MPI ranks see it: nothing is checked, created
+    /// or removed (rank 0 prepares the folder; the others read its checkpoint on `--resume`).
+    pub fn reading(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into() }
+    }
+
     /// Opens a run folder to read what its run wrote, creating and removing nothing (unlike
     /// [`open`](Self::open), which prepares a folder for a run): the folder must hold a
     /// `metrics.jsonl`; its checkpoint may be gone.

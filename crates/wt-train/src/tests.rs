@@ -794,3 +794,24 @@ fn image_folder_options_skip_bad_images_and_read_a_flat_validation_folder() {
     );
     std::fs::remove_dir_all(&root).unwrap();
 }
+
+/// What MPI ranks compare at start: the same data gives the same checksum; another subset
+/// (other items) or other files (Fashion-MNIST in MNIST's format) give another.
+#[test]
+fn the_data_checksum_tells_data_sets_apart() {
+    let device = Device::flex();
+    let config = mnist_config("bp", 1, 512);
+    let sum = |c: &DataConfig| {
+        let data = RunData::open(c, 11).unwrap();
+        crate::distributed::data_checksum(&data, &device).unwrap()
+    };
+    let mnist = sum(&config.data);
+    assert_eq!(mnist, sum(&config.data));
+    let mut fewer = config.data.clone();
+    fewer.train_subset = Some(511);
+    assert_ne!(mnist, sum(&fewer));
+    let mut fashion = config.data.clone();
+    fashion.dataset = DatasetKind::FashionMnist;
+    fashion.dir = shared_data("fashion-mnist");
+    assert_ne!(mnist, sum(&fashion));
+}

@@ -27,6 +27,7 @@ use crate::bm_sgd::BatchManhattanSgdConfig;
 use crate::checkpoint::{self, Progress};
 use crate::config::{OptimizerConfig, OptimizerKind, TrainConfig};
 use crate::data::{DataSplit, RunData, permutation};
+use crate::distributed::{World, check_same_parameters, check_same_run, rank_order};
 use crate::error::TrainError;
 use crate::feedback_optimizer::FeedbackOptimizer;
 use crate::loader::OrderedLoader;
@@ -48,8 +49,8 @@ pub struct Trained<M> {
     pub history: Vec<EpochMetrics>,
 }
 
-/// How [`fit`] runs: start or resume, how much it prints, where it stops.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// How [`fit`] runs: start or resume, how much it prints, where it stops, in which processes.
+#[derive(Debug, Clone)]
 pub struct FitOptions {
     /// Continue from the run folder's checkpoint instead of starting at epoch 1.
     pub resume: bool,
@@ -58,6 +59,9 @@ pub struct FitOptions {
     /// Return after this epoch (1-based) as if interrupted there, leaving its checkpoint;
     /// `None`: run to `config.epochs`.
     pub stop_after: Option<usize>,
+    /// The processes the run trains in: one (the default), or the ranks of an MPI job
+    /// ([`World::from_env`]), each running `fit` with the same config and data.
+    pub world: World,
 }
 
 impl Default for FitOptions {
@@ -66,6 +70,7 @@ impl Default for FitOptions {
             resume: false,
             verbosity: Verbosity::Normal,
             stop_after: None,
+            world: World::single(),
         }
     }
 }
@@ -228,8 +233,17 @@ pub fn fit<M: ImageClassifier>(
     build: impl FnOnce(&Device) -> M,
 ) -> Result<Trained<M>, TrainError> {
     config.validate()?;
-    let say = Say(options.verbosity);
-    let devices = Devices::open(config)?;
+    let world = &options.world;
+    // Rank 0 alone prints and writes the run folder.
+    let say = Say(if world.is_main() {
+        options.verbosity
+    } else {
+        Verbosity::Quiet
+    });
+    let devices = Devices::open(config, world)?;
+    if world.is_distributed() {
+        check_same_run(world, config, data, &devices.plain)?;
+    }
     // The config's per-layer rules reach a user's model too (a zoo model has them already).
     let model = config
         .model
@@ -246,6 +260,15 @@ pub fn fit<M: ImageClassifier>(
         count.buffers,
         config.device
     ));
+    if world.is_distributed() {
+        say.line(format!(
+            "MPI: {} ranks, batch {} per rank ({} per step), rank 0 on {}",
+            world.size(),
+            config.batch_size,
+            world.size() * config.batch_size,
+            world.device_name(&config.device)
+        ));
+    }
     let (mut model, mut optim, mut progress) = start(
         model,
         FeedbackOptimizer::new(&config.optimizer),
@@ -256,7 +279,9 @@ pub fn fit<M: ImageClassifier>(
     )?;
     // The config this run goes on with (a resume may extend `epochs`), written once the
     // checkpoint, if any, has loaded.
-    RunDir::write_atomic(&run.config(), config.to_toml().as_bytes())?;
+    if world.is_main() {
+        RunDir::write_atomic(&run.config(), config.to_toml().as_bytes())?;
+    }
     let last_epoch = options
         .stop_after
         .map_or(config.epochs, |s| s.min(config.epochs));
@@ -269,15 +294,29 @@ pub fn fit<M: ImageClassifier>(
             config,
             data,
             &devices,
+            world,
             epoch,
             &mut progress,
             say,
         )?;
+        progress.epochs_done = epoch + 1;
+        if world.is_distributed() {
+            check_same_parameters(world, &model, epoch, |l| say.line(l))?;
+        }
+        if !world.is_main() {
+            continue;
+        }
         let m = epoch_metrics(&model, config, data, &devices, epoch, trained)?;
         say.line(epoch_line(&m, config.epochs));
         progress.history.push(m);
-        progress.epochs_done = epoch + 1;
         final_model_bytes = Some(save_epoch(&model, &optim, &progress, config, run, say)?);
+    }
+    if !world.is_main() {
+        return Ok(Trained {
+            model,
+            model_name: name,
+            history: progress.history,
+        });
     }
     // The last checkpoint's model bytes (the model is not changed after it); serialised here
     // only when this call trained no epoch (a resume with nothing left to do).
@@ -297,7 +336,7 @@ pub fn fit<M: ImageClassifier>(
 /// seeded. Burn initialises a parameter lazily, at its first use; left lazy, a bias first used
 /// in step 0's forward would be drawn from that step's stream, after the step's seeding, and a
 /// data-parallel run, whose replicas reseed, would draw it differently from a one-device run.
-fn initialize<M: burn::module::Module>(model: &M) {
+pub(crate) fn initialize<M: burn::module::Module>(model: &M) {
     struct Touch;
     impl burn::module::ModuleVisitor for Touch {
         fn visit_float<const D: usize>(&mut self, param: &burn::module::Param<Tensor<D>>) {
@@ -328,11 +367,21 @@ struct Devices {
 }
 
 impl Devices {
-    fn open(config: &TrainConfig) -> Result<Self, TrainError> {
-        let plain = open_device(&config.device)?;
+    /// The config's devices, `{rank}` and `{local_rank}` in their names replaced by `world`'s
+    /// (under MPI, one device a rank).
+    fn open(config: &TrainConfig, world: &World) -> Result<Self, TrainError> {
+        if world.is_distributed() && config.devices.len() > 1 {
+            return Err(TrainError::Config(format!(
+                "devices: under MPI each rank trains on one device (name it with --device, \
+                 e.g. cuda:{{local_rank}}), got {} devices: {}",
+                config.devices.len(),
+                config.devices.join(",")
+            )));
+        }
+        let plain = open_device(&world.device_name(&config.device))?;
         plain.seed(config.seed);
         let replicas = (config.devices.iter().skip(1))
-            .map(|d| open_device(d).map(|d| d.autodiff()))
+            .map(|d| open_device(&world.device_name(d)).map(|d| d.autodiff()))
             .collect::<Result<_, _>>()?;
         Ok(Self {
             autodiff: plain.clone().autodiff(),
@@ -419,6 +468,7 @@ fn train_epoch<M: ImageClassifier>(
     config: &TrainConfig,
     data: &RunData,
     devices: &Devices,
+    world: &World,
     epoch: usize,
     progress: &mut Progress,
     say: Say,
@@ -430,11 +480,14 @@ fn train_epoch<M: ImageClassifier>(
         }
         c
     };
-    let steps = data.train.len().div_ceil(config.batch_size);
     let order = permutation(
         data.train.len(),
         config.seed ^ (epoch as u64 + 1).wrapping_mul(0xA24B_AED4_963E_E407),
     );
+    // This rank's part of every global batch, and each global batch's size.
+    let (order, global_sizes) = rank_order(&order, config.batch_size, world.rank(), world.size());
+    let steps = global_sizes.len();
+    world.take_reduce_stats();
     let loader = OrderedLoader::new(
         &data.train,
         &order,
@@ -444,7 +497,7 @@ fn train_epoch<M: ImageClassifier>(
         config.workers,
     );
     let start = Instant::now();
-    let mut bar = StepProgress::new(say.0, epoch, config.epochs, steps);
+    let mut bar = StepProgress::new(say.0, epoch, config.epochs, steps, world.is_distributed());
     // What the model draws each step: brSF its `B` in the backward pass, the weight mirror
     // its noise in the update. Only then is a device seeded in the step (seeding a fused
     // backend waits for its queue).
@@ -468,8 +521,17 @@ fn train_epoch<M: ImageClassifier>(
             .lr(config.optimizer.lr, epoch, step, steps, config.epochs);
         let seed = step_seed(config.seed, progress.global_step);
         let n = batch.targets.dims()[0];
+        // This rank's share of the global batch (1 in one process).
+        let share = n as f64 / global_sizes[step] as f64;
         let (ad, replicas) = (&devices.autodiff, &devices.replicas);
-        let (grads, these) = shard_gradients(&model, ad, replicas, &criterion, batch, seed, draws)?;
+        let (mut grads, these) =
+            shard_gradients(&model, ad, replicas, &criterion, batch, share, seed, draws)?;
+        if world.is_distributed() {
+            // One device a rank: its gradients summed over the ranks.
+            let (g, d) = grads.grads.pop().expect("one shard a rank");
+            let g = world.all_reduce_gradients(&model, g, &d);
+            grads.grads.push((g, d));
+        }
         // The mirror's noise comes from its own per-step stream, whatever the shards drew.
         if draws.mirror {
             devices
@@ -500,12 +562,30 @@ fn train_epoch<M: ImageClassifier>(
         }
     }
     bar.finish();
+    // The whole global batch's sums: every rank's (its last step is always read).
+    let [loss_sum, right, seen] = world
+        .all_reduce_sum(&[read[0], read[1], seen as f64])
+        .try_into()
+        .expect("three sums");
+    let seconds = start.elapsed().as_secs_f64();
+    if world.is_distributed() {
+        let r = world.take_reduce_stats();
+        say.line(format!(
+            "epoch {}: rank 0 spent {:.2} s of its {seconds:.2} s of steps in gradient \
+             all-reduce ({:.1} %), {} values ({:.2} MB) a step",
+            epoch + 1,
+            r.seconds,
+            100.0 * r.seconds / seconds.max(1e-9),
+            r.values / r.calls.max(1),
+            (4 * r.values / r.calls.max(1)) as f64 / 1e6
+        ));
+    }
     let trained = EpochTrain {
-        loss_sum: read[0],
-        seen,
-        right: read[1].round() as i64,
+        loss_sum,
+        seen: seen as usize,
+        right: right.round() as i64,
         lr,
-        seconds: start.elapsed().as_secs_f64(),
+        seconds,
     };
     Ok((model, optim, trained))
 }
@@ -532,9 +612,17 @@ struct StepProgress {
 }
 
 impl StepProgress {
-    fn new(verbosity: Verbosity, epoch: usize, epochs: usize, steps: usize) -> Self {
+    /// `lines_only`: lines even on a terminal (an MPI launcher hands its ranks a terminal
+    /// whose output it forwards into logs).
+    fn new(
+        verbosity: Verbosity,
+        epoch: usize,
+        epochs: usize,
+        steps: usize,
+        lines_only: bool,
+    ) -> Self {
         let head = format!("epoch {}/{epochs}", epoch + 1);
-        let terminal = std::io::stdout().is_terminal();
+        let terminal = std::io::stdout().is_terminal() && !lines_only;
         let bar = (verbosity == Verbosity::Normal && terminal).then(|| {
             let style =
                 ProgressStyle::with_template("{prefix} {bar:24} {pos}/{len} {msg}, eta {eta}")
@@ -840,7 +928,8 @@ pub fn final_json<M>(config: &TrainConfig, trained: &Trained<M>) -> String {
     .to_string()
 }
 
-/// Forward and backward of one training batch: on `device` alone when `replicas` is empty,
+/// Forward and backward of one training batch (whose loss is weighted by `scale`, this rank's
+/// share of the global batch, 1 in one process): on `device` alone when `replicas` is empty,
 /// else split between `device` (with `model` itself) and the replica devices (each with a copy
 /// of `model`, `Module::fork`, whose batch-norm running statistics are its own and dropped:
 /// the model keeps those of the first shard, as PyTorch's DDP keeps rank 0's), shard sizes
@@ -855,12 +944,14 @@ pub fn final_json<M>(config: &TrainConfig, trained: &Trained<M>) -> String {
 /// seeded with `seed` before its shard, after the previous shard's device has finished (so
 /// its draws are taken from the stream it was seeded with), and every shard draws the `B` that
 /// a one-device run draws.
+#[allow(clippy::too_many_arguments)]
 fn shard_gradients<M: ImageClassifier>(
     model: &M,
     device: &Device,
     replicas: &[Device],
     criterion: &CrossEntropyLossConfig,
     batch: wt_data::ImageBatch,
+    scale: f64,
     seed: u64,
     draws: StepDraws,
 ) -> Result<(MultiGradientsParams, Tensor<1>), TrainError> {
@@ -887,13 +978,13 @@ fn shard_gradients<M: ImageClassifier>(
         )
     };
     if replicas.is_empty() {
-        return Ok(one(run(model, device, batch.images, batch.targets, 1.0)));
+        return Ok(one(run(model, device, batch.images, batch.targets, scale)));
     }
     let n = batch.targets.dims()[0];
     let k = replicas.len() + 1;
     let bounds: Vec<usize> = (0..=k).map(|i| i * n / k).collect();
     let part = |i: usize| bounds[i]..bounds[i + 1];
-    let share = |i: usize| part(i).len() as f64 / n as f64;
+    let share = |i: usize| scale * part(i).len() as f64 / n as f64;
     let sync_failed = |d: &Device, e| {
         TrainError::Config(format!(
             "device {d:?} failed while training its shard: {e:?}"
