@@ -36,10 +36,12 @@ fn shape(name: &str) -> Result<(Architecture, usize, usize, usize), String> {
     match name {
         "mlp" => Ok((Architecture::Mlp, 128, 1, 28)),
         "resnet20" => Ok((Architecture::Resnet20, 128, 3, 32)),
+        "resnet56" => Ok((Architecture::Resnet56, 128, 3, 32)),
         "resnet18" => Ok((Architecture::Resnet18, 32, 3, 32)),
+        "resnet50" => Ok((Architecture::Resnet50, 32, 3, 32)),
         "lenet" => Ok((Architecture::Lenet, 128, 3, 32)),
         _ => Err(format!(
-            "--models: unknown model `{name}` (mlp, resnet20, resnet18, lenet)"
+            "--models: unknown model `{name}` (mlp, resnet20, resnet56, resnet18, resnet50, lenet)"
         )),
     }
 }
@@ -89,9 +91,9 @@ struct Cli {
     /// Device: flex, ndarray, wgpu, cuda[:N] (what this build has)
     #[arg(long, default_value = "flex")]
     device: String,
-    /// Models (ResNet-18 at batch 32, the others at batch 128)
+    /// Models (ResNet-18 and ResNet-50 at batch 32, the others at batch 128)
     #[arg(long, value_delimiter = ',', default_value = "mlp,resnet20,resnet18",
-          value_parser = ["mlp", "resnet20", "resnet18", "lenet"])]
+          value_parser = ["mlp", "resnet20", "resnet56", "resnet18", "resnet50", "lenet"])]
     models: Vec<String>,
     /// Rules (default: all)
     #[arg(long, value_delimiter = ',', value_parser = one_of::<Rule>())]
@@ -106,10 +108,10 @@ struct Cli {
     /// cases of the same rounds
     #[arg(long, default_value = "wt", value_parser = ["wt", "burn", "both"])]
     conv_kernels: String,
-    /// Side of ResNet-18's input images (the other models' sides are fixed)
+    /// Side of ResNet-18's and ResNet-50's input images (the other models' sides are fixed)
     #[arg(long, default_value_t = 32)]
     image_size: usize,
-    /// ResNet-18's stem (default: imagenet above 64 pixels, cifar below)
+    /// ResNet-18's and ResNet-50's stem (default: imagenet above 64 pixels, cifar below)
     #[arg(long, value_parser = one_of::<Stem>())]
     stem: Option<Stem>,
     /// Batch of every model (default: each model's, above)
@@ -153,7 +155,7 @@ fn run() -> Result<(), String> {
     for name in models.split(',') {
         let (arch, batch, channels, side) = shape(name.trim())?;
         let batch = cli.batch.unwrap_or(batch);
-        let side = if arch == Architecture::Resnet18 {
+        let side = if matches!(arch, Architecture::Resnet18 | Architecture::Resnet50) {
             cli.image_size
         } else {
             side

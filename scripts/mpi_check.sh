@@ -12,7 +12,9 @@
 #     last checkpoint is whole (the run resumes from it);
 #  4. the whole job SIGKILLed after its first checkpoint, then `--resume`d: the final model
 #     equals the uninterrupted 2-rank run's bit for bit;
-#  5. a zoo conv net (LeNet-5) trains a few steps under `mpirun -np 2`.
+#  5. zoo conv nets, LeNet-5 and ResNet-20 (batch norm: each rank normalises its own part, as
+#     each `--devices` shard does), 8 steps under `mpirun -np 2`: ranks identical, and equal bit
+#     for bit to `--devices flex,flex` (running statistics: rank 0's, the first shard's).
 #
 #   scripts/mpi_check.sh MNIST_BINARY
 #
@@ -121,12 +123,19 @@ grep -m1 '^resumed from' "$work/resume.log"
 r=$(compare "$work/whole/model.bpk" "$work/cut/model.bpk" 0) && echo "killed and resumed: $r" \
   || bad "killed and resumed vs uninterrupted: $r"
 
-echo "== 5. LeNet-5 under mpirun -np 2"
-"${mpirun[@]}" "$mnist" "${common[@]}" --model lenet --rule kp --epochs 1 --batch 16 \
-  --train-subset 128 --out "$work/lenet" > "$work/lenet.log" 2>&1 \
-  || { cat "$work/lenet.log"; bad "LeNet under MPI failed"; }
-grep -q "2 ranks' parameters are identical" "$work/lenet.log" && echo "LeNet-5: 4 steps, ranks identical" \
-  || bad "LeNet: no identical-parameters line"
+echo "== 5. zoo conv nets under mpirun -np 2: LeNet-5, ResNet-20 (batch norm)"
+for model in lenet resnet20; do
+  args=("${common[@]}" --model "$model" --rule kp --epochs 1 --train-subset 256)
+  "${mpirun[@]}" "$mnist" "${args[@]}" --batch 16 --out "$work/$model" > "$work/$model.log" 2>&1 \
+    || { cat "$work/$model.log"; bad "$model under MPI failed"; continue; }
+  grep -q "2 ranks' parameters are identical" "$work/$model.log" \
+    || bad "$model: no identical-parameters line"
+  "$mnist" "${args[@]}" --quiet --batch 32 --devices flex,flex --out "$work/$model-dev" \
+    > /dev/null 2>&1 || bad "$model: the --devices run failed"
+  r=$(compare "$work/$model/model.bpk" "$work/$model-dev/model.bpk" 0) \
+    && echo "$model: 8 steps, ranks identical; vs --devices flex,flex: $r" \
+    || bad "$model: 2 ranks vs --devices flex,flex: $r"
+done
 
 [ "$fail" = 0 ] && echo "mpi_check: all checks hold"
 exit "$fail"

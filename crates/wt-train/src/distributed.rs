@@ -326,19 +326,36 @@ pub(crate) fn reduce_in_buckets<M: Module>(
     grads
 }
 
-/// A checksum (CRC-32C) of every parameter's values in `model`'s visiting order: equal on two
-/// ranks when their parameters are equal bit for bit. Reads every parameter from its device.
+/// A checksum (CRC-32C) of every parameter's values in `model`'s visiting order (batch norm's
+/// running statistics left out: each rank keeps its own): equal on two ranks when their
+/// parameters are equal bit for bit. Reads every parameter from its device.
 pub fn parameter_checksum<M: Module>(model: &M) -> u32 {
-    struct Sum(u32);
+    struct Sum {
+        sum: u32,
+        /// The names of the modules and fields entered, innermost last.
+        path: Vec<String>,
+    }
     impl ModuleVisitor for Sum {
+        fn enter_module(&mut self, name: &str, _container_type: &str) {
+            self.path.push(name.to_string());
+        }
+        fn exit_module(&mut self, _name: &str, _container_type: &str) {
+            self.path.pop();
+        }
         fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            if self.path.last().is_some_and(|n| n.starts_with("running_")) {
+                return;
+            }
             let data = param.val().into_data();
-            self.0 = crc32c::crc32c_append(self.0, data.as_bytes());
+            self.sum = crc32c::crc32c_append(self.sum, data.as_bytes());
         }
     }
-    let mut sum = Sum(0);
+    let mut sum = Sum {
+        sum: 0,
+        path: Vec::new(),
+    };
     model.visit(&mut sum);
-    sum.0
+    sum.sum
 }
 
 /// Rank `rank`'s items of one epoch and the size of every global batch: `order` cut into
@@ -626,6 +643,42 @@ mod tests {
         assert_eq!(rank_order(&order, 3, 0, 1), (order.clone(), sizes));
         // 22 items on 3 ranks of batch 7: batches of 21 and 1; the 1 is left out.
         assert_eq!(rank_order(&order[..22], 7, 1, 3).1, vec![21]);
+    }
+
+    /// The ranks' checksum leaves batch norm's running statistics out (a training forward moves
+    /// them and the checksum stays) and sees every parameter (one value changed changes it).
+    #[test]
+    fn the_parameter_checksum_skips_running_statistics_only() {
+        let device = Device::flex().autodiff();
+        let config = ModelConfig::new(Architecture::Resnet20, 10, 3, 32, "kp".parse().unwrap());
+        let model = config.init(&device);
+        crate::trainer::initialize(&model);
+        let before = parameter_checksum(&model);
+        let images = Tensor::<4>::random([4, 3, 32, 32], Distribution::Normal(0.0, 1.0), &device);
+        let _ = model.forward(images);
+        // Burn folds a running statistic's update into the value it shows when asked (`valid`).
+        let _ = model.valid();
+        assert_eq!(
+            parameter_checksum(&model),
+            before,
+            "running statistics moved the sum"
+        );
+        struct Nudge(bool);
+        impl burn::module::ModuleMapper for Nudge {
+            fn map_float<const D: usize>(&mut self, p: Param<Tensor<D>>) -> Param<Tensor<D>> {
+                if std::mem::replace(&mut self.0, false) {
+                    p.map(|t| t.add_scalar(1e-3))
+                } else {
+                    p
+                }
+            }
+        }
+        let nudged = model.map(&mut Nudge(true));
+        assert_ne!(
+            parameter_checksum(&nudged),
+            before,
+            "a changed weight kept the sum"
+        );
     }
 
     #[test]
