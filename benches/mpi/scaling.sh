@@ -4,6 +4,7 @@
 #
 #   cargo build --release --features mpi --example mnist --example cifar10 --example imagenet
 #   benches/mpi/scaling.sh            # WT_DATA: the data folder (default ../shared/data)
+#   PARTS=1 ROUNDS=5 benches/mpi/scaling.sh   # part 1 only, 5 rounds
 #
 # Part 1, for the MNIST MLP (784-1000-1000-10), LeNet-5 on MNIST and ResNet-20 on CIFAR-10 with
 # KP: one epoch of a subset on one process with the global batch B (no MPI), then on 2 ranks of
@@ -20,6 +21,7 @@ trap 'rm -rf "$work"' EXIT
 mpi=(mpirun --oversubscribe)
 [ "$(id -u)" = 0 ] && mpi+=(--allow-run-as-root)
 rounds=${ROUNDS:-3}
+parts=${PARTS:-12}   # PARTS=1 or PARTS=2: one part only
 
 # run NAME RANKS EXAMPLE ARGS...: one run; prints "img/s share values".
 run() {
@@ -40,6 +42,7 @@ run() {
 
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
+if [[ $parts == *1* ]]; then
 echo "## Part 1: one process against two ranks, same global batch (KP, $rounds rounds)"
 echo
 echo "| model, global batch | 1 process img/s | 2 ranks img/s | ratio | rank 0 in all-reduce |"
@@ -62,6 +65,9 @@ for case in "mlp 128 mnist 8192 ${mnist[*]}" "lenet 128 mnist 4096 ${mnist[*]} -
   echo "| $name, $batch ($subset images) | $m1 | $m2 | $(awk -v a="$m2" -v b="$m1" 'BEGIN{printf "%.2f", a/b}') | $ms % |"
 done
 
+fi
+
+[[ $parts == *2* ]] || exit 0
 echo
 echo "## Part 2: values all-reduced a step (2 ranks, one step)"
 echo
