@@ -3,7 +3,8 @@
 //! A pattern names layers by their dotted path in the model (`conv1`, `blocks.3.conv2`, `fc`):
 //! it matches a path equal to it, a path it is a dotted prefix of (`blocks.0` matches
 //! `blocks.0.conv1`), or, with `*` standing for any run of characters, a glob (`fc*`,
-//! `blocks.*.conv1`). Where several patterns match a layer the longest wins (ties: the later).
+//! `blocks.*.conv1`). Where several patterns match a layer the longest wins; between patterns of
+//! the same length, the one that sorts last (the rules are a `BTreeMap`, visited in key order).
 
 use std::collections::BTreeMap;
 

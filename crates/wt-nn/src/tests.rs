@@ -351,16 +351,51 @@ struct TwoLayer {
     b: FeedbackLinear,
 }
 
+/// Every rule lowers the loss of a two-layer model, and its hidden layer learns from the error
+/// the rule sends it, not only the output layer: the hidden weights move (with no error they
+/// would not), and on a fresh batch their update under the rule points within 65° of
+/// backprop's on the same weights (an error unrelated to the task sits near 90°), FA and DFA
+/// aside, whose error starts unrelated by design.
 #[test]
 fn a_two_layer_model_learns_with_every_rule() {
     let _serial = wt_core::device::device_test_lock();
     for (name, device) in test_devices() {
         for rule in all_rules_for(3) {
-            let (first, last, _) = train_two_layers(two_layers(rule, &device), &device, 30);
+            device.seed(5);
+            let model = two_layers(rule, &device);
+            let w0 = model.a.weight.val().inner();
+            let (first, last, trained) = train_two_layers(model, &device, 30);
+            let what = format!("{} on {name}", rule.name());
+            assert!(last < 0.8 * first, "{what}: loss {first} -> {last}");
+            let w1 = trained.a.weight.val().inner();
+            let moved = (w1 - w0.clone())
+                .powi_scalar(2)
+                .sum()
+                .sqrt()
+                .into_scalar::<f32>()
+                / w0.powi_scalar(2).sum().sqrt().into_scalar::<f32>();
+            assert!(moved > 1e-3, "{what}: the hidden layer moved by {moved}");
+            let ad = device.clone().autodiff();
+            let x = rand([64, 10], &ad);
+            let target = x.clone().slice([0..64, 0..3]).tanh();
+            let probe = gradient_alignment(&trained, |m: &TwoLayer| {
+                let out =
+                    m.b.forward(burn::tensor::activation::relu(m.a.forward(x.clone())));
+                (direct_error(out) - target.clone()).powi_scalar(2).mean()
+            });
+            let hidden = &probe.layers[0];
+            assert_eq!(hidden.path, "a");
+            // FA's and DFA's error starts unrelated to backprop's by design (random `B`, `D`) and
+            // 30 steps do not align it reliably (73–90° measured on Flex, NdArray and wgpu, seed
+            // 5): for them the weight change above is the check. The others align fast (12–57°).
+            let fixed_random = matches!(
+                rule,
+                Rule::FeedbackAlignment(_) | Rule::DirectFeedbackAlignment(_)
+            );
             assert!(
-                last < 0.8 * first,
-                "{} on {name}: loss {first} -> {last}",
-                rule.name()
+                fixed_random || hidden.update_angle_deg < 65.0,
+                "{what}: the hidden layer's update is {:.1}° from backprop's (bound 65°)",
+                hidden.update_angle_deg
             );
         }
     }

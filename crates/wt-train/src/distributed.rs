@@ -114,7 +114,7 @@ impl World {
             let n = launched
                 .flatten()
                 .map_or(String::new(), |n| format!(" ({n} ranks)"));
-            Err(TrainError::Config(format!(
+            Err(TrainError::Distributed(format!(
                 "this process was started for MPI{n} but wt was built without MPI: build with \
                  `--features mpi` (OpenMPI and libclang: `apt install libopenmpi-dev \
                  libclang-dev`), or pass `--distributed none` to train in one process"

@@ -446,7 +446,7 @@ mod tests {
     }
 
     #[test]
-    fn draws_the_four_plots() {
+    fn draws_the_six_plots() {
         let history = history();
         let dir = std::env::temp_dir().join(format!("wt-plots-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
