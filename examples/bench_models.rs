@@ -20,16 +20,15 @@
 //! peak resident memory, CPU backends): see `peak_memory`).
 
 use burn::nn::loss::CrossEntropyLossConfig;
-use burn::optim::momentum::MomentumConfig;
-use burn::optim::{GradientsParams, SgdConfig};
+use burn::optim::GradientsParams;
 use burn::tensor::{Distribution, Int, Tensor, TensorData};
 use clap::Parser;
 use wt::Rule;
 use wt::wt_core::Named;
 use wt::wt_core::device::parse_device;
 use wt::wt_models::{Architecture, ImageClassifier, Model, ModelConfig, Stem};
-use wt::wt_train::FeedbackOptimizer;
 use wt::wt_train::cli::one_of;
+use wt::wt_train::{FeedbackOptimizer, OptimizerConfig};
 
 /// (architecture, batch, channels, side, classes) of a benchmarked model.
 fn shape(name: &str) -> Result<(Architecture, usize, usize, usize), String> {
@@ -179,11 +178,8 @@ fn run() -> Result<(), String> {
                 let mut config = ModelConfig::new(arch, classes, channels, side, rule);
                 config.stem = cli.stem;
                 let mut model: Option<Model> = Some(config.init(&ad));
-                // SGD with momentum 0.9.
-                let sgd = SgdConfig::new()
-                    .with_momentum(Some(MomentumConfig::new().with_dampening(0.0)))
-                    .init();
-                let mut optim = FeedbackOptimizer::wrap(sgd, 0.9);
+                // wt's SGD recipe, momentum 0.9, no weight decay.
+                let mut optim = FeedbackOptimizer::new(&OptimizerConfig::sgd(0.01, 0.9, 0.0));
                 let (x, y, criterion, device) = (&x, &y, &criterion, &device);
                 Box::new(move || {
                     wt::wt_core::kernels::set_flex_kernels(kernels_on);

@@ -141,10 +141,8 @@ fn run() -> Result<(), String> {
         model = wt::mirror_steps(model, args.common.mirror_warmup);
         println!("mirror warm-up: {} steps", args.common.mirror_warmup);
     }
-    let sgd = args.common.sgd();
-    // The rules' per-step work around SGD's step (the momentum sets the step a weight mirror
-    // in `gradient` mode is scaled for).
-    let mut optim = FeedbackOptimizer::wrap(sgd, args.common.momentum);
+    // wt's SGD recipe with the rules' per-step work around its step.
+    let mut optim = FeedbackOptimizer::new(&args.common.optimizer_config());
     let criterion = CrossEntropyLossConfig::new().init(&ad);
     let mut test_accuracy = 0.0;
     let mut angles = Vec::new();

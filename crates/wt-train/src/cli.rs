@@ -185,13 +185,16 @@ impl MnistLoopArgs {
         }
     }
 
-    /// SGD with the momentum and weight decay asked for.
+    /// wt's SGD recipe ([`OptimizerConfig::sgd`]) with the rate, momentum and weight decay
+    /// asked for.
+    pub fn optimizer_config(&self) -> OptimizerConfig {
+        OptimizerConfig::sgd(self.lr, self.momentum, self.weight_decay)
+    }
+
+    /// Burn's optimizer for [`optimizer_config`](Self::optimizer_config) (no dampening), for a
+    /// loop that holds it itself (burn-train's `Learner`).
     pub fn sgd(&self) -> burn::optim::ModuleOptimizer {
-        use burn::optim::{SgdConfig, decay::WeightDecayConfig, momentum::MomentumConfig};
-        SgdConfig::new()
-            .with_momentum(Some(MomentumConfig::new().with_momentum(self.momentum)))
-            .with_weight_decay(Some(WeightDecayConfig::new(self.weight_decay as f32)))
-            .init()
+        crate::trainer::optimizer(&self.optimizer_config())
     }
 }
 

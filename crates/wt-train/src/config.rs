@@ -149,6 +149,22 @@ fn adam_betas() -> (f32, f32) {
     (0.9, 0.999)
 }
 
+impl OptimizerConfig {
+    /// SGD at `lr` with heavy-ball `momentum` (no dampening, not Nesterov) and L2
+    /// `weight_decay`: PyTorch's `SGD(lr, momentum, dampening=0, weight_decay)`, wt's one SGD
+    /// recipe (what `fit`, the examples and the benchmarks build).
+    pub fn sgd(lr: f64, momentum: f64, weight_decay: f64) -> Self {
+        Self {
+            kind: OptimizerKind::Sgd,
+            lr,
+            momentum,
+            nesterov: false,
+            weight_decay,
+            betas: adam_betas(),
+        }
+    }
+}
+
 /// Learning-rate schedule over epochs (evaluated at every step).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]

@@ -173,4 +173,41 @@ mod tests {
             assert!(a == b, "{rule:?}: the wrapper's step differs");
         }
     }
+
+    /// wt's SGD recipe is PyTorch's `SGD(lr, momentum=μ, dampening=0, weight_decay=λ)`, written
+    /// out over two steps for a backprop layer whose loss `Σ (x·W + b) ∘ U` has the constant
+    /// gradient `G = xᵀ·U`: `d₁ = G + λW₀`, `buf₁ = d₁`, `W₁ = W₀ − lr·buf₁`; `d₂ = G + λW₁`,
+    /// `buf₂ = μ·buf₁ + d₂`, `W₂ = W₁ − lr·buf₂` (Burn's default dampening, 0.1, would give
+    /// `buf₂ = μ·buf₁ + 0.9·d₂`).
+    #[test]
+    fn sgd_is_pytorchs_sgd_without_dampening() {
+        let _serial = wt_core::device::device_test_lock();
+        let device = Device::flex();
+        let ad = device.clone().autodiff();
+        device.seed(9);
+        let (lr, mu, wd) = (0.1, 0.9, 0.01);
+        let layer = wt_nn::FeedbackLinearConfig::new(5, 4).init(&ad);
+        let x = Tensor::<2>::random([3, 5], Distribution::Normal(0.0, 1.0), &ad);
+        let up = Tensor::<2>::random([3, 4], Distribution::Normal(0.0, 1.0), &ad);
+        let w0 = layer.weight.val().inner();
+        let g = x.clone().inner().transpose().matmul(up.clone().inner());
+        let mut optim = FeedbackOptimizer::new(&OptimizerConfig::sgd(lr, mu, wd));
+        let mut layer = layer;
+        for _ in 0..2 {
+            let loss = (layer.forward(x.clone()) * up.clone()).sum();
+            let grads = GradientsParams::from_grads(loss.backward(), &layer);
+            layer = optim.step(lr, layer, grads);
+        }
+        let buf1 = g.clone() + w0.clone().mul_scalar(wd);
+        let w1 = w0 - buf1.clone().mul_scalar(lr);
+        let buf2 = buf1.mul_scalar(mu) + g + w1.clone().mul_scalar(wd);
+        let w2 = w1 - buf2.mul_scalar(lr);
+        let got = layer.weight.val().inner();
+        let gap = (got - w2.clone()).abs().max().into_scalar::<f32>();
+        let scale = w2.abs().max().into_scalar::<f32>();
+        assert!(
+            gap <= 1e-6 * scale.max(1.0),
+            "W after two steps off by {gap}"
+        );
+    }
 }
