@@ -23,8 +23,8 @@ use wt::wt_models::{Architecture, ImageClassifier, ModelConfig};
 use wt::wt_train::cli::one_of;
 use wt::wt_train::data::locate_data;
 use wt::wt_train::{
-    DataConfig, DatasetKind, FitOptions, OptimizerConfig, OptimizerKind, RunData, RunDir, RunMode,
-    Schedule, ScheduleConfig, TrainConfig, final_json, fit,
+    DataConfig, DatasetKind, FitOptions, OptimizerConfig, RunData, RunDir, RunMode, TrainConfig,
+    final_json, fit,
 };
 use wt::{
     FeedbackConv2d, FeedbackConv2dConfig, FeedbackLinear, FeedbackLinearConfig, Rule, direct_error,
@@ -124,47 +124,18 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         Some(dir) => dir,
         None => locate_data(DatasetKind::Mnist, false)?,
     };
-    let config = TrainConfig {
-        // Only `rule` (for reports) and `mirror_warmup`'s rule check are read from here: the
-        // network comes from the builder given to `fit`.
-        model: ModelConfig::new(Architecture::Lenet, 10, 1, 28, rule),
-        data: DataConfig {
-            dataset: DatasetKind::Mnist,
-            dir: data,
-            validation: 0,
-            train_subset: None,
-            test_subset: None,
-            augment: false,
-            class_index: None,
-            image_size: None,
-            skip_undecodable: false,
-            val_labels: None,
-        },
-        optimizer: OptimizerConfig {
-            kind: OptimizerKind::Sgd,
-            lr: 0.02,
-            momentum: 0.9,
-            nesterov: false,
-            weight_decay: 1e-4,
-            betas: (0.9, 0.999),
-        },
-        schedule: ScheduleConfig {
-            schedule: Schedule::Cosine,
-            warmup_epochs: 0.0,
-        },
-        epochs,
-        batch_size: 128,
-        eval_batch_size: 500,
-        seed: 1,
-        device,
-        devices: Vec::new(),
-        workers: 2,
-        mirror_warmup: 200,
-        label_smoothing: None,
-        error_alignment: true,
-        alignment_batches: 4,
-        tensorboard: None,
-    };
+    // Only `rule` (for reports) and `mirror_warmup`'s rule check are read from the model
+    // config: the network comes from the builder given to `fit`. Everything not set here is
+    // `TrainConfig::new`'s default (cosine schedule, batch 128, seed 1, ...).
+    let model = ModelConfig::new(Architecture::Lenet, 10, 1, 28, rule);
+    let config = TrainConfig::new(
+        model,
+        DataConfig::new(DatasetKind::Mnist, data).with_augment(false),
+    )
+    .with_optimizer(OptimizerConfig::sgd(0.02, 0.9, 1e-4))
+    .with_epochs(epochs)
+    .with_device(device)
+    .with_mirror_warmup(200);
     let data = RunData::open(&config.data, config.seed)?;
     let out = out.unwrap_or_else(|| format!("runs/custom-{}", rule.name()).into());
     let run = RunDir::open(&out, RunMode::Overwrite)?;

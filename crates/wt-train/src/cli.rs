@@ -597,49 +597,26 @@ fn set<T>(field: &mut T, value: Option<T>) {
     }
 }
 
-/// The preset's config for a rule, before the data is known (`num_classes` etc. are filled in
-/// from the data).
-fn preset_config(p: &Preset) -> TrainConfig {
-    let mut model = ModelConfig::new(p.model, 10, 1, 28, Rule::default());
-    model.init = p.init;
-    TrainConfig {
-        model,
-        data: DataConfig {
-            dataset: p.dataset,
-            // Empty: looked up when the run starts (`locate_data`).
-            dir: PathBuf::new(),
-            validation: p.validation,
-            train_subset: None,
-            test_subset: None,
-            augment: true,
-            class_index: p
-                .class_index
-                .and_then(|name| wt_data::locate::find(&[name])),
-            image_size: None,
-            skip_undecodable: false,
-            val_labels: None,
-        },
-        optimizer: OptimizerConfig {
-            kind: OptimizerKind::Sgd,
-            lr: p.lr,
-            momentum: 0.9,
-            nesterov: false,
-            weight_decay: 1e-4,
-            betas: (0.9, 0.999),
-        },
-        schedule: p.schedule(p.epochs, p.step_schedule),
-        epochs: p.epochs,
-        batch_size: p.batch_size,
-        eval_batch_size: 500,
-        seed: 1,
-        device: "flex".into(),
-        devices: Vec::new(),
-        workers: 2,
-        mirror_warmup: 500,
-        label_smoothing: None,
-        error_alignment: true,
-        alignment_batches: 4,
-        tensorboard: None,
+impl Preset {
+    /// The preset's recipe as a [`TrainConfig`] (the rule BP until given), before the data is
+    /// known: the data folder is looked up and `num_classes`, channels and image side are
+    /// filled in from the data when the run starts. A user's program can start from it and
+    /// change what it needs: `Preset::cifar10().config().with_epochs(5)`.
+    pub fn config(&self) -> TrainConfig {
+        let mut model = ModelConfig::new(self.model, 10, 1, 28, Rule::default());
+        model.init = self.init;
+        // Empty: looked up when the run starts (`locate_data`).
+        let data = DataConfig::new(self.dataset, PathBuf::new())
+            .with_validation(self.validation)
+            .with_class_index(
+                self.class_index
+                    .and_then(|name| wt_data::locate::find(&[name])),
+            );
+        TrainConfig::new(model, data)
+            .with_optimizer(OptimizerConfig::sgd(self.lr, 0.9, 1e-4))
+            .with_schedule(self.schedule(self.epochs, self.step_schedule))
+            .with_epochs(self.epochs)
+            .with_batch_size(self.batch_size)
     }
 }
 
@@ -671,7 +648,7 @@ fn run_in(preset: Preset, args: &TrainArgs, world: &World) -> Result<(), TrainEr
         }
         (Some(file), _, _) => TrainConfig::load(file)?,
         (None, _, _) => {
-            let mut c = preset_config(&preset);
+            let mut c = preset.config();
             // A step schedule follows --epochs unless milestones are given.
             if let Some(epochs) = args.optim.epochs {
                 c.schedule = preset.schedule(epochs, preset.step_schedule);
@@ -778,7 +755,7 @@ mod tests {
 
     /// The preset's config with `line`'s flags applied.
     fn applied(preset: &Preset, line: &str) -> Result<TrainConfig, TrainError> {
-        let mut c = preset_config(preset);
+        let mut c = preset.config();
         parse(line)?.apply(&mut c)?;
         Ok(c)
     }
@@ -807,7 +784,7 @@ mod tests {
         assert_eq!(c.model.stem, Some(Stem::ImageNet));
         assert_eq!(c.optimizer.kind, OptimizerKind::BmSgd);
         c.validate().unwrap();
-        let mut mnist = preset_config(&Preset::mnist());
+        let mut mnist = Preset::mnist().config();
         mnist.data.image_size = Some(64);
         let err = mnist.validate().unwrap_err().to_string();
         assert!(err.contains("image_folder"), "{err}");
@@ -905,7 +882,7 @@ mod tests {
     #[test]
     fn cifar_preset_is_biotorchs_recipe_shortened_proportionally() {
         let p = Preset::cifar10();
-        let c = preset_config(&p);
+        let c = p.config();
         assert_eq!(
             (
                 c.optimizer.lr,

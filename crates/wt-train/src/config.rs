@@ -280,6 +280,98 @@ fn workers() -> usize {
     2
 }
 
+/// `pub fn $with(mut self, value) -> Self` setting `$field`, as Burn's configs have.
+macro_rules! with_fields {
+    ($($with:ident $field:ident: $ty:ty, $doc:literal;)*) => {
+        $(
+            #[doc = $doc]
+            pub fn $with(mut self, value: $ty) -> Self {
+                self.$field = value;
+                self
+            }
+        )*
+    };
+}
+
+impl DataConfig {
+    /// The data set `dataset` in `dir` (an empty path: looked up at the start of a run, see
+    /// `data::locate_data`), every training image, none held out, augmented, the data set's
+    /// own class order and image size.
+    pub fn new(dataset: DatasetKind, dir: impl Into<PathBuf>) -> Self {
+        Self {
+            dataset,
+            dir: dir.into(),
+            validation: 0,
+            train_subset: None,
+            test_subset: None,
+            augment: true,
+            class_index: None,
+            image_size: None,
+            skip_undecodable: false,
+            val_labels: None,
+        }
+    }
+
+    with_fields! {
+        with_validation validation: usize, "Training images held out for validation.";
+        with_train_subset train_subset: Option<usize>, "Train on this many images only.";
+        with_test_subset test_subset: Option<usize>, "Evaluate on this many test images only.";
+        with_augment augment: bool, "Augment the training images (CIFAR crop and flip, ImageNet random resized crop).";
+        with_class_index class_index: Option<PathBuf>, "An ImageFolder's class order from this index file.";
+        with_image_size image_size: Option<usize>, "Side of ImageFolder images after resizing.";
+        with_skip_undecodable skip_undecodable: bool, "Skip undecodable ImageFolder images instead of stopping.";
+    }
+}
+
+impl TrainConfig {
+    /// Training `model` on `data` with wt's defaults: SGD 0.01 with momentum 0.9 and weight
+    /// decay 1e-4 ([`OptimizerConfig::sgd`]), a cosine schedule without warm-up, 10 epochs of
+    /// batch 128 (500 to evaluate), seed 1, on `flex`, 2 loader threads, 500 weight-mirror
+    /// warm-up steps (WM only), no label smoothing, the error-alignment probe on 4 batches.
+    /// The presets ([`Preset::config`](crate::cli::Preset::config)) are these with each
+    /// example's recipe.
+    pub fn new(model: ModelConfig, data: DataConfig) -> Self {
+        Self {
+            model,
+            data,
+            optimizer: OptimizerConfig::sgd(0.01, 0.9, 1e-4),
+            schedule: ScheduleConfig {
+                schedule: Schedule::Cosine,
+                warmup_epochs: 0.0,
+            },
+            epochs: 10,
+            batch_size: 128,
+            eval_batch_size: eval_batch(),
+            seed: 1,
+            device: "flex".into(),
+            devices: Vec::new(),
+            workers: workers(),
+            mirror_warmup: 500,
+            label_smoothing: None,
+            error_alignment: true,
+            alignment_batches: alignment_batches(),
+            tensorboard: None,
+        }
+    }
+
+    with_fields! {
+        with_optimizer optimizer: OptimizerConfig, "The optimizer.";
+        with_schedule schedule: ScheduleConfig, "The learning-rate schedule.";
+        with_epochs epochs: usize, "Epochs to train.";
+        with_batch_size batch_size: usize, "Training batch (per rank under MPI).";
+        with_eval_batch_size eval_batch_size: usize, "Evaluation batch.";
+        with_seed seed: u64, "Seed of the initialisation, the data order, the augmentation and the rules' draws.";
+        with_device device: String, "The device (`flex`, `ndarray`, `wgpu`, `cuda:0`, ...).";
+        with_devices devices: Vec<String>, "Data-parallel devices, the first being `device`.";
+        with_workers workers: usize, "Batch-preparing threads.";
+        with_mirror_warmup mirror_warmup: usize, "Weight-mirror steps before training (WM only).";
+        with_label_smoothing label_smoothing: Option<f32>, "Label smoothing of the cross-entropy.";
+        with_error_alignment error_alignment: bool, "Measure the error and update angles every epoch.";
+        with_alignment_batches alignment_batches: usize, "Probe batches the angles average over.";
+        with_tensorboard tensorboard: Option<PathBuf>, "Also write TensorBoard event files into this folder.";
+    }
+}
+
 impl TrainConfig {
     /// Reads a config from a `.toml` or `.json` file.
     pub fn load(path: &Path) -> Result<Self, TrainError> {

@@ -20,45 +20,18 @@ fn temp_run(tag: &str) -> PathBuf {
 fn mnist_config(rule: &str, epochs: usize, subset: usize) -> TrainConfig {
     let mut model = ModelConfig::new(Architecture::Mlp, 10, 1, 28, rule.parse().unwrap());
     model.hidden = vec![64];
-    TrainConfig {
-        model,
-        data: DataConfig {
-            dataset: DatasetKind::Mnist,
-            dir: shared_data("mnist"),
-            validation: 0,
-            train_subset: Some(subset),
-            test_subset: Some(500),
-            augment: false,
-            class_index: None,
-            image_size: None,
-            skip_undecodable: false,
-            val_labels: None,
-        },
-        optimizer: OptimizerConfig {
-            kind: OptimizerKind::Sgd,
-            lr: 0.02,
-            momentum: 0.9,
-            nesterov: false,
-            weight_decay: 1e-4,
-            betas: (0.9, 0.999),
-        },
-        schedule: ScheduleConfig {
-            schedule: Schedule::Cosine,
-            warmup_epochs: 0.0,
-        },
-        epochs,
-        batch_size: 32,
-        eval_batch_size: 250,
-        seed: 11,
-        device: "flex".into(),
-        devices: Vec::new(),
-        workers: 2,
-        mirror_warmup: 20,
-        label_smoothing: None,
-        error_alignment: true,
-        alignment_batches: 2,
-        tensorboard: None,
-    }
+    let data = DataConfig::new(DatasetKind::Mnist, shared_data("mnist"))
+        .with_train_subset(Some(subset))
+        .with_test_subset(Some(500))
+        .with_augment(false);
+    TrainConfig::new(model, data)
+        .with_optimizer(OptimizerConfig::sgd(0.02, 0.9, 1e-4))
+        .with_epochs(epochs)
+        .with_batch_size(32)
+        .with_eval_batch_size(250)
+        .with_seed(11)
+        .with_mirror_warmup(20)
+        .with_alignment_batches(2)
 }
 
 /// The backends' random generators are per process: tests that train take turns, so that
