@@ -30,8 +30,6 @@ struct LayerSnapshot {
     /// The `B` the backward pass would use now (a direct rule's matrix), flattened, outside
     /// autodiff.
     feedback: Tensor<1>,
-    /// Number of values the layer stores for its rule (`B`, `|R0|`; 0 for BP and uSF).
-    stored_feedback: usize,
 }
 
 /// The report as an operation: each layer adds its snapshot.
@@ -59,7 +57,6 @@ impl Report {
             weight_dims: w.dims().to_vec(),
             weight: w.flatten(0, D - 1),
             feedback: b.inner().flatten(0, D - 1),
-            stored_feedback: layer.stored().map_or(0, |p| p.shape().num_elements()),
         });
     }
 }
@@ -78,9 +75,34 @@ fn snapshots<M: Module>(model: &M) -> Vec<LayerSnapshot> {
     visit_layers(model, Report::default()).layers
 }
 
-/// Dotted paths of every feedback layer of `model`, in visiting order.
+/// Each feedback layer's path and the number of values it stores for its rule, read from the
+/// layers' fields alone: forms no `B` and draws nothing.
+fn stored_counts<M: Module>(model: &M) -> Vec<(String, usize)> {
+    struct Counts(Vec<(String, usize)>);
+    impl Counts {
+        fn add<const D: usize, L: FeedbackLayer<D>>(&mut self, path: &str, layer: &L) {
+            let stored = layer.stored().map_or(0, |p| p.lazy_shape().num_elements());
+            self.0.push((path.to_string(), stored));
+        }
+    }
+    impl LayerOp for Counts {
+        fn visit_linear(&mut self, path: &str, layer: &FeedbackLinear) {
+            self.add(path, layer)
+        }
+        fn visit_conv2d(&mut self, path: &str, layer: &FeedbackConv2d) {
+            self.add(path, layer)
+        }
+    }
+    visit_layers(model, Counts(Vec::new())).0
+}
+
+/// Dotted paths of every feedback layer of `model`, in visiting order. Forms no `B` and draws
+/// nothing (brSF's `B` is drawn when formed).
 pub fn layer_paths<M: Module>(model: &M) -> Vec<String> {
-    snapshots(model).into_iter().map(|l| l.path).collect()
+    stored_counts(model)
+        .into_iter()
+        .map(|(path, _)| path)
+        .collect()
 }
 
 /// The rule of every feedback layer of `model`, in visiting order. Forms no `B` and draws
@@ -100,9 +122,10 @@ pub fn model_rules<M: Module>(model: &M) -> Vec<Rule> {
 
 /// Number of values the feedback layers of `model` store for their rules (`B` for FA, KP
 /// and WM, `|R0|` for frSF; nothing for BP, uSF and brSF). `model.num_params()` minus this is
-/// the parameter count of the same network trained with backprop.
+/// the parameter count of the same network trained with backprop. Forms no `B` and draws
+/// nothing.
 pub fn feedback_parameter_count<M: Module>(model: &M) -> usize {
-    snapshots(model).iter().map(|l| l.stored_feedback).sum()
+    stored_counts(model).iter().map(|(_, n)| n).sum()
 }
 
 /// Alignment of one feedback layer.

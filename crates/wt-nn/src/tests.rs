@@ -991,3 +991,23 @@ fn direct_matrices_are_compared_with_the_product_of_the_dense_layers_above() {
         assert!((report[0].weight.norm_ratio - conv_ratio).abs() < 1e-5 * conv_ratio);
     }
 }
+
+/// The read-only queries of a model draw nothing from the device's stream: after them, the
+/// next draw is what it would have been without them (brSF forms its `B` by drawing, so a
+/// query that formed `B` would move the stream).
+#[test]
+fn read_only_queries_draw_nothing() {
+    let _serial = wt_core::device::device_test_lock();
+    let device = Device::flex();
+    let model = two_layers("brsf".parse().unwrap(), &device);
+    let next = |query: bool| {
+        device.seed(21);
+        if query {
+            assert_eq!(layer_paths(&model), ["a", "b"]);
+            assert_eq!(feedback_parameter_count(&model), 0);
+            assert_eq!(model_rules(&model).len(), 2);
+        }
+        rand([4], &device).into_data()
+    };
+    next(false).assert_eq(&next(true), true);
+}
