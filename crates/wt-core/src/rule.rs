@@ -390,8 +390,10 @@ fn magnitude_distribution(scale: f64) -> Distribution {
     Distribution::Uniform(-bound, bound)
 }
 
-/// The learning rule of one feedback layer.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+/// The learning rule of one feedback layer. Every variant is listed by `Rule::all()` (derived:
+/// `strum::EnumIter`, each rule with its default settings) and named by the exhaustive
+/// `match` of [`Rule::name`], so a new rule cannot be left out of either.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, strum::EnumIter)]
 // Serialised under the command line's short names (`rule = "kp"`); the long snake-case names
 // earlier configs were written with still load.
 #[serde(tag = "rule")]
@@ -447,18 +449,10 @@ pub enum FeedbackStorage {
 impl Named for Rule {
     const WHAT: &'static str = "learning rule";
 
+    /// Every variant in declaration order, with its default settings (derived, so none is
+    /// missing).
     fn all() -> Vec<Self> {
-        vec![
-            Rule::Backprop(Backprop),
-            Rule::FeedbackAlignment(FeedbackAlignment),
-            Rule::UniformSignSymmetry(UniformSignSymmetry),
-            Rule::BatchRandomSignSymmetry(BatchRandomSignSymmetry),
-            Rule::FixedRandomSignSymmetry(FixedRandomSignSymmetry),
-            Rule::KolenPollack(KolenPollack::default()),
-            Rule::WeightMirror(WeightMirror::default()),
-            Rule::DirectFeedbackAlignment(DirectFeedback::default()),
-            Rule::DirectKolenPollack(DirectFeedback::default()),
-        ]
+        <Rule as strum::IntoEnumIterator>::iter().collect()
     }
 
     fn name(&self) -> &'static str {
@@ -795,6 +789,9 @@ mod tests {
         crate::named::assert_table::<MirrorUpdate>(|u| {
             serde_json::to_value(u).unwrap().as_str().unwrap().into()
         });
+        // Every rule, in declaration order (the order `--help` lists).
+        let names = ["bp", "fa", "usf", "brsf", "frsf", "kp", "wm", "dfa", "dkp"];
+        assert_eq!(Rule::names(), names);
         for rule in Rule::all() {
             let json = serde_json::to_string(&rule).unwrap();
             assert_eq!(serde_json::from_str::<Rule>(&json).unwrap(), rule);
