@@ -17,6 +17,8 @@
 //!
 //! The modules that use them live in `wt-nn`.
 
+#![warn(missing_docs)]
+
 pub mod device;
 pub mod direct;
 pub mod kernels;

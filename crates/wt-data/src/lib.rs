@@ -15,6 +15,8 @@
 //! fetches the official MNIST, Fashion-MNIST and CIFAR archives, checksums verified; [`locate`]
 //! finds a data set under `$WT_DATA` or the cache folder.
 
+#![warn(missing_docs)]
+
 pub mod augment;
 pub mod batch;
 pub mod cifar;

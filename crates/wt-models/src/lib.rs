@@ -20,6 +20,8 @@
 //! logits through [`wt_nn::direct_error`] (a no-op unless a layer runs direct feedback
 //! alignment) and gives its layers `rule.with_outputs(classes)`.
 
+#![warn(missing_docs)]
+
 mod config;
 mod lenet;
 mod mlp;

@@ -1,7 +1,7 @@
 //! # wt-nn: Burn modules with explicit feedback weights
 //!
 //! [`FeedbackLinear`] and [`FeedbackConv2d`] drop in where a model would use Burn's `Linear`
-//! and `Conv2d`: the same config fields plus a [`Rule`](wt_core::Rule), the same forward, and a
+//! and `Conv2d`: the same config fields plus a [`Rule`], the same forward, and a
 //! backward pass that sends the error through the layer's feedback weights `B`. `B` is part of
 //! the module record (saved, loaded, moved between devices). [`BatchNorm`] is Burn's batch norm
 //! (same record) with one fused op each way in training.
@@ -13,6 +13,8 @@
 //! ([`weight_alignment`], [`gradient_alignment`]). [`layer_rules`] puts layers chosen by path on
 //! rules of their own ([`set_layer_rules`]); [`direct_error`] marks a model's output for the
 //! direct rules (DFA, DKP).
+
+#![warn(missing_docs)]
 
 pub mod alignment;
 mod batch_norm;

@@ -39,7 +39,7 @@ pub struct FeedbackLinearConfig {
 /// A linear layer whose backward pass sends the error through feedback weights `B`.
 ///
 /// Forward is Burn's `Linear`: `y = x·W + b`. Backward: `dx = g·Bᵀ`, `dW = xᵀ·g`, `db = Σ g`,
-/// where `B` is given by [`rule`](Self::rule) (see `docs/rules.md`).
+/// where `B` is given by the layer's rule (see `docs/rules.md`).
 ///
 /// # Shapes
 /// - input: `[..., d_input]`, output: `[..., d_output]`

@@ -1,7 +1,7 @@
-//! The rules' per-step work on every [`FeedbackLinear`](crate::FeedbackLinear) and
-//! [`FeedbackConv2d`](crate::FeedbackConv2d) of any Burn model, however nested, with no list
+//! The rules' per-step work on every [`FeedbackLinear`] and
+//! [`FeedbackConv2d`] of any Burn model, however nested, with no list
 //! of layers: the gradients of `B` that backward does not give, and the weight mirror's
-//! updates. Each is one [`LayerOp`] run over the model through [`crate::hook`].
+//! updates. Each is one layer operation run over the model through wt-nn's layer hook.
 //!
 //! A training step with every rule (what `wt_train::FeedbackOptimizer::step` does):
 //! ```text
@@ -22,7 +22,7 @@ use crate::{FeedbackConv2d, FeedbackLinear};
 
 /// Adds the gradients of `B` that do not come out of backward: the weight mirror's
 /// pseudo-gradient `−(η_B/η)·ξᵀ(ξW)/n + (λ_B/η)·B` for every weight-mirror layer whose
-/// update is [`MirrorUpdate::Gradient`](wt_core::MirrorUpdate::Gradient), so the optimizer's
+/// update is [`MirrorUpdate::Gradient`], so the optimizer's
 /// step of size `learning_rate` (η) applies the mirror update (with momentum β, pass
 /// `lr / (1 − β)`, the step size momentum converges to), and Kolen-Pollack's decay on `B`
 /// alone, `λ_K·B` ([`KolenPollack::feedback_decay`](wt_core::KolenPollack), when not 0), added
@@ -88,7 +88,7 @@ pub fn mirror_steps<M: Module>(model: M, steps: usize) -> M {
 }
 
 /// The weight mirror's per-step update: every weight-mirror layer whose update is
-/// [`MirrorUpdate::Direct`](wt_core::MirrorUpdate::Direct) (the default) runs its own
+/// [`MirrorUpdate::Direct`] (the default) runs its own
 /// `mirror_steps` plain updates on the current `W`. Call it after each optimizer step; other
 /// layers, and mirrors fed through [`add_feedback_gradients`], are returned unchanged.
 pub fn mirror_update<M: Module>(model: M) -> M {

@@ -3,6 +3,9 @@
 //! A run's config is resolved in this order: the example's [`Preset`], then `--config FILE`
 //! (or, with `--resume`, the run folder's `config.toml`), then the flags given. The resolved
 //! config is written to the run folder, so `--config <out>/config.toml` repeats the run.
+// The flags' doc comments are clap's `--help` text, written for a terminal (`cuda[:N]`,
+// `<data>/val`), not rustdoc markup.
+#![allow(rustdoc::broken_intra_doc_links, rustdoc::invalid_html_tags)]
 
 use std::path::PathBuf;
 
@@ -219,14 +222,19 @@ fn rule_override(item: &str) -> Result<(String, Rule), String> {
                   checksum-verified download into the cache."
 )]
 pub struct TrainArgs {
+    /// The run folder: `--out`, `--resume`, `--overwrite`, `--config`, `--quiet`.
     #[command(flatten)]
     pub run: RunArgs,
+    /// The model and its rules.
     #[command(flatten)]
     pub model: ModelArgs,
+    /// The data set and its splits.
     #[command(flatten)]
     pub data: DataArgs,
+    /// Optimiser, schedule, epochs, batch.
     #[command(flatten)]
     pub optim: OptimArgs,
+    /// Devices, processes, workers and measurements.
     #[command(flatten)]
     pub running: RunningArgs,
 }

@@ -6,6 +6,8 @@
 //! checkpoint after every epoch from which `--resume` continues bit for bit. A NaN or infinite
 //! loss stops the run with [`TrainError::Diverged`], keeping the last good checkpoint.
 
+#![warn(missing_docs)]
+
 pub mod allocator;
 pub mod bm_sgd;
 pub mod checkpoint;

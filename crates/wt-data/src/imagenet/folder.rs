@@ -11,6 +11,7 @@ use super::ClassIndex;
 use crate::error::{DataError, Result, check_index};
 use crate::split::Split;
 
+/// A decoded image: 8-bit RGB pixels, row by row.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RgbImage {
     /// Width in pixels.
