@@ -23,12 +23,12 @@ use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::GradientsParams;
 use burn::tensor::{Distribution, Int, Tensor, TensorData};
 use clap::Parser;
+use wt::FeedbackOptimizer;
 use wt::Rule;
 use wt::wt_core::Named;
 use wt::wt_core::device::parse_device;
 use wt::wt_models::{Architecture, ImageClassifier, Model, ModelConfig, Stem};
 use wt::wt_train::cli::one_of;
-use wt::wt_train::{FeedbackOptimizer, OptimizerConfig};
 
 /// (architecture, batch, channels, side, classes) of a benchmarked model.
 fn shape(name: &str) -> Result<(Architecture, usize, usize, usize), String> {
@@ -179,7 +179,7 @@ fn run() -> Result<(), String> {
                 config.stem = cli.stem;
                 let mut model: Option<Model> = Some(config.init(&ad));
                 // wt's SGD recipe, momentum 0.9, no weight decay.
-                let mut optim = FeedbackOptimizer::new(&OptimizerConfig::sgd(0.01, 0.9, 0.0));
+                let mut optim = FeedbackOptimizer::sgd(0.9, 0.0);
                 let (x, y, criterion, device) = (&x, &y, &criterion, &device);
                 Box::new(move || {
                     wt::wt_core::kernels::set_flex_kernels(kernels_on);

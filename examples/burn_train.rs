@@ -2,7 +2,7 @@
 //! already trains: `SupervisedTraining` with its loss and accuracy metrics, its progress
 //! display and its run folder. The rules' per-step work (the gradients of `B` that backward
 //! does not give, the weight mirror's update) happens in the `TrainStep::optimize` hook,
-//! through `wt_train::FeedbackOptimizer::step_with`, around the `Learner`'s own optimizer.
+//! through `wt::FeedbackOptimizer::step_with`, around the `Learner`'s own optimizer.
 //!
 //! ```text
 //! cargo run --release --example burn_train -- --rule kp --epochs 2
@@ -27,9 +27,9 @@ use burn::train::{
     TrainOutput, TrainStep,
 };
 use clap::Parser;
+use wt::FeedbackOptimizer;
 use wt::wt_core::device::parse_device;
 use wt::wt_models::{Architecture, ImageClassifier, Model, ModelConfig};
-use wt::wt_train::FeedbackOptimizer;
 use wt::wt_train::cli::{MnistLoopArgs, one_of, positive};
 use wt::{Rule, mirror_steps};
 use wt_data::{ImageBatch, MnistBatcher, MnistDataset, Split};

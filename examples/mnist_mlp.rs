@@ -22,7 +22,6 @@ use burn::tensor::activation::relu;
 use burn::tensor::{Device, Int, Tensor};
 use clap::Parser;
 use wt::wt_core::device::parse_device;
-use wt::wt_train::FeedbackOptimizer;
 use wt::wt_train::cli::{MnistLoopArgs, one_of};
 use wt::{FeedbackLinear, FeedbackLinearConfig, Rule};
 use wt_data::{MnistBatcher, MnistDataset, Split};
@@ -142,7 +141,7 @@ fn run() -> Result<(), String> {
         println!("mirror warm-up: {} steps", args.common.mirror_warmup);
     }
     // wt's SGD recipe with the rules' per-step work around its step.
-    let mut optim = FeedbackOptimizer::new(&args.common.optimizer_config());
+    let mut optim = args.common.optimizer_config().init();
     let criterion = CrossEntropyLossConfig::new().init(&ad);
     let mut test_accuracy = 0.0;
     let mut angles = Vec::new();

@@ -3,7 +3,7 @@
 //! of layers: the gradients of `B` that backward does not give, and the weight mirror's
 //! updates. Each is one layer operation run over the model through wt-nn's layer hook.
 //!
-//! A training step with every rule (what `wt_train::FeedbackOptimizer::step` does):
+//! A training step with every rule (what [`FeedbackOptimizer::step`](crate::FeedbackOptimizer::step) does):
 //! ```text
 //! let loss = model.forward_loss(batch);
 //! let mut grads = GradientsParams::from_grads(loss.backward(), &model);

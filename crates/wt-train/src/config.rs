@@ -163,6 +163,16 @@ impl OptimizerConfig {
             betas: adam_betas(),
         }
     }
+
+    /// The optimizer this config asks for (SGD, Adam or Batch-Manhattan SGD), with the rules'
+    /// work around its step, as Burn's configs' `init`; the momentum is read from here once.
+    pub fn init(&self) -> wt_nn::FeedbackOptimizer {
+        let momentum = match self.kind {
+            OptimizerKind::Sgd | OptimizerKind::BmSgd => self.momentum,
+            OptimizerKind::Adam => 0.0,
+        };
+        wt_nn::FeedbackOptimizer::wrap(crate::trainer::optimizer(self), momentum)
+    }
 }
 
 /// Learning-rate schedule over epochs (evaluated at every step).

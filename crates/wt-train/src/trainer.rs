@@ -271,7 +271,7 @@ pub fn fit<M: ImageClassifier>(
     }
     let (mut model, mut optim, mut progress) = start(
         model,
-        FeedbackOptimizer::new(&config.optimizer),
+        config.optimizer.init(),
         config,
         run,
         options.resume,
@@ -763,7 +763,7 @@ fn save_epoch<M: ImageClassifier>(
     say: Say,
 ) -> Result<Bytes, TrainError> {
     let model_bytes = record_bytes(model)?;
-    let optim_bytes = optim.to_bytes()?;
+    let optim_bytes = optim.to_bytes().map_err(TrainError::Checkpoint)?;
     checkpoint::write(&run.checkpoint(), progress, &model_bytes, &optim_bytes)?;
     RunDir::write_atomic(
         &run.metrics_csv(),
