@@ -512,48 +512,22 @@ mod tests {
     pub(crate) fn sample() -> TrainConfig {
         let mut model = ModelConfig::new(Architecture::Resnet20, 10, 3, 32, "wm".parse().unwrap());
         model.last_layer_backprop = true;
-        TrainConfig {
-            model,
-            data: DataConfig {
-                dataset: DatasetKind::Cifar10,
-                dir: "../shared/data/cifar-10".into(),
-                validation: 5000,
-                train_subset: Some(1000),
-                test_subset: None,
-                augment: true,
-                class_index: None,
-                image_size: None,
-                skip_undecodable: false,
-                val_labels: None,
+        let data = DataConfig::new(DatasetKind::Cifar10, "../shared/data/cifar-10")
+            .with_validation(5000)
+            .with_train_subset(Some(1000));
+        let schedule = ScheduleConfig {
+            schedule: Schedule::Step {
+                milestones: vec![100, 150, 200],
+                gamma: 0.1,
             },
-            optimizer: OptimizerConfig {
-                kind: OptimizerKind::Sgd,
-                lr: 0.1,
-                momentum: 0.9,
-                nesterov: false,
-                weight_decay: 1e-4,
-                betas: adam_betas(),
-            },
-            schedule: ScheduleConfig {
-                schedule: Schedule::Step {
-                    milestones: vec![100, 150, 200],
-                    gamma: 0.1,
-                },
-                warmup_epochs: 0.5,
-            },
-            epochs: 250,
-            batch_size: 128,
-            eval_batch_size: 500,
-            seed: 7,
-            device: "flex".into(),
-            devices: Vec::new(),
-            workers: 2,
-            mirror_warmup: 100,
-            label_smoothing: None,
-            error_alignment: true,
-            alignment_batches: 4,
-            tensorboard: None,
-        }
+            warmup_epochs: 0.5,
+        };
+        TrainConfig::new(model, data)
+            .with_optimizer(OptimizerConfig::sgd(0.1, 0.9, 1e-4))
+            .with_schedule(schedule)
+            .with_epochs(250)
+            .with_seed(7)
+            .with_mirror_warmup(100)
     }
 
     /// The names the command line takes are the names serde writes.
