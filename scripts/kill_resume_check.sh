@@ -40,22 +40,10 @@ fi
   || { cat "$work/resume.log"; echo "kill_resume_check: the resumed run failed" >&2; exit 2; }
 grep -m1 '^resumed from' "$work/resume.log" || true
 
-# The tensors, not the files' bytes: a burnpack file also holds the parameters' ids, which a
-# new process draws afresh.
+# The tensors, not the files' bytes (scripts/compare_models.py).
 here=$(cd "$(dirname "$0")" && pwd)
-python3 - "$here" "$work/whole/model.bpk" "$work/cut/model.bpk" "$devices" <<'PY'
-import sys
-sys.path.insert(0, sys.argv[1])
-from feedback_gap import load  # burnpack reader, standard library only
-whole, cut, devices = load(sys.argv[2]), load(sys.argv[3]), sys.argv[4]
-if whole.keys() != cut.keys():
-    sys.exit(f"kill_resume_check: {devices}: the two models hold different tensors")
-differ = {n: max(abs(x - y) for x, y in zip(whole[n][1], cut[n][1]))
-          for n in whole if whole[n][1].tobytes() != cut[n][1].tobytes()}
-if differ:
-    worst = max(differ, key=differ.get)
-    sys.exit(f"kill_resume_check: {devices}: {len(differ)} of {len(whole)} tensors differ from "
-             f"the uninterrupted run's (largest: {worst}, by {differ[worst]:.3g})")
-print(f"kill_resume_check: {devices}: killed in epoch 2 and resumed, all {len(whole)} tensors "
-      "equal the uninterrupted run's, bit for bit")
-PY
+if ! gap=$(python3 "$here/compare_models.py" "$work/whole/model.bpk" "$work/cut/model.bpk" 0 2>&1); then
+  echo "kill_resume_check: $devices: against the uninterrupted run's: $gap" >&2
+  exit 1
+fi
+echo "kill_resume_check: $devices: killed in epoch 2 and resumed, equal to the uninterrupted run: $gap"

@@ -37,23 +37,7 @@ common=(--data "$data" --device flex --hidden 64 --train-subset 1280 --test-subs
   --no-error-alignment)
 
 # compare A B TOLERANCE: the two models' tensors, bit for bit (TOLERANCE 0) or within it.
-compare() {
-  python3 - "$here" "$1" "$2" "$3" <<'PY'
-import sys
-sys.path.insert(0, sys.argv[1])
-from feedback_gap import load  # burnpack reader, standard library only
-a, b, tol = load(sys.argv[2]), load(sys.argv[3]), float(sys.argv[4])
-if a.keys() != b.keys():
-    sys.exit("the two models hold different tensors")
-worst = max(max(abs(x - y) for x, y in zip(a[n][1], b[n][1])) for n in a)
-same = all(a[n][1].tobytes() == b[n][1].tobytes() for n in a)
-if tol == 0 and not same:
-    sys.exit(f"not bit for bit (largest difference {worst:.3g})")
-if worst > tol:
-    sys.exit(f"largest difference {worst:.3g} > {tol}")
-print("bit for bit" if same else f"within {worst:.3g}")
-PY
-}
+compare() { python3 "$here/compare_models.py" "$1" "$2" "$3" 2>&1; }
 
 echo "== 1. two ranks against one process (20 steps)"
 for rule in bp kp wm brsf dfa; do

@@ -37,7 +37,7 @@ pub use batch_norm::{BatchNorm, BatchNormConfig};
 pub use conv2d::{FeedbackConv2d, FeedbackConv2dConfig};
 pub use layer_rules::{LayerRules, UnmatchedPattern, map_layer_rules, set_layer_rules};
 pub use linear::{FeedbackLinear, FeedbackLinearConfig};
-pub use optimizer::FeedbackOptimizer;
+pub use optimizer::{FeedbackOptimizer, momentum_config, sgd_config};
 pub use step::{add_feedback_gradients, mirror_steps, mirror_update};
 pub use wt_core::{self, Rule, direct_error};
 

@@ -12,6 +12,29 @@ use burn::tensor::Bytes;
 
 use crate::step::{add_feedback_gradients, mirror_update};
 
+/// wt's SGD as Burn's config: PyTorch's `SGD(momentum, dampening=0, nesterov, weight_decay)`
+/// (no momentum when `momentum` is 0, no decay when `weight_decay` is 0). Burn's own
+/// `MomentumConfig` defaults to dampening 0.1; this is the one place wt builds SGD.
+pub fn sgd_config(momentum: f64, nesterov: bool, weight_decay: f64) -> SgdConfig {
+    SgdConfig::new()
+        .with_momentum(momentum_config(momentum, nesterov))
+        .with_weight_decay(
+            (weight_decay > 0.0).then(|| WeightDecayConfig::new(weight_decay as f32)),
+        )
+}
+
+/// PyTorch's momentum as Burn's config: `v ← μ·v + d` without dampening (first step `v = d`),
+/// Nesterov or not; `None` when `momentum` is 0. What [`sgd_config`] and wt-train's
+/// Batch-Manhattan SGD take.
+pub fn momentum_config(momentum: f64, nesterov: bool) -> Option<MomentumConfig> {
+    (momentum > 0.0).then(|| {
+        MomentumConfig::new()
+            .with_momentum(momentum)
+            .with_dampening(0.0)
+            .with_nesterov(nesterov)
+    })
+}
+
 /// Burn's [`ModuleOptimizer`] plus the rules' work of every step: before the step, the
 /// gradients of `B` that backward does not give (the weight mirror's pseudo-gradient in
 /// `gradient` mode, Kolen-Pollack's decay on `B`); after it, the weight mirror's `direct`
@@ -35,18 +58,7 @@ impl FeedbackOptimizer {
     /// and WM included), with the rules' work around its step. The momentum is given once: it
     /// sets both Burn's SGD and the step the mirror's pseudo-gradient is scaled for.
     pub fn sgd(momentum: f64, weight_decay: f64) -> Self {
-        let sgd = SgdConfig::new()
-            .with_momentum((momentum > 0.0).then(|| {
-                MomentumConfig::new()
-                    .with_momentum(momentum)
-                    .with_dampening(0.0)
-                    .with_nesterov(false)
-            }))
-            .with_weight_decay(
-                (weight_decay > 0.0).then(|| WeightDecayConfig::new(weight_decay as f32)),
-            )
-            .init();
-        Self::wrap(sgd, momentum)
+        Self::wrap(sgd_config(momentum, false, weight_decay).init(), momentum)
     }
 
     /// Any Burn optimizer; `momentum` must be its SGD momentum β (0 for Adam or none): it sets

@@ -16,6 +16,7 @@
 //! - rank 0 alone evaluates and writes the run folder; batch norm's running statistics are
 //!   each rank's own, rank 0's saved (as PyTorch's DDP without buffer broadcast).
 
+#[cfg(feature = "mpi")]
 use std::sync::Arc;
 #[cfg(feature = "mpi")]
 use std::time::Instant;
@@ -60,8 +61,6 @@ pub struct ReduceStats {
 pub struct World {
     #[cfg(feature = "mpi")]
     mpi: Option<Arc<mpi_world::MpiWorld>>,
-    #[cfg(not(feature = "mpi"))]
-    _none: Option<Arc<()>>,
 }
 
 impl std::fmt::Debug for World {
@@ -235,8 +234,8 @@ impl World {
     }
 }
 
-/// `grads`' tensors, flattened, in `model`'s visiting order, with their parameter ids and
-/// shapes: the gradients [`reduce_in_buckets`] moves.
+/// `grads`' tensors, taken out of `grads` and flattened, in `model`'s visiting order, with
+/// their parameter ids: the gradients [`reduce_in_buckets`] moves.
 #[cfg_attr(not(feature = "mpi"), allow(dead_code))] // Used by MPI, and tested without it.
 struct Flatten<'a> {
     grads: &'a mut GradientsParams,
@@ -396,23 +395,25 @@ pub(crate) fn check_same_run(
     let config_sum = crc32c::crc32c(config.to_toml().as_bytes());
     let data_sum = data_checksum(data, device)?;
     let all = world.all_gather(((config_sum as u64) << 32) | data_sum as u64);
-    let differ = |shift: u32| -> Vec<String> {
-        (all.iter().enumerate())
-            .filter(|(_, v)| (*v >> shift) as u32 != (all[0] >> shift) as u32)
-            .map(|(r, _)| r.to_string())
-            .collect()
-    };
     for (what, shift) in [("config", 32), ("data", 0)] {
-        let ranks = differ(shift);
-        if !ranks.is_empty() {
+        let sums: Vec<u32> = all.iter().map(|v| (v >> shift) as u32).collect();
+        if let Some(ranks) = unlike_rank_0(&sums) {
             return Err(TrainError::Distributed(format!(
-                "rank(s) {} started with a {what} other than rank 0's (CRC-32C of the \
-                 {what} differ); every rank must run the same command on the same files",
-                ranks.join(", ")
+                "rank(s) {ranks} started with a {what} other than rank 0's (CRC-32C of the \
+                 {what} differ); every rank must run the same command on the same files"
             )));
         }
     }
     Ok(())
+}
+
+/// The ranks whose value differs from rank 0's, as `1, 3`; `None` when all agree.
+fn unlike_rank_0<T: PartialEq>(values: &[T]) -> Option<String> {
+    let ranks: Vec<String> = (values.iter().enumerate())
+        .filter(|(_, v)| **v != values[0])
+        .map(|(r, _)| r.to_string())
+        .collect();
+    (!ranks.is_empty()).then(|| ranks.join(", "))
 }
 
 /// A checksum of what a run trains on: split sizes and items, classes and image shape, and
@@ -438,9 +439,7 @@ pub(crate) fn data_checksum(data: &crate::RunData, device: &Device) -> Result<u3
         if first.is_empty() {
             continue;
         }
-        let batch = split
-            .batch(0, &first, device)
-            .map_err(|e| TrainError::Config(format!("reading the data's first images: {e}")))?;
+        let batch = split.batch(0, &first, device).map_err(TrainError::Batch)?;
         add(batch.images.into_data().as_bytes());
         add(batch.targets.into_data().as_bytes());
     }
@@ -456,15 +455,10 @@ pub(crate) fn check_same_parameters<M: Module>(
     say: impl Fn(String),
 ) -> Result<(), TrainError> {
     let all = world.all_gather(parameter_checksum(model) as u64);
-    let differ: Vec<String> = (all.iter().enumerate())
-        .filter(|(_, v)| **v != all[0])
-        .map(|(r, _)| r.to_string())
-        .collect();
-    if !differ.is_empty() {
+    if let Some(ranks) = unlike_rank_0(&all) {
         return Err(TrainError::Distributed(format!(
-            "after epoch {}, the parameters of rank(s) {} differ from rank 0's",
-            epoch + 1,
-            differ.join(", ")
+            "after epoch {}, the parameters of rank(s) {ranks} differ from rank 0's",
+            epoch + 1
         )));
     }
     say(format!(

@@ -15,8 +15,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::decay::WeightDecayConfig;
-use burn::optim::momentum::MomentumConfig;
-use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer, MultiGradientsParams, SgdConfig};
+use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer, MultiGradientsParams};
 use burn::store::ModuleRecord;
 use burn::tensor::{Bytes, Device, Int, Tensor};
 use wt_core::device::{check_device, parse_device};
@@ -89,15 +88,9 @@ pub fn optimizer(config: &OptimizerConfig) -> ModuleOptimizer {
     let decay =
         (config.weight_decay > 0.0).then(|| WeightDecayConfig::new(config.weight_decay as f32));
     match config.kind {
-        OptimizerKind::Sgd => SgdConfig::new()
-            .with_momentum((config.momentum > 0.0).then(|| {
-                MomentumConfig::new()
-                    .with_momentum(config.momentum)
-                    .with_dampening(0.0)
-                    .with_nesterov(config.nesterov)
-            }))
-            .with_weight_decay(decay)
-            .init(),
+        OptimizerKind::Sgd => {
+            wt_nn::sgd_config(config.momentum, config.nesterov, config.weight_decay).init()
+        }
         OptimizerKind::Adam => AdamConfig::new()
             .with_beta_1(config.betas.0)
             .with_beta_2(config.betas.1)
@@ -105,12 +98,7 @@ pub fn optimizer(config: &OptimizerConfig) -> ModuleOptimizer {
             .init(),
         OptimizerKind::BmSgd => BatchManhattanSgdConfig {
             weight_decay: decay,
-            momentum: (config.momentum > 0.0).then(|| {
-                MomentumConfig::new()
-                    .with_momentum(config.momentum)
-                    .with_dampening(0.0)
-                    .with_nesterov(config.nesterov)
-            }),
+            momentum: wt_nn::momentum_config(config.momentum, config.nesterov),
         }
         .init(),
     }
@@ -244,6 +232,8 @@ pub fn fit<M: ImageClassifier>(
     if world.is_distributed() {
         check_same_run(world, config, data, &devices.plain)?;
     }
+    // The model is drawn from the stream `seed` starts.
+    devices.plain.seed(config.seed);
     // The config's per-layer rules reach a user's model too (a zoo model has them already).
     let model = config
         .model
@@ -379,7 +369,6 @@ impl Devices {
             )));
         }
         let plain = open_device(&world.device_name(&config.device))?;
-        plain.seed(config.seed);
         let replicas = (config.devices.iter().skip(1))
             .map(|d| open_device(&world.device_name(d)).map(|d| d.autodiff()))
             .collect::<Result<_, _>>()?;
