@@ -532,6 +532,20 @@ impl<const D: usize> Feedback<D> {
         Tensor::from_dispatch(formed)
     }
 
+    /// The same feedback for `W` reshaped to `shape` (a layer that runs its op on a reshaped
+    /// weight, e.g. a 1-D convolution as a 2-D one with kernel height 1): the tensors of
+    /// [`Matrix`](Feedback::Matrix) and [`SignedMagnitudes`](Feedback::SignedMagnitudes)
+    /// reshaped alike (a tracked `B` stays tracked, so Kolen-Pollack's `B` still receives `W`'s
+    /// gradient); the sign forms, formed from the op's own `W`, unchanged.
+    pub fn reshape<const D2: usize>(self, shape: [usize; D2]) -> Feedback<D2> {
+        match self {
+            Feedback::Matrix(b) => Feedback::Matrix(b.reshape(shape)),
+            Feedback::ScaledSign { scale } => Feedback::ScaledSign { scale },
+            Feedback::SignedUniform { bound } => Feedback::SignedUniform { bound },
+            Feedback::SignedMagnitudes(m) => Feedback::SignedMagnitudes(m.reshape(shape)),
+        }
+    }
+
     /// The tensor the op keeps for its backward pass and how `B` is formed from it.
     fn into_parts(self, weight: &Tensor<D>) -> (Tensor<D>, FeedbackForm) {
         match self {

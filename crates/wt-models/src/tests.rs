@@ -216,10 +216,10 @@ fn layer_rules_override_the_default_by_path() {
         unreachable!()
     };
     assert_eq!(
-        net.blocks[0].conv1.feedback.as_ref().unwrap().dims(),
+        net.blocks[0].conv1.feedback().as_ref().unwrap().dims(),
         [10, 16, 3, 3]
     );
-    assert!(net.conv1.feedback.is_none());
+    assert!(net.conv1.feedback().is_none());
     // Applying the rules again changes nothing; an unknown pattern is an error.
     let again = cfg.apply_layer_rules(model).unwrap();
     assert_eq!(
@@ -288,9 +288,9 @@ fn imagenet_resnets_default_to_torchvisions_fan_out_init() {
     };
     let (fan_out, fan_in): (f64, f64) = (512.0 * 9.0, 256.0 * 9.0);
     for (what, t) in [
-        ("W", block.conv1.weight.val()),
-        ("FA's B", block.conv1.feedback.as_ref().unwrap().val()),
-        ("stem W", model.conv1.weight.val()),
+        ("W", block.conv1.weight().val()),
+        ("FA's B", block.conv1.feedback().as_ref().unwrap().val()),
+        ("stem W", model.conv1.weight().val()),
     ] {
         let fan_out = if what == "stem W" {
             64.0 * 49.0
@@ -305,14 +305,14 @@ fn imagenet_resnets_default_to_torchvisions_fan_out_init() {
         );
     }
     // The classifier keeps PyTorch's default: uniform, bound 1/√512.
-    let fc: Vec<f32> = model.fc.weight.val().into_data().iter::<f32>().collect();
+    let fc: Vec<f32> = model.fc.weight().val().into_data().iter::<f32>().collect();
     let bound = 1.0 / 512f64.sqrt();
     assert!(fc.iter().all(|&w| (w as f64).abs() <= bound * (1.0 + 1e-6)));
     let pytorch = build(InitScheme::Pytorch);
     let ResNetBlock::Basic(block) = &pytorch.blocks[6] else {
         panic!("ResNet-18 has basic blocks")
     };
-    let (sd, max) = stats(block.conv1.weight.val());
+    let (sd, max) = stats(block.conv1.weight().val());
     let bound = 1.0 / f64::sqrt(fan_in);
     assert!(
         max <= bound * (1.0 + 1e-6),
@@ -331,7 +331,7 @@ fn resnet_stem_is_chosen_by_side_or_named() {
         let mut cfg = config(Architecture::Resnet18, 10, 3, 64);
         cfg.stem = stem;
         match cfg.init(&device) {
-            Model::ResNet(r) => (r.conv1.weight.dims(), r.pool.is_some()),
+            Model::ResNet(r) => (r.conv1.weight().dims(), r.pool.is_some()),
             _ => unreachable!("resnet18 builds a ResNet"),
         }
     };

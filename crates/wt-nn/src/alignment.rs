@@ -6,16 +6,16 @@ use burn::module::{Module, ParamId};
 use burn::tensor::Tensor;
 use wt_core::{Backprop, Rule, WeightAlignment, angle_degrees};
 
-use crate::hook::{FeedbackLayer, LayerOp, visit_layers};
+use crate::hook::{FeedbackLayer, LayerVisitor, visit_layers};
 use crate::layer_rules::map_rules_at;
-use crate::{FeedbackConv2d, FeedbackLinear, probe};
+use crate::probe;
 
 /// What a report keeps of one feedback layer.
 #[derive(Debug, Clone)]
 struct LayerSnapshot {
     /// Dotted path of the layer in the model, e.g. `encoder.fc1`.
     path: String,
-    /// `linear` or `conv2d`.
+    /// The layer's kind (`linear`, `conv2d`, ...).
     kind: &'static str,
     /// Rule name (`bp`, `fa`, ...).
     rule: &'static str,
@@ -38,8 +38,8 @@ struct Report {
     layers: Vec<LayerSnapshot>,
 }
 
-impl Report {
-    fn add<const D: usize, L: FeedbackLayer<D>>(&mut self, path: &str, layer: &L) {
+impl LayerVisitor for Report {
+    fn visit<const D: usize>(&mut self, path: &str, layer: &dyn FeedbackLayer<D>) {
         let rule = layer.rule();
         let w = layer.weight().val().inner();
         let stored = layer.stored().map(|p| p.val().inner());
@@ -50,7 +50,7 @@ impl Report {
         };
         self.layers.push(LayerSnapshot {
             path: path.to_string(),
-            kind: L::KIND,
+            kind: layer.kind(),
             rule: rule.name(),
             direct,
             weight_id: layer.weight().id,
@@ -58,15 +58,6 @@ impl Report {
             weight: w.flatten(0, D - 1),
             feedback: b.inner().flatten(0, D - 1),
         });
-    }
-}
-
-impl LayerOp for Report {
-    fn visit_linear(&mut self, path: &str, layer: &FeedbackLinear) {
-        self.add(path, layer)
-    }
-    fn visit_conv2d(&mut self, path: &str, layer: &FeedbackConv2d) {
-        self.add(path, layer)
     }
 }
 
@@ -79,18 +70,10 @@ fn snapshots<M: Module>(model: &M) -> Vec<LayerSnapshot> {
 /// layers' fields alone: forms no `B` and draws nothing.
 fn stored_counts<M: Module>(model: &M) -> Vec<(String, usize)> {
     struct Counts(Vec<(String, usize)>);
-    impl Counts {
-        fn add<const D: usize, L: FeedbackLayer<D>>(&mut self, path: &str, layer: &L) {
+    impl LayerVisitor for Counts {
+        fn visit<const D: usize>(&mut self, path: &str, layer: &dyn FeedbackLayer<D>) {
             let stored = layer.stored().map_or(0, |p| p.lazy_shape().num_elements());
             self.0.push((path.to_string(), stored));
-        }
-    }
-    impl LayerOp for Counts {
-        fn visit_linear(&mut self, path: &str, layer: &FeedbackLinear) {
-            self.add(path, layer)
-        }
-        fn visit_conv2d(&mut self, path: &str, layer: &FeedbackConv2d) {
-            self.add(path, layer)
         }
     }
     visit_layers(model, Counts(Vec::new())).0
@@ -109,12 +92,9 @@ pub fn layer_paths<M: Module>(model: &M) -> Vec<String> {
 /// nothing, so a training loop can ask which rules draw per step (brSF, the weight mirror).
 pub fn model_rules<M: Module>(model: &M) -> Vec<Rule> {
     struct Rules(Vec<Rule>);
-    impl LayerOp for Rules {
-        fn visit_linear(&mut self, _path: &str, layer: &FeedbackLinear) {
-            self.0.push(layer.rule);
-        }
-        fn visit_conv2d(&mut self, _path: &str, layer: &FeedbackConv2d) {
-            self.0.push(layer.rule);
+    impl LayerVisitor for Rules {
+        fn visit<const D: usize>(&mut self, _path: &str, layer: &dyn FeedbackLayer<D>) {
+            self.0.push(*layer.rule());
         }
     }
     visit_layers(model, Rules(Vec::new())).0
@@ -133,7 +113,7 @@ pub fn feedback_parameter_count<M: Module>(model: &M) -> usize {
 pub struct LayerAlignment {
     /// Dotted path of the layer in the model (`fc1`, `blocks.0.conv1`, ...).
     pub path: String,
-    /// `linear` or `conv2d`.
+    /// The layer's kind ([`FeedbackLayer::kind`]: `linear`, `conv2d`, ...).
     pub kind: &'static str,
     /// Rule name.
     pub rule: &'static str,
@@ -203,7 +183,7 @@ pub fn weight_alignment<M: Module>(model: &M) -> Vec<LayerAlignment> {
 /// ResNet blocks call it on their input, so the error angle there includes the shortcut's
 /// share of the error, which the convolutions' own probes (inside the residual branch) miss.
 pub fn probe_block_input<const D: usize>(x: Tensor<D>, first: &crate::FeedbackConv2d) -> Tensor<D> {
-    probe::probe(x, first.weight.id, true)
+    probe::probe(x, first.weight().id, true)
 }
 
 /// The error angle at the input of one block marked with [`probe_block_input`].

@@ -13,7 +13,6 @@ use wt_core::{
 
 use crate::feedback::init_rule_state;
 use crate::hook::FeedbackLayer;
-use crate::module_impl::feedback_module;
 use crate::probe;
 
 /// Configuration of a [`FeedbackConv2d`]: Burn's `Conv2dConfig` plus the learning rule.
@@ -52,35 +51,39 @@ pub struct FeedbackConv2dConfig {
 /// # Shapes
 /// - input: `[batch, c_in, h, w]`, output: `[batch, c_out, h_out, w_out]`
 /// - `weight`, `feedback`: `[c_out, c_in / groups, kh, kw]`, `bias`: `[c_out]`
+///
+/// The fields are private so that the rule and what it stores always agree: read them with the
+/// accessors, change the rule with [`set_rule`](Self::set_rule) or [`with_rule`](Self::with_rule).
 #[derive(Debug, Clone)]
 pub struct FeedbackConv2d {
     /// `W`, `[c_out, c_in / groups, kh, kw]`.
-    pub weight: Param<Tensor<4>>,
+    weight: Param<Tensor<4>>,
     /// `b`, `[c_out]`.
-    pub bias: Option<Param<Tensor<1>>>,
+    bias: Option<Param<Tensor<1>>>,
     /// What the rule stores (shape of `W`): `B` (FA, KP, WM), `|R0|` (frSF), or nothing; DFA's
     /// direct kernel, `[outputs, c_in, kh, kw]`.
-    pub feedback: Option<Param<Tensor<4>>>,
+    feedback: Option<Param<Tensor<4>>>,
     /// Stride of the convolution.
-    pub stride: [usize; 2],
+    stride: [usize; 2],
     /// Size of the kernel.
-    pub kernel_size: [usize; 2],
+    kernel_size: [usize; 2],
     /// Spacing between kernel elements.
-    pub dilation: [usize; 2],
+    dilation: [usize; 2],
     /// Controls the connections between input and output channels.
-    pub groups: usize,
+    groups: usize,
     /// The padding configuration.
-    pub padding: PaddingConfig2d,
+    padding: PaddingConfig2d,
     /// The learning rule.
-    pub rule: Rule,
+    rule: Rule,
     /// Standard deviation of W's initialiser, the scale `s` of the sign-symmetry rules.
-    pub sign_scale: f64,
+    sign_scale: f64,
     /// W's initialiser, from which a rule's `B` is drawn ([`with_rule`](Self::with_rule)).
-    pub initializer: Initializer,
+    initializer: Initializer,
 }
 
-feedback_module!(
+crate::feedback_module!(
     FeedbackConv2d,
+    rank: 4,
     params: [weight, bias, feedback],
     consts: [stride, kernel_size, dilation, groups, padding, rule, sign_scale, initializer]
 );
@@ -176,6 +179,67 @@ impl FeedbackConv2d {
         .with_rule(rule)
     }
 
+    /// `W`, `[c_out, c_in / groups, kh, kw]`.
+    pub fn weight(&self) -> &Param<Tensor<4>> {
+        &self.weight
+    }
+
+    /// `b`, `[c_out]`, if the layer has one.
+    pub fn bias(&self) -> Option<&Param<Tensor<1>>> {
+        self.bias.as_ref()
+    }
+
+    /// What the rule stores (shaped like `W`): `B` (FA, KP, WM), `|R0|` (frSF); DFA's direct
+    /// kernel, `[outputs, c_in, kh, kw]`; `None` for BP, uSF and brSF.
+    pub fn feedback(&self) -> Option<&Param<Tensor<4>>> {
+        self.feedback.as_ref()
+    }
+
+    /// The layer's rule.
+    pub fn rule(&self) -> &Rule {
+        &self.rule
+    }
+
+    /// The scale `s` of the sign-symmetry rules: the std of `W`'s initialiser.
+    pub fn sign_scale(&self) -> f64 {
+        self.sign_scale
+    }
+
+    /// `W`'s initialiser, from which a rule's `B` is drawn.
+    pub fn initializer(&self) -> &Initializer {
+        &self.initializer
+    }
+
+    /// The stride, `[height, width]`.
+    pub fn stride(&self) -> [usize; 2] {
+        self.stride
+    }
+
+    /// The kernel size, `[height, width]`.
+    pub fn kernel_size(&self) -> [usize; 2] {
+        self.kernel_size
+    }
+
+    /// The dilation, `[height, width]`.
+    pub fn dilation(&self) -> [usize; 2] {
+        self.dilation
+    }
+
+    /// The number of groups.
+    pub fn groups(&self) -> usize {
+        self.groups
+    }
+
+    /// The padding configuration.
+    pub fn padding(&self) -> &PaddingConfig2d {
+        &self.padding
+    }
+
+    /// Puts the layer on `rule` in place (see [`with_rule`](Self::with_rule)).
+    pub fn set_rule(&mut self, rule: Rule) {
+        *self = self.clone().with_rule(rule);
+    }
+
     /// The same layer (`W`, `b` and geometry kept) on another rule: what the rule stores is
     /// drawn afresh from the layer's initialiser, as [`FeedbackConv2dConfig::init`] would.
     pub fn with_rule(self, rule: Rule) -> Self {
@@ -221,7 +285,7 @@ impl FeedbackConv2d {
         let [_, _, height, width] = input.dims();
         let options = self.options(height, width);
         let weight = self.weight.val();
-        let input = probe::probe(input, self.weight.id, false);
+        let input = probe::probe_layer_input(input, &self.weight);
         let fb = self.rule.feedback(
             &weight,
             self.feedback.as_ref().map(|p| p.val()),
@@ -252,7 +316,9 @@ impl FeedbackConv2d {
 }
 
 impl FeedbackLayer<4> for FeedbackConv2d {
-    const KIND: &'static str = "conv2d";
+    fn kind(&self) -> &'static str {
+        "conv2d"
+    }
     fn rule(&self) -> &Rule {
         &self.rule
     }
@@ -261,6 +327,9 @@ impl FeedbackLayer<4> for FeedbackConv2d {
     }
     fn stored(&self) -> Option<&Param<Tensor<4>>> {
         self.feedback.as_ref()
+    }
+    fn stored_mut(&mut self) -> Option<&mut Param<Tensor<4>>> {
+        self.feedback.as_mut()
     }
     fn sign_scale(&self) -> f64 {
         self.sign_scale
@@ -279,11 +348,8 @@ impl FeedbackLayer<4> for FeedbackConv2d {
             wm.conv_output_side(c_in_group * kh * kw),
         )
     }
-    fn with_stored(self, feedback: Option<Param<Tensor<4>>>) -> Self {
-        Self { feedback, ..self }
-    }
-    fn with_rule(self, rule: Rule) -> Self {
-        FeedbackConv2d::with_rule(self, rule)
+    fn set_rule(&mut self, rule: Rule) {
+        FeedbackConv2d::set_rule(self, rule)
     }
 }
 

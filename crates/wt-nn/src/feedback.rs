@@ -1,5 +1,5 @@
-//! Rank-generic pieces shared by [`crate::FeedbackLinear`] and [`crate::FeedbackConv2d`]:
-//! creating what a rule stores, and replacing a stored value.
+//! Rank-generic pieces of every feedback layer (wt's and yours): creating what a rule stores,
+//! and replacing a stored value.
 
 use burn::module::Param;
 use burn::tensor::Tensor;
@@ -13,9 +13,13 @@ use wt_core::Rule;
 /// `direct` gives, for a network of `outputs` outputs, the shape and fans of DFA's direct
 /// matrix, drawn Xavier-uniform as BioTorch draws it.
 ///
+/// `shape` is `W`'s, `(fan_in, fan_out)` its initialiser's fans, `weight` its value (for the
+/// rules that derive what they store from `W`, and its device).
+///
 /// # Panics
-/// For DFA whose `outputs` is still 0 (the model did not call `Rule::with_outputs`).
-pub(crate) fn init_rule_state<const D: usize>(
+/// For DFA whose `outputs` is still 0 (the model did not call `Rule::with_outputs`): the
+/// message says so.
+pub fn init_rule_state<const D: usize>(
     rule: &Rule,
     initializer: &burn::nn::Initializer,
     shape: [usize; D],

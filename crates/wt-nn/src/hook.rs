@@ -1,15 +1,24 @@
-//! The one hook between model-wide operations and the feedback layers.
+//! The hook between model-wide operations and feedback layers, open to layers and operations
+//! written outside wt.
 //!
-//! Burn's derived `Module::visit` / `Module::map` walk every submodule of any user's model.
-//! [`FeedbackLinear`] and [`FeedbackConv2d`] implement `Module` by hand (`module_impl.rs`) so
-//! that, while an operation ([`LayerOp`]) is installed for one walk by [`visit_layers`] or
-//! [`map_layers`], each layer hands itself to it, with its dotted path, before walking its
+//! Burn's `Module::visit` / `Module::map` walk every submodule of any model. A feedback layer
+//! implements `Module` with [`feedback_module!`](crate::feedback_module), which, while an
+//! operation is installed for one walk by [`visit_layers`] or [`map_layers`], hands the layer
+//! to the operation (as a [`FeedbackLayer`], with its dotted path) before walking its
 //! parameters. Outside such a walk nothing is installed, so ordinary visitors, mappers,
 //! optimizers and record loading see plain modules.
 //!
-//! Each operation is one small type beside its public function: the rules' extra gradients
-//! and the mirror's updates in [`crate::step`], the per-layer report in
-//! [`crate::alignment`], rule overrides in [`crate::layer_rules`].
+//! wt's own operations are built on it: the rules' extra gradients and the mirror's updates
+//! ([`crate::step`]), the per-layer reports ([`crate::alignment`]), rule overrides
+//! ([`crate::layer_rules`]). A layer of your own gets all of them by implementing
+//! [`FeedbackLayer`] (every method is required, so a forgotten one does not compile) and
+//! invoking [`feedback_module!`](crate::feedback_module) for its `Module`; `examples/custom_layer.rs`
+//! does so for a feedback `Conv1d`. An operation of your own implements [`LayerVisitor`] or
+//! [`LayerMapper`]: one method, generic over the layer's weight rank, so it cannot skip a
+//! kind of layer.
+//!
+//! Weight ranks 2 to 5 are supported ([`SupportedRank`]): dense (`[d_input, d_output]`) and
+//! 1-, 2- and 3-D convolutions (`[c_out, c_in / groups, k…]`).
 
 use std::any::Any;
 use std::cell::RefCell;
@@ -18,75 +27,196 @@ use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
 use burn::tensor::Tensor;
 use wt_core::{Rule, WeightMirror};
 
-use crate::{FeedbackConv2d, FeedbackLinear};
-
-/// A model-wide operation over the feedback layers of a model, run by [`visit_layers`] (the
-/// `visit_*` methods) or [`map_layers`] (the `map_*` methods). `path` is the layer's dotted
-/// path in the model (`fc1`, `blocks.0.conv1`).
-pub(crate) trait LayerOp: Any {
-    fn visit_linear(&mut self, _path: &str, _layer: &FeedbackLinear) {}
-    fn visit_conv2d(&mut self, _path: &str, _layer: &FeedbackConv2d) {}
-    fn map_linear(&mut self, _path: &str, layer: FeedbackLinear) -> FeedbackLinear {
-        layer
-    }
-    fn map_conv2d(&mut self, _path: &str, layer: FeedbackConv2d) -> FeedbackConv2d {
-        layer
-    }
-}
-
-/// What the operations read and change of a feedback layer, for either rank: the rule, `W`,
-/// what the rule stores, and the layer's own mirror correlation.
-pub(crate) trait FeedbackLayer<const D: usize>: Sized {
-    /// `linear` or `conv2d`.
-    const KIND: &'static str;
+/// What the model-wide operations read and change of a feedback layer whose weight `W` has
+/// rank `D`: its rule, `W`, what the rule stores, and its own weight-mirror correlation.
+///
+/// Implement it for a layer of your own, and implement the layer's `Module` with
+/// [`feedback_module!`](crate::feedback_module), and [`mirror_update`](crate::mirror_update),
+/// [`add_feedback_gradients`](crate::add_feedback_gradients), the alignment reports and the
+/// per-layer rules ([`set_layer_rules`](crate::set_layer_rules)) reach it. What the rule stores
+/// is created by [`init_rule_state`](crate::init_rule_state); the layer's forward calls
+/// [`probe_layer_input`](crate::probe_layer_input) on its input so the error-angle probes see
+/// it.
+pub trait FeedbackLayer<const D: usize> {
+    /// What kind of layer this is, as reports name it (`linear`, `conv2d`, `conv1d`, ...).
+    /// Layers of kind `linear` with rank-2 weights `[d_input, d_output]` take part in the
+    /// direct rules' alignment report (the chained product of the dense tail).
+    fn kind(&self) -> &'static str;
+    /// The layer's rule.
     fn rule(&self) -> &Rule;
+    /// `W`.
     fn weight(&self) -> &Param<Tensor<D>>;
-    /// What the rule stores (`B`, `|R0|`, a direct matrix), if anything.
+    /// What the rule stores (`B` for FA, KP and WM, `|R0|` for frSF, a direct matrix for DFA),
+    /// if anything; shaped like `W` except a direct matrix.
     fn stored(&self) -> Option<&Param<Tensor<D>>>;
-    /// The sign-symmetry scale `s`.
+    /// What the rule stores, to be changed in place (the weight mirror's update replaces its
+    /// value); `None` when the rule stores nothing.
+    fn stored_mut(&mut self) -> Option<&mut Param<Tensor<D>>>;
+    /// The sign-symmetry scale `s` (the std of `W`'s initialiser).
     fn sign_scale(&self) -> f64;
-    /// One weight-mirror correlation `ξᵀ(ξW)/n` for `weight` (outside autodiff).
+    /// One weight-mirror correlation `ξᵀ(ξW)/n` for `weight` (outside autodiff), with noise
+    /// shaped like the layer's input, as [`wt_core::mirror`] forms it for dense and conv layers.
     fn mirror_correlation(&self, weight: Tensor<D>, wm: &WeightMirror) -> Tensor<D>;
-    /// `steps` mirror correlations for the layer's current `W`, each with fresh noise.
-    fn mirror_correlations(&self, wm: &WeightMirror, steps: usize) -> Vec<Tensor<D>> {
-        let w = self.weight().val().inner();
-        (0..steps)
-            .map(|_| self.mirror_correlation(w.clone(), wm))
-            .collect()
-    }
-    /// The layer with what the rule stores replaced.
-    fn with_stored(self, stored: Option<Param<Tensor<D>>>) -> Self;
-    /// The layer on another rule (`W`, `b` kept; what the rule stores drawn afresh).
-    fn with_rule(self, rule: Rule) -> Self;
+    /// Puts the layer on another rule, `W` and `b` kept and what the rule stores drawn afresh
+    /// ([`init_rule_state`](crate::init_rule_state)).
+    fn set_rule(&mut self, rule: Rule);
 }
 
-/// A layer's side of the hook: hand itself to the installed operation.
-pub(crate) trait HandOver: Sized {
-    fn hand_to(&self, op: &mut dyn LayerOp, path: &str);
-    fn hand_over(self, op: &mut dyn LayerOp, path: &str) -> Self;
+/// `steps` mirror correlations for the layer's current `W`, each with fresh noise.
+pub fn mirror_correlations<const D: usize>(
+    layer: &dyn FeedbackLayer<D>,
+    wm: &WeightMirror,
+    steps: usize,
+) -> Vec<Tensor<D>> {
+    let w = layer.weight().val().inner();
+    (0..steps)
+        .map(|_| layer.mirror_correlation(w.clone(), wm))
+        .collect()
 }
 
-impl HandOver for FeedbackLinear {
-    fn hand_to(&self, op: &mut dyn LayerOp, path: &str) {
-        op.visit_linear(path, self)
-    }
-    fn hand_over(self, op: &mut dyn LayerOp, path: &str) -> Self {
-        op.map_linear(path, self)
-    }
+/// A model-wide operation that reads the feedback layers of a model ([`visit_layers`]).
+pub trait LayerVisitor: 'static {
+    /// Called for every feedback layer, in visiting order, with its dotted path in the model
+    /// (`fc1`, `blocks.0.conv1`).
+    fn visit<const D: usize>(&mut self, path: &str, layer: &dyn FeedbackLayer<D>);
 }
 
-impl HandOver for FeedbackConv2d {
-    fn hand_to(&self, op: &mut dyn LayerOp, path: &str) {
-        op.visit_conv2d(path, self)
-    }
-    fn hand_over(self, op: &mut dyn LayerOp, path: &str) -> Self {
-        op.map_conv2d(path, self)
-    }
+/// A model-wide operation that changes the feedback layers of a model ([`map_layers`]).
+pub trait LayerMapper: 'static {
+    /// Called for every feedback layer, in visiting order, with its dotted path in the model.
+    fn map<const D: usize>(&mut self, path: &str, layer: &mut dyn FeedbackLayer<D>);
+}
+
+/// Hands every feedback layer of `model` (by reference) to `visitor`, in visiting order;
+/// returns the visitor as it ended.
+pub fn visit_layers<M: Module, V: LayerVisitor>(model: &M, visitor: V) -> V {
+    let (_, walker) = run(Visiting(visitor), || model.visit(&mut PathTracker));
+    walker.0
+}
+
+/// Hands every feedback layer of `model` to `mapper`, which may change it; returns the model
+/// and the mapper as it ended.
+pub fn map_layers<M: Module, P: LayerMapper>(model: M, mapper: P) -> (M, P) {
+    let (model, walker) = run(Mapping(mapper), || model.map(&mut PathTracker));
+    (model, walker.0)
+}
+
+/// Called by a feedback layer's `Module::visit` before it walks its parameters
+/// ([`feedback_module!`](crate::feedback_module) does it).
+pub fn on_visit<const D: usize, L: FeedbackLayer<D>>(layer: &L)
+where
+    Rank<D>: SupportedRank<D>,
+{
+    WALK.with(|w| {
+        if let Some(walk) = w.borrow_mut().as_mut() {
+            let path = join_path(&walk.path);
+            <Rank<D> as SupportedRank<D>>::visit(walk.walker.as_mut(), &path, layer);
+        }
+    })
+}
+
+/// Called by a feedback layer's `Module::map` before it maps its parameters
+/// ([`feedback_module!`](crate::feedback_module) does it).
+pub fn on_map<const D: usize, L: FeedbackLayer<D>>(mut layer: L) -> L
+where
+    Rank<D>: SupportedRank<D>,
+{
+    WALK.with(|w| {
+        if let Some(walk) = w.borrow_mut().as_mut() {
+            let path = join_path(&walk.path);
+            <Rank<D> as SupportedRank<D>>::map(walk.walker.as_mut(), &path, &mut layer);
+        }
+    });
+    layer
+}
+
+/// A weight rank, for [`SupportedRank`].
+pub struct Rank<const D: usize>;
+
+mod sealed {
+    pub trait Sealed {}
+}
+
+/// The weight ranks a feedback layer may have: 2 (dense), 3, 4 and 5 (1-, 2- and 3-D
+/// convolutions).
+pub trait SupportedRank<const D: usize>: sealed::Sealed {
+    #[doc(hidden)]
+    fn visit(walker: &mut dyn Walker, path: &str, layer: &dyn FeedbackLayer<D>);
+    #[doc(hidden)]
+    fn map(walker: &mut dyn Walker, path: &str, layer: &mut dyn FeedbackLayer<D>);
+}
+
+/// An installed operation with its rank erased (one method a supported rank).
+#[doc(hidden)]
+pub trait Walker: Any {
+    fn visit2(&mut self, path: &str, layer: &dyn FeedbackLayer<2>);
+    fn visit3(&mut self, path: &str, layer: &dyn FeedbackLayer<3>);
+    fn visit4(&mut self, path: &str, layer: &dyn FeedbackLayer<4>);
+    fn visit5(&mut self, path: &str, layer: &dyn FeedbackLayer<5>);
+    fn map2(&mut self, path: &str, layer: &mut dyn FeedbackLayer<2>);
+    fn map3(&mut self, path: &str, layer: &mut dyn FeedbackLayer<3>);
+    fn map4(&mut self, path: &str, layer: &mut dyn FeedbackLayer<4>);
+    fn map5(&mut self, path: &str, layer: &mut dyn FeedbackLayer<5>);
+    fn into_any(self: Box<Self>) -> Box<dyn Any>;
+}
+
+macro_rules! supported_ranks {
+    ($($d:literal => $visit:ident, $map:ident;)*) => {
+        $(
+            impl sealed::Sealed for Rank<$d> {}
+            impl SupportedRank<$d> for Rank<$d> {
+                fn visit(walker: &mut dyn Walker, path: &str, layer: &dyn FeedbackLayer<$d>) {
+                    walker.$visit(path, layer)
+                }
+                fn map(walker: &mut dyn Walker, path: &str, layer: &mut dyn FeedbackLayer<$d>) {
+                    walker.$map(path, layer)
+                }
+            }
+        )*
+
+        impl<V: LayerVisitor> Walker for Visiting<V> {
+            $(
+                fn $visit(&mut self, path: &str, layer: &dyn FeedbackLayer<$d>) {
+                    self.0.visit::<$d>(path, layer)
+                }
+                // A visiting walk runs `Module::visit` only; nothing is mapped.
+                fn $map(&mut self, _path: &str, _layer: &mut dyn FeedbackLayer<$d>) {}
+            )*
+            fn into_any(self: Box<Self>) -> Box<dyn Any> {
+                self
+            }
+        }
+
+        impl<P: LayerMapper> Walker for Mapping<P> {
+            $(
+                // A mapping walk runs `Module::map` only; nothing is visited.
+                fn $visit(&mut self, _path: &str, _layer: &dyn FeedbackLayer<$d>) {}
+                fn $map(&mut self, path: &str, layer: &mut dyn FeedbackLayer<$d>) {
+                    self.0.map::<$d>(path, layer)
+                }
+            )*
+            fn into_any(self: Box<Self>) -> Box<dyn Any> {
+                self
+            }
+        }
+    };
+}
+
+/// A [`LayerVisitor`] installed for a visiting walk.
+struct Visiting<V>(V);
+/// A [`LayerMapper`] installed for a mapping walk.
+struct Mapping<P>(P);
+
+supported_ranks! {
+    2 => visit2, map2;
+    3 => visit3, map3;
+    4 => visit4, map4;
+    5 => visit5, map5;
 }
 
 /// The operation of the walk running on this thread, and where the walk is.
 struct Walk {
-    op: Box<dyn LayerOp>,
+    walker: Box<dyn Walker>,
     path: Vec<String>,
 }
 
@@ -94,8 +224,8 @@ thread_local! {
     static WALK: RefCell<Option<Walk>> = const { RefCell::new(None) };
 }
 
-/// Runs `walk` with `op` installed; returns what it returned and the operation as it ended.
-fn run<O: LayerOp, R>(op: O, walk: impl FnOnce() -> R) -> (R, O) {
+/// Runs `walk` with `walker` installed; returns what it returned and the walker as it ended.
+fn run<W: Walker, R>(walker: W, walk: impl FnOnce() -> R) -> (R, W) {
     /// Uninstalls the operation even when the walk panics.
     struct Uninstall;
     impl Drop for Uninstall {
@@ -104,7 +234,7 @@ fn run<O: LayerOp, R>(op: O, walk: impl FnOnce() -> R) -> (R, O) {
         }
     }
     let installed = Walk {
-        op: Box::new(op),
+        walker: Box::new(walker),
         path: Vec::new(),
     };
     let previous = WALK.with(|w| w.borrow_mut().replace(installed));
@@ -116,42 +246,14 @@ fn run<O: LayerOp, R>(op: O, walk: impl FnOnce() -> R) -> (R, O) {
     let out = walk();
     let walk = WALK.with(|w| w.borrow_mut().take());
     drop(uninstall);
-    let op: Box<dyn Any> = walk.expect("wt: the feedback operation vanished").op;
-    let op = op
-        .downcast::<O>()
+    let walker = walk
+        .expect("wt: the feedback operation vanished")
+        .walker
+        .into_any();
+    let walker = walker
+        .downcast::<W>()
         .unwrap_or_else(|_| unreachable!("the installed operation keeps its type"));
-    (out, *op)
-}
-
-/// Hands every feedback layer of `model` (by reference) to `op`, in visiting order.
-pub(crate) fn visit_layers<M: Module, O: LayerOp>(model: &M, op: O) -> O {
-    run(op, || model.visit(&mut PathTracker)).1
-}
-
-/// Hands every feedback layer of `model` (by value) to `op`, which returns it changed or not.
-pub(crate) fn map_layers<M: Module, O: LayerOp>(model: M, op: O) -> (M, O) {
-    run(op, || model.map(&mut PathTracker))
-}
-
-/// Called by a layer's `Module::visit` before it walks its parameters.
-pub(crate) fn on_visit<L: HandOver>(layer: &L) {
-    WALK.with(|w| {
-        if let Some(walk) = w.borrow_mut().as_mut() {
-            let path = join_path(&walk.path);
-            layer.hand_to(walk.op.as_mut(), &path);
-        }
-    })
-}
-
-/// Called by a layer's `Module::map` before it maps its parameters.
-pub(crate) fn on_map<L: HandOver>(layer: L) -> L {
-    WALK.with(|w| match w.borrow_mut().as_mut() {
-        Some(walk) => {
-            let path = join_path(&walk.path);
-            layer.hand_over(walk.op.as_mut(), &path)
-        }
-        None => layer,
-    })
+    (out, *walker)
 }
 
 /// The path component a module contributes: its field name or index; an enum's variant

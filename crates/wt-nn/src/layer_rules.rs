@@ -10,8 +10,7 @@ use std::collections::BTreeMap;
 
 use burn::module::Module;
 
-use crate::hook::{FeedbackLayer, LayerOp, map_layers};
-use crate::{FeedbackConv2d, FeedbackLinear};
+use crate::hook::{FeedbackLayer, LayerMapper, map_layers};
 use wt_core::Rule;
 
 /// Rule overrides by layer-path pattern.
@@ -97,21 +96,12 @@ struct SetRules {
     rules: Vec<(String, Rule)>,
 }
 
-impl SetRules {
-    fn apply<const D: usize, L: FeedbackLayer<D>>(&self, path: &str, layer: L) -> L {
+impl LayerMapper for SetRules {
+    fn map<const D: usize>(&mut self, path: &str, layer: &mut dyn FeedbackLayer<D>) {
         match self.rules.iter().find(|(p, _)| p == path) {
-            Some((_, rule)) if rule != layer.rule() => layer.with_rule(*rule),
-            _ => layer,
+            Some((_, rule)) if rule != layer.rule() => layer.set_rule(*rule),
+            _ => {}
         }
-    }
-}
-
-impl LayerOp for SetRules {
-    fn map_linear(&mut self, path: &str, layer: FeedbackLinear) -> FeedbackLinear {
-        self.apply(path, layer)
-    }
-    fn map_conv2d(&mut self, path: &str, layer: FeedbackConv2d) -> FeedbackConv2d {
-        self.apply(path, layer)
     }
 }
 

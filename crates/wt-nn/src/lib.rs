@@ -13,14 +13,18 @@
 //! ([`weight_alignment`], [`gradient_alignment`]). [`layer_rules`] puts layers chosen by path on
 //! rules of their own ([`set_layer_rules`]); [`direct_error`] marks a model's output for the
 //! direct rules (DFA, DKP).
+//!
+//! A feedback layer of your own joins all of these by implementing [`FeedbackLayer`] and
+//! [`feedback_module!`]; a model-wide operation of your own is a [`LayerVisitor`] or a
+//! [`LayerMapper`] ([`hook`]).
 
 #![warn(missing_docs)]
 
 pub mod alignment;
 mod batch_norm;
 mod conv2d;
-mod feedback;
-mod hook;
+pub mod feedback;
+pub mod hook;
 pub mod layer_rules;
 mod linear;
 mod module_impl;
@@ -35,11 +39,18 @@ pub use alignment::{
 };
 pub use batch_norm::{BatchNorm, BatchNormConfig};
 pub use conv2d::{FeedbackConv2d, FeedbackConv2dConfig};
+pub use feedback::init_rule_state;
+pub use hook::{FeedbackLayer, LayerMapper, LayerVisitor, map_layers, visit_layers};
 pub use layer_rules::{LayerRules, UnmatchedPattern, map_layer_rules, set_layer_rules};
 pub use linear::{FeedbackLinear, FeedbackLinearConfig};
 pub use optimizer::{FeedbackOptimizer, momentum_config, sgd_config};
+pub use probe::probe_layer_input;
 pub use step::{add_feedback_gradients, mirror_steps, mirror_update};
 pub use wt_core::{self, Rule, direct_error};
+
+// For `feedback_module!`'s expansion in other crates.
+#[doc(hidden)]
+pub use burn as __burn;
 
 #[cfg(test)]
 mod tests;

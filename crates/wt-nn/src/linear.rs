@@ -10,7 +10,6 @@ use wt_core::{
 
 use crate::feedback::init_rule_state;
 use crate::hook::FeedbackLayer;
-use crate::module_impl::feedback_module;
 use crate::probe;
 
 /// Configuration of a [`FeedbackLinear`]: Burn's `LinearConfig` plus the learning rule.
@@ -44,26 +43,30 @@ pub struct FeedbackLinearConfig {
 /// # Shapes
 /// - input: `[..., d_input]`, output: `[..., d_output]`
 /// - `weight`, `feedback`: `[d_input, d_output]` (Burn's layout), `bias`: `[d_output]`
+///
+/// The fields are private so that the rule and what it stores always agree: read them with the
+/// accessors, change the rule with [`set_rule`](Self::set_rule) or [`with_rule`](Self::with_rule).
 #[derive(Debug, Clone)]
 pub struct FeedbackLinear {
     /// `W`, `[d_input, d_output]`.
-    pub weight: Param<Tensor<2>>,
+    weight: Param<Tensor<2>>,
     /// `b`, `[d_output]`.
-    pub bias: Option<Param<Tensor<1>>>,
+    bias: Option<Param<Tensor<1>>>,
     /// What the rule stores, `[d_input, d_output]`: `B` (FA, KP, WM), `|R0|` (frSF), or
     /// nothing (BP, uSF, brSF); DFA's direct matrix, `[d_input, outputs]`. Saved with the
     /// module.
-    pub feedback: Option<Param<Tensor<2>>>,
+    feedback: Option<Param<Tensor<2>>>,
     /// The learning rule.
-    pub rule: Rule,
+    rule: Rule,
     /// Standard deviation of W's initialiser, the scale `s` of the sign-symmetry rules.
-    pub sign_scale: f64,
+    sign_scale: f64,
     /// W's initialiser, from which a rule's `B` is drawn ([`with_rule`](Self::with_rule)).
-    pub initializer: Initializer,
+    initializer: Initializer,
 }
 
-feedback_module!(
+crate::feedback_module!(
     FeedbackLinear,
+    rank: 2,
     params: [weight, bias, feedback],
     consts: [rule, sign_scale, initializer]
 );
@@ -118,6 +121,42 @@ impl FeedbackLinear {
         .with_rule(rule)
     }
 
+    /// `W`, `[d_input, d_output]`.
+    pub fn weight(&self) -> &Param<Tensor<2>> {
+        &self.weight
+    }
+
+    /// `b`, `[d_output]`, if the layer has one.
+    pub fn bias(&self) -> Option<&Param<Tensor<1>>> {
+        self.bias.as_ref()
+    }
+
+    /// What the rule stores, `[d_input, d_output]`: `B` (FA, KP, WM), `|R0|` (frSF); DFA's
+    /// direct matrix, `[d_input, outputs]`; `None` for BP, uSF and brSF.
+    pub fn feedback(&self) -> Option<&Param<Tensor<2>>> {
+        self.feedback.as_ref()
+    }
+
+    /// The layer's rule.
+    pub fn rule(&self) -> &Rule {
+        &self.rule
+    }
+
+    /// The scale `s` of the sign-symmetry rules: the std of `W`'s initialiser.
+    pub fn sign_scale(&self) -> f64 {
+        self.sign_scale
+    }
+
+    /// `W`'s initialiser, from which a rule's `B` is drawn.
+    pub fn initializer(&self) -> &Initializer {
+        &self.initializer
+    }
+
+    /// Puts the layer on `rule` in place (see [`with_rule`](Self::with_rule)).
+    pub fn set_rule(&mut self, rule: Rule) {
+        *self = self.clone().with_rule(rule);
+    }
+
     /// The same layer (`W`, `b` kept) on another rule: what the rule stores is drawn afresh
     /// from the layer's initialiser, as [`FeedbackLinearConfig::init`] would draw it.
     pub fn with_rule(self, rule: Rule) -> Self {
@@ -144,7 +183,7 @@ impl FeedbackLinear {
     /// - input: `[..., d_input]`; output: `[..., d_output]`
     pub fn forward<const D: usize>(&self, input: Tensor<D>) -> Tensor<D> {
         let weight = self.weight.val();
-        let input = probe::probe(input, self.weight.id, false);
+        let input = probe::probe_layer_input(input, &self.weight);
         let fb = self.rule.feedback(
             &weight,
             self.feedback.as_ref().map(|p| p.val()),
@@ -172,7 +211,9 @@ impl FeedbackLinear {
 }
 
 impl FeedbackLayer<2> for FeedbackLinear {
-    const KIND: &'static str = "linear";
+    fn kind(&self) -> &'static str {
+        "linear"
+    }
     fn rule(&self) -> &Rule {
         &self.rule
     }
@@ -182,6 +223,9 @@ impl FeedbackLayer<2> for FeedbackLinear {
     fn stored(&self) -> Option<&Param<Tensor<2>>> {
         self.feedback.as_ref()
     }
+    fn stored_mut(&mut self) -> Option<&mut Param<Tensor<2>>> {
+        self.feedback.as_mut()
+    }
     fn sign_scale(&self) -> f64 {
         self.sign_scale
     }
@@ -190,11 +234,8 @@ impl FeedbackLayer<2> for FeedbackLinear {
         let fan_in = weight.dims()[0];
         linear_correlation(weight, wm.sigma, wm.dense_samples(fan_in))
     }
-    fn with_stored(self, feedback: Option<Param<Tensor<2>>>) -> Self {
-        Self { feedback, ..self }
-    }
-    fn with_rule(self, rule: Rule) -> Self {
-        FeedbackLinear::with_rule(self, rule)
+    fn set_rule(&mut self, rule: Rule) {
+        FeedbackLinear::set_rule(self, rule)
     }
 }
 

@@ -71,3 +71,15 @@ pub(crate) fn probe<const D: usize>(
     });
     x + tensor.reshape(dims)
 }
+
+/// Marks `x` as the input of the feedback layer whose weight is `weight`: in
+/// [`gradient_alignment`](crate::gradient_alignment)'s probe passes the error reaching `x` is
+/// measured (the layer's error angle); outside them `x` is returned untouched. A feedback
+/// layer's forward calls it on its input first, as [`FeedbackLinear`](crate::FeedbackLinear)
+/// and [`FeedbackConv2d`](crate::FeedbackConv2d) do.
+pub fn probe_layer_input<const D: usize, const W: usize>(
+    x: Tensor<D>,
+    weight: &burn::module::Param<Tensor<W>>,
+) -> Tensor<D> {
+    probe(x, weight.id, false)
+}

@@ -17,8 +17,9 @@ use burn::optim::GradientsParams;
 use wt_core::{MirrorUpdate, Rule};
 
 use crate::feedback::replace_value;
-use crate::hook::{FeedbackLayer, LayerOp, map_layers, visit_layers};
-use crate::{FeedbackConv2d, FeedbackLinear};
+use crate::hook::{
+    FeedbackLayer, LayerMapper, LayerVisitor, map_layers, mirror_correlations, visit_layers,
+};
 
 /// Adds the gradients of `B` that do not come out of backward: the weight mirror's
 /// pseudo-gradient `−(η_B/η)·ξᵀ(ξW)/n + (λ_B/η)·B` for every weight-mirror layer whose
@@ -47,14 +48,14 @@ struct FeedbackGradients {
     grads: GradientsParams,
 }
 
-impl FeedbackGradients {
-    fn add<const D: usize>(&mut self, layer: &impl FeedbackLayer<D>) {
+impl LayerVisitor for FeedbackGradients {
+    fn visit<const D: usize>(&mut self, _path: &str, layer: &dyn FeedbackLayer<D>) {
         let Some(stored) = layer.stored() else {
             return;
         };
         let g = match layer.rule() {
             Rule::WeightMirror(wm) if wm.update == MirrorUpdate::Gradient => {
-                let corrs = layer.mirror_correlations(wm, wm.mirror_steps);
+                let corrs = mirror_correlations(layer, wm, wm.mirror_steps);
                 wm.pseudo_gradient(stored.val().inner(), corrs, self.learning_rate)
             }
             // KP's decay on B alone: λ_K·B joins the W gradient B received in backward.
@@ -68,15 +69,6 @@ impl FeedbackGradients {
             None => g,
         };
         self.grads.register(stored.id, g);
-    }
-}
-
-impl LayerOp for FeedbackGradients {
-    fn visit_linear(&mut self, _path: &str, layer: &FeedbackLinear) {
-        self.add(layer)
-    }
-    fn visit_conv2d(&mut self, _path: &str, layer: &FeedbackConv2d) {
-        self.add(layer)
     }
 }
 
@@ -101,30 +93,22 @@ struct MirrorUpdates {
     steps: Option<usize>,
 }
 
-impl MirrorUpdates {
-    fn apply<const D: usize, L: FeedbackLayer<D>>(&self, layer: L) -> L {
-        let (Rule::WeightMirror(wm), Some(stored)) = (*layer.rule(), layer.stored()) else {
-            return layer;
+impl LayerMapper for MirrorUpdates {
+    fn map<const D: usize>(&mut self, _path: &str, layer: &mut dyn FeedbackLayer<D>) {
+        let Rule::WeightMirror(wm) = *layer.rule() else {
+            return;
         };
         let steps = match self.steps {
             Some(k) => k,
             None if wm.update == MirrorUpdate::Direct => wm.mirror_steps,
-            None => return layer,
+            None => return,
         };
-        let corrs = layer.mirror_correlations(&wm, steps);
-        let stored = stored.clone().map(|b| {
-            let updated = wm.apply(b.clone().inner(), corrs);
-            replace_value(b, updated)
-        });
-        layer.with_stored(Some(stored))
-    }
-}
-
-impl LayerOp for MirrorUpdates {
-    fn map_linear(&mut self, _path: &str, layer: FeedbackLinear) -> FeedbackLinear {
-        self.apply(layer)
-    }
-    fn map_conv2d(&mut self, _path: &str, layer: FeedbackConv2d) -> FeedbackConv2d {
-        self.apply(layer)
+        let corrs = mirror_correlations(layer, &wm, steps);
+        if let Some(stored) = layer.stored_mut() {
+            *stored = stored.clone().map(|b| {
+                let updated = wm.apply(b.clone().inner(), corrs);
+                replace_value(b, updated)
+            });
+        }
     }
 }

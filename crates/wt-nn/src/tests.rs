@@ -55,12 +55,12 @@ fn backprop_layers_match_burn_layers_exactly() {
         close("dx", dx_ours, x2.grad(&g_burn).unwrap());
         close(
             "dW",
-            ours.weight.grad(&g_ours).unwrap(),
+            ours.weight().grad(&g_ours).unwrap(),
             burn_linear.weight.grad(&g_burn).unwrap(),
         );
         close(
             "db",
-            ours.bias.as_ref().unwrap().grad(&g_ours).unwrap(),
+            ours.bias().as_ref().unwrap().grad(&g_ours).unwrap(),
             burn_linear.bias.as_ref().unwrap().grad(&g_burn).unwrap(),
         );
 
@@ -85,7 +85,7 @@ fn backprop_layers_match_burn_layers_exactly() {
         );
         close(
             "conv dW",
-            ours.weight.grad(&g_ours).unwrap(),
+            ours.weight().grad(&g_ours).unwrap(),
             burn_conv.weight.grad(&g_burn).unwrap(),
         );
     }
@@ -124,8 +124,8 @@ fn every_rule_sends_the_error_through_its_feedback_matrix() {
             let up = rand([4, 7], &ad);
             let y = layer.forward(x.clone());
             let g = (y.clone() * up.clone()).sum().backward();
-            let w = layer.weight.val().inner();
-            let bias = layer.bias.as_ref().map(|b| b.val().inner());
+            let w = layer.weight().val().inner();
+            let bias = layer.bias().as_ref().map(|b| b.val().inner());
             let x_in = x.clone().inner();
             close(
                 &what("linear forward"),
@@ -134,16 +134,16 @@ fn every_rule_sends_the_error_through_its_feedback_matrix() {
             );
             close(
                 &what("linear dW"),
-                layer.weight.grad(&g).unwrap(),
+                layer.weight().grad(&g).unwrap(),
                 x_in.transpose().matmul(up.clone().inner()),
             );
             if rule.name() != "brsf" {
                 // brSF draws B at each forward: its B is checked through the sign test below.
                 let b = expected_feedback(
                     &rule,
-                    &layer.weight.val(),
-                    layer.feedback.as_ref().map(|p| p.val()),
-                    layer.sign_scale,
+                    &layer.weight().val(),
+                    layer.feedback().as_ref().map(|p| p.val()),
+                    layer.sign_scale(),
                 );
                 close(
                     &what("linear B"),
@@ -177,8 +177,8 @@ fn every_rule_sends_the_error_through_its_feedback_matrix() {
             let up = rand(y.dims(), &ad);
             let g = (y.clone() * up.clone()).sum().backward();
             let options = conv.options(10, 10);
-            let w = conv.weight.val().inner();
-            let bias = conv.bias.as_ref().map(|b| b.val().inner());
+            let w = conv.weight().val().inner();
+            let bias = conv.bias().as_ref().map(|b| b.val().inner());
             close(
                 &what("conv forward"),
                 y.inner(),
@@ -190,9 +190,9 @@ fn every_rule_sends_the_error_through_its_feedback_matrix() {
                 let t = ConvTransposeOptions::new([2, 2], [1, 1], [out_pad; 2], [2, 2], 2);
                 let b = expected_feedback(
                     &rule,
-                    &conv.weight.val(),
-                    conv.feedback.as_ref().map(|p| p.val()),
-                    conv.sign_scale,
+                    &conv.weight().val(),
+                    conv.feedback().as_ref().map(|p| p.val()),
+                    conv.sign_scale(),
                 );
                 let expected = conv_transpose2d(up.inner(), b, None, t);
                 close(&what("conv dx"), x.grad(&g).unwrap(), expected);
@@ -203,8 +203,8 @@ fn every_rule_sends_the_error_through_its_feedback_matrix() {
 
 /// ‖W − B‖ for a KP layer.
 fn kp_gap(layer: &FeedbackLinear) -> f64 {
-    let w = layer.weight.val().inner();
-    let b = layer.feedback.as_ref().unwrap().val().inner();
+    let w = layer.weight().val().inner();
+    let b = layer.feedback().as_ref().unwrap().val().inner();
     (w - b).powi_scalar(2).sum().into_scalar::<f64>().sqrt()
 }
 
@@ -284,22 +284,22 @@ fn kolen_pollack_feedback_decay_shrinks_b_alone() {
             .with_weight_decay(Some(WeightDecayConfig::new(wd as f32)))
             .init();
         for step in 0..3 {
-            let w = layer.weight.val().inner();
-            let b = layer.feedback.as_ref().unwrap().val().inner();
+            let w = layer.weight().val().inner();
+            let b = layer.feedback().as_ref().unwrap().val().inner();
             let loss = layer.forward(rand([2, 3, 6, 6], &ad)).powi_scalar(2).mean();
             let mut grads = GradientsParams::from_grads(loss.backward(), &layer);
-            let g = grads.get::<4>(layer.weight.id).unwrap();
+            let g = grads.get::<4>(layer.weight().id).unwrap();
             add_feedback_gradients(&layer, &mut grads, lr);
             layer = optim.step(lr, layer, grads);
             let what = |t: &str| format!("{name} step {step}: {t}");
             close(
                 &what("W"),
-                layer.weight.val().inner(),
+                layer.weight().val().inner(),
                 w.mul_scalar(1.0 - lr * wd) - g.clone().mul_scalar(lr),
             );
             close(
                 &what("B"),
-                layer.feedback.as_ref().unwrap().val().inner(),
+                layer.feedback().as_ref().unwrap().val().inner(),
                 b.mul_scalar(1.0 - lr * (wd + kd)) - g.mul_scalar(lr),
             );
         }
@@ -363,11 +363,11 @@ fn a_two_layer_model_learns_with_every_rule() {
         for rule in all_rules_for(3) {
             device.seed(5);
             let model = two_layers(rule, &device);
-            let w0 = model.a.weight.val().inner();
+            let w0 = model.a.weight().val().inner();
             let (first, last, trained) = train_two_layers(model, &device, 30);
             let what = format!("{} on {name}", rule.name());
             assert!(last < 0.8 * first, "{what}: loss {first} -> {last}");
-            let w1 = trained.a.weight.val().inner();
+            let w1 = trained.a.weight().val().inner();
             let moved = (w1 - w0.clone())
                 .powi_scalar(2)
                 .sum()
@@ -407,12 +407,12 @@ fn fa_keeps_b_fixed_and_usf_tracks_the_sign_of_w() {
     let _serial = wt_core::device::device_test_lock();
     for (name, device) in test_devices() {
         let before = two_layers("fa".parse().unwrap(), &device);
-        let b0 = before.b.feedback.as_ref().unwrap().val().inner();
-        let w0 = before.b.weight.val().inner();
+        let b0 = before.b.feedback().as_ref().unwrap().val().inner();
+        let w0 = before.b.weight().val().inner();
         let (_, _, after) = train_two_layers(before, &device, 5);
-        let b1 = after.b.feedback.as_ref().unwrap().val().inner();
+        let b1 = after.b.feedback().as_ref().unwrap().val().inner();
         b0.into_data().assert_eq(&b1.into_data(), true);
-        let w1 = after.b.weight.val().inner();
+        let w1 = after.b.weight().val().inner();
         assert!(
             (w0 - w1).abs().sum().into_scalar::<f32>() > 0.0,
             "{name}: FA did not train W"
@@ -422,15 +422,15 @@ fn fa_keeps_b_fixed_and_usf_tracks_the_sign_of_w() {
         let (_, _, usf) = train_two_layers(two_layers("usf".parse().unwrap(), &device), &device, 5);
         for layer in [&usf.a, &usf.b] {
             let expected = layer
-                .weight
+                .weight()
                 .val()
                 .inner()
                 .sign()
-                .mul_scalar(layer.sign_scale);
+                .mul_scalar(layer.sign_scale());
             close("usf B", layer.feedback_matrix().inner(), expected);
             // And the backward pass uses exactly that B.
-            let x = rand([3, layer.weight.dims()[0]], &ad).require_grad();
-            let up = rand([3, layer.weight.dims()[1]], &ad);
+            let x = rand([3, layer.weight().dims()[0]], &ad).require_grad();
+            let up = rand([3, layer.weight().dims()[1]], &ad);
             let g = (layer.forward(x.clone()) * up.clone()).sum().backward();
             let b = layer.feedback_matrix().inner();
             close(
@@ -490,7 +490,7 @@ fn per_fan_in_mirror_samples_scale_each_layers_noise() {
                 .with_stride([2, 1])
                 .with_rule(Rule::WeightMirror(fan_in))
                 .init(&device);
-            let w = conv.weight.val();
+            let w = conv.weight().val();
             device.seed(5);
             let got = conv.mirror_correlation(w.clone(), &fan_in);
             device.seed(5);
@@ -500,7 +500,7 @@ fn per_fan_in_mirror_samples_scale_each_layers_noise() {
         let dense = FeedbackLinearConfig::new(30, 4)
             .with_rule(Rule::WeightMirror(fan_in))
             .init(&device);
-        let w = dense.weight.val();
+        let w = dense.weight().val();
         device.seed(6);
         let got = dense.mirror_correlation(w.clone(), &fan_in);
         device.seed(6);
@@ -514,7 +514,7 @@ fn per_fan_in_mirror_samples_scale_each_layers_noise() {
         let wide = FeedbackConv2dConfig::new([32, 8], [3, 3])
             .with_rule(Rule::WeightMirror(fan_in))
             .init(&device);
-        let w = wide.weight.val();
+        let w = wide.weight().val();
         device.seed(7);
         let scaled = angle_degrees(wide.mirror_correlation(w.clone(), &fan_in), w.clone());
         device.seed(7);
@@ -541,9 +541,9 @@ fn mirror_update_and_pseudo_gradient_each_serve_their_own_mode() {
             let layer = FeedbackLinearConfig::new(12, 7)
                 .with_rule(Rule::WeightMirror(wm))
                 .init(&ad);
-            let b_id = layer.feedback.as_ref().unwrap().id;
-            let b0 = layer.feedback.as_ref().unwrap().val().inner();
-            let w = layer.weight.val().inner();
+            let b_id = layer.feedback().as_ref().unwrap().id;
+            let b0 = layer.feedback().as_ref().unwrap().val().inner();
+            let w = layer.weight().val().inner();
 
             let out = layer.forward(rand([5, 12], &ad)).sum();
             let mut grads = GradientsParams::from_grads(out.backward(), &layer);
@@ -556,7 +556,7 @@ fn mirror_update_and_pseudo_gradient_each_serve_their_own_mode() {
             );
 
             device.seed(11);
-            let b1 = mirror_update(layer).feedback.unwrap().val().inner();
+            let b1 = mirror_update(layer).feedback().unwrap().val().inner();
             if update == MirrorUpdate::Direct {
                 device.seed(11);
                 let corr = wt_core::mirror::linear_correlation(w, wm.sigma, wm.mirror_batch);
@@ -640,11 +640,11 @@ fn records_carry_feedback_weights() {
             .init(&device);
         let loaded = fresh.load_file(&path);
         loaded
-            .weight
+            .weight()
             .val()
             .into_data()
-            .assert_eq(&layer.weight.val().into_data(), true);
-        match (&layer.feedback, &loaded.feedback) {
+            .assert_eq(&layer.weight().val().into_data(), true);
+        match (&layer.feedback(), &loaded.feedback()) {
             (Some(a), Some(b)) => a.val().into_data().assert_eq(&b.val().into_data(), true),
             (None, None) => {}
             _ => panic!("{}: feedback presence changed on load", rule.name()),
@@ -694,24 +694,24 @@ fn records_have_the_keys_of_a_derived_twin() {
             .init(&device);
         let twin = NetTwin {
             fc: LinearTwin {
-                weight: burn::module::Param::from_tensor(fc.weight.val().zeros_like()),
+                weight: burn::module::Param::from_tensor(fc.weight().val().zeros_like()),
                 bias: fc
-                    .bias
+                    .bias()
                     .as_ref()
                     .map(|b| burn::module::Param::from_tensor(b.val().zeros_like())),
                 feedback: fc
-                    .feedback
+                    .feedback()
                     .as_ref()
                     .map(|b| burn::module::Param::from_tensor(b.val().zeros_like())),
             },
             conv: Conv2dTwin {
-                weight: burn::module::Param::from_tensor(conv.weight.val().zeros_like()),
+                weight: burn::module::Param::from_tensor(conv.weight().val().zeros_like()),
                 bias: conv
-                    .bias
+                    .bias()
                     .as_ref()
                     .map(|b| burn::module::Param::from_tensor(b.val().zeros_like())),
                 feedback: conv
-                    .feedback
+                    .feedback()
                     .as_ref()
                     .map(|b| burn::module::Param::from_tensor(b.val().zeros_like())),
             },
@@ -727,13 +727,13 @@ fn records_have_the_keys_of_a_derived_twin() {
             .weight
             .val()
             .into_data()
-            .assert_eq(&ours.fc.weight.val().into_data(), true);
+            .assert_eq(&ours.fc.weight().val().into_data(), true);
         let back = ours
             .clone()
             .try_load_record(twin.into_record())
             .unwrap_or_else(|e| panic!("{}: we cannot load the twin's record: {e}", rule.name()));
         assert!(
-            back.conv.weight.val().abs().sum().into_scalar::<f64>() == 0.0,
+            back.conv.weight().val().abs().sum().into_scalar::<f64>() == 0.0,
             "{}: the twin's zeros did not load",
             rule.name()
         );
@@ -828,9 +828,9 @@ fn gradient_alignment_measures_error_and_update_angles_against_backprop() {
         let paths: Vec<_> = report.iter().map(|r| r.path.as_str()).collect();
         assert_eq!(paths, ["a", "b"], "{name}");
 
-        let w = |l: &FeedbackLinear| l.weight.val().inner();
-        let b = |l: &FeedbackLinear| l.feedback.as_ref().unwrap().val().inner();
-        let c = |l: &FeedbackLinear| l.bias.as_ref().unwrap().val().inner().unsqueeze::<2>();
+        let w = |l: &FeedbackLinear| l.weight().val().inner();
+        let b = |l: &FeedbackLinear| l.feedback().as_ref().unwrap().val().inner();
+        let c = |l: &FeedbackLinear| l.bias().as_ref().unwrap().val().inner().unsqueeze::<2>();
         let xi = x.inner();
         let h = xi.clone().matmul(w(&net.a)) + c(&net.a);
         let g = (h.clone().matmul(w(&net.b)) + c(&net.b)).mul_scalar(2.0);
@@ -914,8 +914,8 @@ fn block_probe_measures_the_error_at_the_blocks_input_shortcut_included() {
         let options = ConvTransposeOptions::new([1, 1], [1, 1], [0, 0], [1, 1], 1);
         let back = |k: Tensor<4>| conv_transpose2d(up.clone().inner(), k, None, options.clone());
         let (w, b) = (
-            conv.weight.val().inner(),
-            conv.feedback.as_ref().unwrap().val().inner(),
+            conv.weight().val().inner(),
+            conv.feedback().as_ref().unwrap().val().inner(),
         );
         let (branch_rule, branch_bp) = (back(b), back(w));
         let at_block = wt_core::angle_degrees(
@@ -969,8 +969,8 @@ fn direct_matrices_are_compared_with_the_product_of_the_dense_layers_above() {
                 .init(&device),
         };
         let report = weight_alignment(&net);
-        let w = |l: &FeedbackLinear| l.weight.val();
-        let d = |l: &FeedbackLinear| l.feedback.as_ref().unwrap().val();
+        let w = |l: &FeedbackLinear| l.weight().val();
+        let d = |l: &FeedbackLinear| l.feedback().as_ref().unwrap().val();
         let expected = [
             angle_degrees(d(&net.a), w(&net.a).matmul(w(&net.b)).matmul(w(&net.c))),
             angle_degrees(d(&net.b), w(&net.b).matmul(w(&net.c))),
@@ -987,7 +987,7 @@ fn direct_matrices_are_compared_with_the_product_of_the_dense_layers_above() {
         assert!(report[0].weight.angle_deg.is_nan(), "{name}: conv angle");
         let conv_ratio = {
             let n = |t: Tensor<4>| t.powi_scalar(2).sum().into_scalar::<f64>().sqrt();
-            n(net.conv.feedback.as_ref().unwrap().val()) / n(net.conv.weight.val())
+            n(net.conv.feedback().as_ref().unwrap().val()) / n(net.conv.weight().val())
         };
         assert!((report[0].weight.norm_ratio - conv_ratio).abs() < 1e-5 * conv_ratio);
     }

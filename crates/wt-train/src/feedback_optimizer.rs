@@ -94,7 +94,7 @@ mod tests {
         let layer = wt_nn::FeedbackLinearConfig::new(5, 4).init(&ad);
         let x = Tensor::<2>::random([3, 5], Distribution::Normal(0.0, 1.0), &ad);
         let up = Tensor::<2>::random([3, 4], Distribution::Normal(0.0, 1.0), &ad);
-        let w0 = layer.weight.val().inner();
+        let w0 = layer.weight().val().inner();
         let g = x.clone().inner().transpose().matmul(up.clone().inner());
         let buf1 = g.clone() + w0.clone().mul_scalar(wd);
         let w1 = w0 - buf1.clone().mul_scalar(lr);
@@ -115,7 +115,7 @@ mod tests {
                 let grads = GradientsParams::from_grads(loss.backward(), &layer);
                 layer = optim.step(lr, layer, grads);
             }
-            let got = layer.weight.val().inner();
+            let got = layer.weight().val().inner();
             let gap = (got - w2.clone()).abs().max().into_scalar::<f32>();
             let scale = w2.clone().abs().max().into_scalar::<f32>();
             assert!(
