@@ -390,41 +390,61 @@ fn magnitude_distribution(scale: f64) -> Distribution {
     Distribution::Uniform(-bound, bound)
 }
 
-/// The learning rule of one feedback layer. Every variant is listed by `Rule::all()` (derived:
-/// `strum::EnumIter`, each rule with its default settings) and named by the exhaustive
-/// `match` of [`Rule::name`], so a new rule cannot be left out of either.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, strum::EnumIter)]
-// Serialised under the command line's short names (`rule = "kp"`); the long snake-case names
-// earlier configs were written with still load.
-#[serde(tag = "rule")]
-pub enum Rule {
+/// Declares [`Rule`] from one table: each variant with its short name (its serde name, its
+/// command-line name, [`Rule::name`]) and the long names older configs were written with, so
+/// every name is spelled once.
+macro_rules! rule_table {
+    ($(
+        $(#[$doc:meta])*
+        $variant:ident($settings:ty) = $name:tt $(| $alias:tt)?;
+    )*) => {
+        /// The learning rule of one feedback layer. Every variant is listed by `Rule::all()`
+        /// (derived: `strum::EnumIter`, each rule with its default settings) and has one short
+        /// name, given once in the table that declares the enum: serde writes it
+        /// (`rule = "kp"`), the command line takes it, [`Rule::name`] returns it.
+        #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, strum::EnumIter)]
+        #[serde(tag = "rule")]
+        pub enum Rule {
+            $(
+                $(#[$doc])*
+                #[serde(rename = $name $(, alias = $alias)?)]
+                $variant($settings),
+            )*
+        }
+
+        impl Rule {
+            /// The short name of this rule: its serde name and its command-line name (the one
+            /// [`Named`] table of rules).
+            pub fn name(&self) -> &'static str {
+                match self {
+                    $(Rule::$variant(_) => $name,)*
+                }
+            }
+        }
+    };
+}
+
+// Short names; after `|` the long snake-case name earlier configs were written with (still
+// loaded).
+rule_table! {
     /// [`Backprop`]
-    #[serde(rename = "bp", alias = "backprop")]
-    Backprop(Backprop),
+    Backprop(Backprop) = "bp" | "backprop";
     /// [`FeedbackAlignment`]
-    #[serde(rename = "fa", alias = "feedback_alignment")]
-    FeedbackAlignment(FeedbackAlignment),
+    FeedbackAlignment(FeedbackAlignment) = "fa" | "feedback_alignment";
     /// [`UniformSignSymmetry`]
-    #[serde(rename = "usf", alias = "uniform_sign_symmetry")]
-    UniformSignSymmetry(UniformSignSymmetry),
+    UniformSignSymmetry(UniformSignSymmetry) = "usf" | "uniform_sign_symmetry";
     /// [`BatchRandomSignSymmetry`]
-    #[serde(rename = "brsf", alias = "batch_random_sign_symmetry")]
-    BatchRandomSignSymmetry(BatchRandomSignSymmetry),
+    BatchRandomSignSymmetry(BatchRandomSignSymmetry) = "brsf" | "batch_random_sign_symmetry";
     /// [`FixedRandomSignSymmetry`]
-    #[serde(rename = "frsf", alias = "fixed_random_sign_symmetry")]
-    FixedRandomSignSymmetry(FixedRandomSignSymmetry),
+    FixedRandomSignSymmetry(FixedRandomSignSymmetry) = "frsf" | "fixed_random_sign_symmetry";
     /// [`KolenPollack`]
-    #[serde(rename = "kp", alias = "kolen_pollack")]
-    KolenPollack(KolenPollack),
+    KolenPollack(KolenPollack) = "kp" | "kolen_pollack";
     /// [`WeightMirror`]
-    #[serde(rename = "wm", alias = "weight_mirror")]
-    WeightMirror(WeightMirror),
+    WeightMirror(WeightMirror) = "wm" | "weight_mirror";
     /// Direct feedback alignment: [`DirectFeedback`] with a fixed `D`.
-    #[serde(rename = "dfa")]
-    DirectFeedbackAlignment(DirectFeedback),
+    DirectFeedbackAlignment(DirectFeedback) = "dfa";
     /// Direct Kolen-Pollack: [`DirectFeedback`] whose `D` learns.
-    #[serde(rename = "dkp")]
-    DirectKolenPollack(DirectFeedback),
+    DirectKolenPollack(DirectFeedback) = "dkp";
 }
 
 impl Default for Rule {
@@ -478,22 +498,6 @@ impl Named for MirrorUpdate {
 }
 
 impl Rule {
-    /// The short name of this rule: its serde name and its command-line name (the one
-    /// [`Named`] table of rules).
-    pub fn name(&self) -> &'static str {
-        match self {
-            Rule::Backprop(_) => "bp",
-            Rule::FeedbackAlignment(_) => "fa",
-            Rule::UniformSignSymmetry(_) => "usf",
-            Rule::BatchRandomSignSymmetry(_) => "brsf",
-            Rule::FixedRandomSignSymmetry(_) => "frsf",
-            Rule::KolenPollack(_) => "kp",
-            Rule::WeightMirror(_) => "wm",
-            Rule::DirectFeedbackAlignment(_) => "dfa",
-            Rule::DirectKolenPollack(_) => "dkp",
-        }
-    }
-
     /// What the layer keeps for this rule.
     pub fn storage(&self) -> FeedbackStorage {
         match self {
