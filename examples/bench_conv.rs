@@ -17,7 +17,7 @@ use burn::tensor::TensorData;
 use burn::tensor::ops::ConvOptions;
 use clap::Parser;
 use wt::wt_core::Kernels;
-use wt::wt_core::kernels::{ConvGeometry, set_flex_kernels};
+use wt::wt_core::kernels::{ConvGeometry, FlexKernels};
 
 #[path = "../benches/common/interleaved.rs"]
 mod interleaved;
@@ -153,18 +153,15 @@ fn main() {
             // Case 0: wt's kernels; case 1: Burn's op (the same call with the kernels off).
             let mut cases: Vec<Box<dyn FnMut() -> Result<(), std::convert::Infallible> + '_>> = vec![
                 Box::new(|| {
-                    set_flex_kernels(true);
-                    run();
+                    FlexKernels::Wt.run(run);
                     Ok(())
                 }),
                 Box::new(|| {
-                    set_flex_kernels(false);
-                    run();
+                    FlexKernels::Burn.run(run);
                     Ok(())
                 }),
             ];
             let Ok(t) = interleaved(&mut cases, warmup, reps);
-            set_flex_kernels(true);
             let (wt_s, burn_s) = (t[0].as_secs_f64(), t[1].as_secs_f64());
             let gflops = 2.0 * macs / wt_s / 1e9;
             println!(

@@ -27,6 +27,7 @@ use wt::FeedbackOptimizer;
 use wt::Rule;
 use wt::wt_core::Named;
 use wt::wt_core::device::parse_device;
+use wt::wt_core::kernels::FlexKernels;
 use wt::wt_models::{Architecture, ImageClassifier, Model, ModelConfig, Stem};
 use wt::wt_train::cli::one_of;
 
@@ -181,13 +182,19 @@ fn run() -> Result<(), String> {
                 // wt's SGD recipe, momentum 0.9, no weight decay.
                 let mut optim = FeedbackOptimizer::sgd(0.9, 0.0);
                 let (x, y, criterion, device) = (&x, &y, &criterion, &device);
+                let kernels = if kernels_on {
+                    FlexKernels::Wt
+                } else {
+                    FlexKernels::Burn
+                };
                 Box::new(move || {
-                    wt::wt_core::kernels::set_flex_kernels(kernels_on);
-                    let m = model.take().expect("model present between steps");
-                    let loss = criterion.forward(m.forward(x.clone()), y.clone());
-                    let grads = GradientsParams::from_grads(loss.backward(), &m);
-                    model = Some(optim.step(0.01, m, grads));
-                    device.sync().map_err(|e| format!("device sync: {e:?}"))
+                    kernels.run(|| {
+                        let m = model.take().expect("model present between steps");
+                        let loss = criterion.forward(m.forward(x.clone()), y.clone());
+                        let grads = GradientsParams::from_grads(loss.backward(), &m);
+                        model = Some(optim.step(0.01, m, grads));
+                        device.sync().map_err(|e| format!("device sync: {e:?}"))
+                    })
                 }) as Box<dyn FnMut() -> Result<(), String>>
             })
             .collect();
@@ -197,7 +204,6 @@ fn run() -> Result<(), String> {
         let memory = (cases.iter_mut())
             .map(|case| peak_memory(&device, case))
             .collect::<Result<Vec<_>, String>>()?;
-        wt::wt_core::kernels::set_flex_kernels(true);
         for ((&(rule, conv, _), median), &(bytes, memory_kind)) in
             case_keys.iter().zip(&medians).zip(&memory)
         {

@@ -6,9 +6,9 @@
 //! Burn's own ops (`conv2d`, `conv2d_x_backward`, `conv2d_weight_backward`). Flex overrides them
 //! with [`conv2d`]'s kernels (unfolding + `gemm` micro-kernels on rayon's threads, deterministic
 //! for any thread count) for every f32 convolution, whatever its stride, padding, dilation and
-//! groups; other dtypes take Burn's op. `WT_CONV_KERNELS=burn` in the environment (or
-//! [`set_flex_kernels`]`(false)`) sends all of Flex's kernels to Burn's ops instead, for
-//! benchmarks that compare the two.
+//! groups; other dtypes take Burn's op. [`FlexKernels::Burn`] (a run's setting, in force on a
+//! thread for the duration of [`FlexKernels::run`]) sends all of Flex's kernels to Burn's ops
+//! instead, for benchmarks that compare the two.
 //!
 //! Layout and tiling: `docs/architecture.md`, "Convolution kernels".
 
@@ -24,7 +24,9 @@ pub mod im2col;
 #[cfg(feature = "flex")]
 pub mod sign;
 
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::cell::Cell;
+
+use serde::{Deserialize, Serialize};
 
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Backend, Scalar, TensorMetadata};
@@ -177,27 +179,68 @@ fn burn_batch_norm_gradients<B: Backend>(
     (r.x_grad, r.gamma_grad, r.beta_grad)
 }
 
-/// 0: not decided yet (read `WT_CONV_KERNELS` on first use), 1: wt's kernels, 2: Burn's ops.
-static FLEX_KERNELS: AtomicU8 = AtomicU8::new(0);
+/// Which kernels Flex's convolutions, batch norm and sign-symmetry matrices run: a setting of
+/// a run (`wt_train::TrainConfig::kernels`, the examples' `--kernels`), in force on the thread
+/// that runs the model's forward and backward passes for the duration of [`FlexKernels::run`].
+/// Other backends ignore it. Nothing in wt's libraries changes it process-wide.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FlexKernels {
+    /// wt's kernels (the default).
+    #[default]
+    Wt,
+    /// Burn's own ops, for benchmarks that compare the two.
+    Burn,
+}
 
-/// Whether Flex's convolutions, batch norm and sign-symmetry matrices run wt's kernels: yes unless `WT_CONV_KERNELS=burn` was set
-/// when first asked, or [`set_flex_kernels`] said otherwise.
-pub fn flex_kernels_enabled() -> bool {
-    match FLEX_KERNELS.load(Ordering::Relaxed) {
-        1 => true,
-        2 => false,
-        _ => {
-            let enabled = std::env::var("WT_CONV_KERNELS").map_or(true, |v| v != "burn");
-            set_flex_kernels(enabled);
-            enabled
+impl crate::Named for FlexKernels {
+    const WHAT: &'static str = "kernel choice";
+
+    fn all() -> Vec<Self> {
+        vec![FlexKernels::Wt, FlexKernels::Burn]
+    }
+
+    fn name(&self) -> &'static str {
+        match self {
+            FlexKernels::Wt => "wt",
+            FlexKernels::Burn => "burn",
         }
     }
 }
 
-/// Sends Flex's convolutions, batch norm and sign-symmetry matrices to wt's kernels (`true`) or to Burn's ops (`false`) from now on,
-/// process-wide; for benchmarks that compare the two in one run. Other backends ignore it.
-pub fn set_flex_kernels(enabled: bool) {
-    FLEX_KERNELS.store(if enabled { 1 } else { 2 }, Ordering::Relaxed);
+crate::named_str!(FlexKernels);
+
+thread_local! {
+    static FLEX_KERNELS: Cell<FlexKernels> = const { Cell::new(FlexKernels::Wt) };
+}
+
+impl FlexKernels {
+    /// Runs `f` with this choice in force on the calling thread (the one that runs the model's
+    /// forward and backward passes: Flex's own worker threads only execute the kernels); the
+    /// previous choice is back when `f` returns or panics.
+    pub fn run<R>(self, f: impl FnOnce() -> R) -> R {
+        /// Puts the previous choice back, even on panic.
+        struct Restore(FlexKernels);
+        impl Drop for Restore {
+            fn drop(&mut self) {
+                FLEX_KERNELS.with(|c| c.set(self.0));
+            }
+        }
+        let _restore = Restore(FLEX_KERNELS.with(|c| c.replace(self)));
+        f()
+    }
+
+    /// The choice in force on this thread ([`Wt`](FlexKernels::Wt) outside any
+    /// [`run`](FlexKernels::run)).
+    pub fn current() -> Self {
+        FLEX_KERNELS.with(Cell::get)
+    }
+}
+
+/// Whether Flex runs wt's kernels on this thread now.
+#[cfg(feature = "flex")]
+fn flex_kernels_enabled() -> bool {
+    FlexKernels::current() == FlexKernels::Wt
 }
 
 #[cfg(feature = "flex")]
