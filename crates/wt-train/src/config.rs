@@ -171,7 +171,7 @@ impl OptimizerConfig {
             OptimizerKind::Sgd | OptimizerKind::BmSgd => self.momentum,
             OptimizerKind::Adam => 0.0,
         };
-        wt_nn::FeedbackOptimizer::wrap(crate::trainer::optimizer(self), momentum)
+        wt_nn::FeedbackOptimizer::wrap(crate::feedback_optimizer::optimizer(self), momentum)
     }
 }
 
