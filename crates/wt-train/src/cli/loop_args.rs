@@ -7,6 +7,7 @@
 use std::path::PathBuf;
 
 use clap::Args;
+use wt_data::KnownDataset;
 
 use super::positive;
 use crate::config::OptimizerConfig;
@@ -46,10 +47,11 @@ impl MnistLoopArgs {
     pub fn mnist_dir(&self) -> Result<PathBuf, String> {
         match &self.data {
             Some(dir) => Ok(dir.clone()),
-            None => wt_data::locate::find(&["mnist"]).ok_or_else(|| {
+            None => KnownDataset::Mnist.find().ok_or_else(|| {
                 format!(
-                    "no MNIST data: give --data DIR or set {} to a folder holding mnist/",
-                    wt_data::locate::DATA_VAR
+                    "no MNIST data: give --data DIR or set {} to a folder holding {}/",
+                    wt_data::locate::DATA_VAR,
+                    KnownDataset::Mnist.usual_names().join("/ or ")
                 )
             }),
         }
