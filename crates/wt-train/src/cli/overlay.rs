@@ -1,11 +1,11 @@
 //! The flags given applied onto a config ([`TrainArgs::apply`]): each flag that was given
 //! overrides the preset's or the `--config` file's value.
 
-use crate::config::{Schedule, TrainConfig};
-use crate::error::TrainError;
 use wt_models::Rule;
 
 use super::TrainArgs;
+use crate::config::{Schedule, TrainConfig};
+use crate::error::TrainError;
 
 impl TrainArgs {
     /// Applies the given flags to `c`: the model's and rules' first (the rules' own flags
