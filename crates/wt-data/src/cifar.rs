@@ -72,7 +72,7 @@ impl CifarKind {
         }
     }
 
-    fn folder(self) -> &'static str {
+    pub(crate) fn folder(self) -> &'static str {
         match self {
             CifarKind::Cifar10 => "cifar-10-batches-bin",
             CifarKind::Cifar100 => "cifar-100-binary",

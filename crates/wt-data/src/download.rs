@@ -1,5 +1,7 @@
 //! Optional download (cargo feature `download`) of MNIST, Fashion-MNIST, CIFAR-10 and CIFAR-100
-//! from their official URLs into a cache folder, checksums verified.
+//! from their official URLs into a cache folder, checksums verified: the [`Downloader`]. The
+//! URLs, file names and checksums of each data set ([`Remote`]) are the
+//! [`catalog`](crate::catalog)'s, re-exported here.
 //!
 //! ```no_run
 //! # fn main() -> Result<(), wt_data::DataError> {
@@ -27,14 +29,7 @@ use md5::Digest;
 
 use crate::error::{DataError, Result};
 
-/// The expected digest of a file, as lowercase or uppercase hex.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Checksum {
-    /// MD5, as the data sets' authors publish them.
-    Md5(String),
-    /// SHA-256.
-    Sha256(String),
-}
+pub use crate::catalog::{Checksum, Remote, RemoteFile};
 
 impl Checksum {
     fn algorithm(&self) -> &'static str {
@@ -85,116 +80,6 @@ pub fn digest_hex(checksum: &Checksum, bytes: &[u8]) -> String {
     let mut h = checksum.hasher();
     h.update(bytes);
     h.hex()
-}
-
-/// One file of a data set: its name (appended to a base URL, and its name in the cache) and
-/// its checksum.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RemoteFile {
-    /// File name, e.g. `train-images-idx3-ubyte.gz`.
-    pub name: String,
-    /// Expected checksum.
-    pub checksum: Checksum,
-}
-
-impl RemoteFile {
-    fn md5(name: &str, md5: &str) -> Self {
-        Self {
-            name: name.to_string(),
-            checksum: Checksum::Md5(md5.to_string()),
-        }
-    }
-}
-
-/// The data sets that can be downloaded.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Remote {
-    /// MNIST: the four official IDX `.gz` files.
-    Mnist,
-    /// Fashion-MNIST: the four IDX `.gz` files.
-    FashionMnist,
-    /// CIFAR-10, binary version: `cifar-10-binary.tar.gz`.
-    Cifar10,
-    /// CIFAR-100, binary version: `cifar-100-binary.tar.gz`.
-    Cifar100,
-}
-
-impl Remote {
-    /// Base URLs tried in order: the official one first, then well-known mirrors (the
-    /// checksum makes any mirror as good as the original).
-    pub fn mirrors(self) -> &'static [&'static str] {
-        match self {
-            Remote::Mnist => &[
-                "https://yann.lecun.com/exdb/mnist/",
-                "https://ossci-datasets.s3.amazonaws.com/mnist/",
-            ],
-            Remote::FashionMnist => &[
-                "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
-                "https://raw.githubusercontent.com/zalandoresearch/fashion-mnist/master/data/fashion/",
-            ],
-            Remote::Cifar10 | Remote::Cifar100 => &["https://www.cs.toronto.edu/~kriz/"],
-        }
-    }
-
-    /// The files with their published MD5s.
-    pub fn files(self) -> Vec<RemoteFile> {
-        match self {
-            Remote::Mnist => vec![
-                RemoteFile::md5(
-                    "train-images-idx3-ubyte.gz",
-                    "f68b3c2dcbeaaa9fbdd348bbdeb94873",
-                ),
-                RemoteFile::md5(
-                    "train-labels-idx1-ubyte.gz",
-                    "d53e105ee54ea40749a09fcbcd1e9432",
-                ),
-                RemoteFile::md5(
-                    "t10k-images-idx3-ubyte.gz",
-                    "9fb629c4189551a2d022fa330f9573f3",
-                ),
-                RemoteFile::md5(
-                    "t10k-labels-idx1-ubyte.gz",
-                    "ec29112dd5afa0611ce80d1b7f02629c",
-                ),
-            ],
-            Remote::FashionMnist => vec![
-                RemoteFile::md5(
-                    "train-images-idx3-ubyte.gz",
-                    "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
-                ),
-                RemoteFile::md5(
-                    "train-labels-idx1-ubyte.gz",
-                    "25c81989df183df01b3e8a0aad5dffbe",
-                ),
-                RemoteFile::md5(
-                    "t10k-images-idx3-ubyte.gz",
-                    "bef4ecab320f06d8554ea6380940ec79",
-                ),
-                RemoteFile::md5(
-                    "t10k-labels-idx1-ubyte.gz",
-                    "bb300cfdad3c16e7a12a480ee83cd310",
-                ),
-            ],
-            Remote::Cifar10 => vec![RemoteFile::md5(
-                "cifar-10-binary.tar.gz",
-                "c32a1d4ab5d03f1284b67883e8d87530",
-            )],
-            Remote::Cifar100 => vec![RemoteFile::md5(
-                "cifar-100-binary.tar.gz",
-                "03b5dce01913d631647c71ecec9e9cb8",
-            )],
-        }
-    }
-
-    /// The data set's folder in the cache.
-    pub fn folder(self) -> &'static str {
-        match self {
-            Remote::Mnist => "mnist",
-            Remote::FashionMnist => "fashion-mnist",
-            Remote::Cifar10 => "cifar-10",
-            Remote::Cifar100 => "cifar-100",
-        }
-    }
 }
 
 /// Downloads data sets into a cache folder.
@@ -600,26 +485,5 @@ mod tests {
             err.contains(&format!("{closed}/cifar-100-binary.tar.gz")),
             "{err}"
         );
-    }
-
-    #[test]
-    fn official_lists_are_complete() {
-        for remote in [
-            Remote::Mnist,
-            Remote::FashionMnist,
-            Remote::Cifar10,
-            Remote::Cifar100,
-        ] {
-            for f in remote.files() {
-                let Checksum::Md5(h) = &f.checksum else {
-                    panic!("{remote:?}: published checksums are MD5s")
-                };
-                assert_eq!(h.len(), 32, "{}", f.name);
-                assert!(h.bytes().all(|b| b.is_ascii_hexdigit()), "{}", f.name);
-            }
-            assert!(!remote.mirrors().is_empty());
-        }
-        assert_eq!(Remote::Mnist.files().len(), 4);
-        assert_eq!(Remote::FashionMnist.files().len(), 4);
     }
 }

@@ -13,12 +13,14 @@
 //! are fuzzed: see `fuzz/`). Undecodable images can be skipped and counted
 //! ([`ImageFolderDataset::skip_undecodable`]). With the `download` feature, the `download` module
 //! fetches the official MNIST, Fashion-MNIST and CIFAR archives, checksums verified; [`locate`]
-//! finds a data set under `$WT_DATA` or the cache folder.
+//! finds a data set under `$WT_DATA` or the cache folder. What wt knows of each data set by
+//! name (its usual folder names, where it is downloaded from) is in [`catalog`], once.
 
 #![warn(missing_docs)]
 
 pub mod augment;
 pub mod batch;
+pub mod catalog;
 pub mod cifar;
 #[cfg(feature = "download")]
 pub mod download;
@@ -36,6 +38,7 @@ pub mod testdata;
 
 pub use augment::{CifarTransform, ItemRng};
 pub use batch::{AtEpoch, CifarBatcher, ImageBatch, ImageNetBatcher, Indexed, MnistBatcher};
+pub use catalog::KnownDataset;
 pub use cifar::{CIFAR10_CLASSES, CifarDataset, CifarItem, CifarKind};
 pub use error::DataError;
 pub use imagenet::{

@@ -2,8 +2,9 @@
 //! (where the `download` feature puts what it fetches).
 //!
 //! `WT_DATA` is a folder holding data sets under their usual names (`mnist/`,
-//! `fashion-mnist/`, `cifar-10-batches-bin/`, ...); each reader names the folders it accepts
-//! (e.g. CIFAR-10: `cifar-10-batches-bin`, `cifar-10-binary.tar.gz`, `cifar-10`).
+//! `fashion-mnist/`, `cifar-10-batches-bin/`, ...); each data set's names are in the
+//! [`catalog`](crate::catalog) ([`KnownDataset::usual_names`](crate::KnownDataset::usual_names),
+//! e.g. CIFAR-10: `cifar-10-batches-bin`, `cifar-10-binary.tar.gz`, ..., `cifar-10`).
 
 use std::path::{Path, PathBuf};
 

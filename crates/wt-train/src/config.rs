@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use wt_core::{Named, named_str};
+use wt_data::KnownDataset;
 use wt_models::ModelConfig;
 
 use crate::error::TrainError;
@@ -46,6 +47,26 @@ impl Named for DatasetKind {
             Self::Cifar100 => "cifar100",
             Self::ImageFolder => "image_folder",
         }
+    }
+}
+
+impl DatasetKind {
+    /// The data set in wt-data's [`catalog`](wt_data::catalog): its usual folder names and
+    /// where it is downloaded from.
+    pub fn known(self) -> KnownDataset {
+        match self {
+            Self::Mnist => KnownDataset::Mnist,
+            Self::FashionMnist => KnownDataset::FashionMnist,
+            Self::Cifar10 => KnownDataset::Cifar10,
+            Self::Cifar100 => KnownDataset::Cifar100,
+            Self::ImageFolder => KnownDataset::ImageFolder,
+        }
+    }
+
+    /// The folder and archive names the data set is looked for under `$WT_DATA` and the
+    /// cache folder ([`wt_data::locate`]), in order ([`KnownDataset::usual_names`]).
+    pub fn usual_names(self) -> &'static [&'static str] {
+        self.known().usual_names()
     }
 }
 
@@ -171,7 +192,7 @@ impl OptimizerConfig {
             OptimizerKind::Sgd | OptimizerKind::BmSgd => self.momentum,
             OptimizerKind::Adam => 0.0,
         };
-        wt_nn::FeedbackOptimizer::wrap(crate::trainer::optimizer(self), momentum)
+        wt_nn::FeedbackOptimizer::wrap(crate::feedback_optimizer::optimizer(self), momentum)
     }
 }
 

@@ -1,6 +1,7 @@
 //! The data of a run: a [`BatchSource`] per data set turns item indices into an
 //! [`ImageBatch`], deterministically for a given (seed, epoch, index); [`DataSplit`] picks the
-//! items of a split; [`RunData::open`] reads what a [`DataConfig`] names.
+//! items of a split; [`RunData::open`] reads what a [`DataConfig`] names; [`locate_data`] finds
+//! a data set no folder was named for, by its entry in wt-data's [`catalog`](wt_data::catalog).
 
 use std::marker::PhantomData;
 use std::path::PathBuf;
@@ -60,37 +61,12 @@ impl BatchSource for MnistSource {
     }
 }
 
-impl DatasetKind {
-    /// The folder and archive names the data set is looked for under `$WT_DATA` and the
-    /// cache folder ([`wt_data::locate`]), in order.
-    pub fn usual_names(self) -> &'static [&'static str] {
-        match self {
-            Self::Mnist => &["mnist"],
-            Self::FashionMnist => &["fashion-mnist", "fashion_mnist"],
-            Self::Cifar10 => &[
-                "cifar-10-batches-bin",
-                "cifar-10-binary.tar.gz",
-                "cifar-10/cifar-10-binary.tar.gz",
-                "cifar-10",
-            ],
-            Self::Cifar100 => &[
-                "cifar-100-binary",
-                "cifar-100-binary.tar.gz",
-                "cifar-100/cifar-100-binary.tar.gz",
-                "cifar-100",
-            ],
-            Self::ImageFolder => &["imagenet", "imagenette", "imagenette-mini"],
-        }
-    }
-}
-
 /// Where `dataset` lies when no folder was named: the first of its
-/// [`usual_names`](DatasetKind::usual_names) under `$WT_DATA`, then under the cache folder;
-/// else, with `download` (and wt-train's `download` feature), fetched into the cache folder
-/// with its checksums verified.
+/// [`usual_names`](DatasetKind::usual_names) under `$WT_DATA`, then under the cache folder
+/// ([`KnownDataset::find`](wt_data::KnownDataset::find)); else, with `download` (and wt-train's `download` feature),
+/// fetched into the cache folder with its checksums verified ([`KnownDataset::remote`](wt_data::KnownDataset::remote)).
 pub fn locate_data(dataset: DatasetKind, download: bool) -> Result<PathBuf, TrainError> {
-    let names = dataset.usual_names();
-    if let Some(found) = wt_data::locate::find(names) {
+    if let Some(found) = dataset.known().find() {
         return Ok(found);
     }
     if download {
@@ -101,26 +77,17 @@ pub fn locate_data(dataset: DatasetKind, download: bool) -> Result<PathBuf, Trai
         "no {dataset} data: give --data DIR, or set {} to a folder holding one of {} \
          (searched {}), or pass --download",
         wt_data::locate::DATA_VAR,
-        names.join(", "),
+        dataset.usual_names().join(", "),
         wt_data::locate::list(&roots)
     )))
 }
 
 #[cfg(feature = "download")]
 fn fetch(dataset: DatasetKind) -> Result<PathBuf, TrainError> {
-    use wt_data::download::{Downloader, Remote};
-    let remote = match dataset {
-        DatasetKind::Mnist => Remote::Mnist,
-        DatasetKind::FashionMnist => Remote::FashionMnist,
-        DatasetKind::Cifar10 => Remote::Cifar10,
-        DatasetKind::Cifar100 => Remote::Cifar100,
-        DatasetKind::ImageFolder => {
-            return Err(TrainError::Config(
-                "--download: image folders cannot be downloaded; give --data DIR".into(),
-            ));
-        }
-    };
-    Downloader::new(wt_data::locate::cache_dir())
+    let remote = dataset.known().remote().ok_or_else(|| {
+        TrainError::Config("--download: image folders cannot be downloaded; give --data DIR".into())
+    })?;
+    wt_data::download::Downloader::new(wt_data::locate::cache_dir())
         .fetch(remote)
         .map_err(TrainError::Data)
 }

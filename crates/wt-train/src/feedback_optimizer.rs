@@ -1,13 +1,40 @@
-//! [`FeedbackOptimizer`] (defined in wt-nn, beside the layers) and the optimizer a
-//! [`OptimizerConfig`](crate::OptimizerConfig) asks for ([`OptimizerConfig::init`](crate::OptimizerConfig::init)).
+//! [`FeedbackOptimizer`] (defined in wt-nn, beside the layers) and the optimizer an
+//! [`OptimizerConfig`] asks for: Burn's ([`optimizer`]: SGD, Adam or Batch-Manhattan SGD),
+//! wrapped with the rules' work around its step by [`OptimizerConfig::init`].
+
+use burn::optim::decay::WeightDecayConfig;
+use burn::optim::{AdamConfig, ModuleOptimizer};
+
+use crate::bm_sgd::BatchManhattanSgdConfig;
+use crate::config::{OptimizerConfig, OptimizerKind};
 
 pub use wt_nn::FeedbackOptimizer;
 
+/// The optimizer a config asks for. SGD momentum uses no dampening (PyTorch's convention).
+pub fn optimizer(config: &OptimizerConfig) -> ModuleOptimizer {
+    let decay =
+        (config.weight_decay > 0.0).then(|| WeightDecayConfig::new(config.weight_decay as f32));
+    match config.kind {
+        OptimizerKind::Sgd => {
+            wt_nn::sgd_config(config.momentum, config.nesterov, config.weight_decay).init()
+        }
+        OptimizerKind::Adam => AdamConfig::new()
+            .with_beta_1(config.betas.0)
+            .with_beta_2(config.betas.1)
+            .with_weight_decay(decay)
+            .init(),
+        OptimizerKind::BmSgd => BatchManhattanSgdConfig {
+            weight_decay: decay,
+            momentum: wt_nn::momentum_config(config.momentum, config.nesterov),
+        }
+        .init(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::FeedbackOptimizer;
+    use super::{FeedbackOptimizer, optimizer};
     use crate::config::{OptimizerConfig, OptimizerKind};
-    use crate::trainer::optimizer;
     use burn::optim::GradientsParams;
     use burn::tensor::{Device, Distribution, Tensor};
     use wt_core::{KolenPollack, MirrorUpdate, Rule, WeightMirror};

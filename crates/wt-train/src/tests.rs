@@ -424,7 +424,10 @@ fn replicas_stepping_with_averaged_gradients_keep_identical_weights_and_feedback
         let criterion = CrossEntropyLossConfig::new().init(&device);
         for all_reduce in [true, false] {
             let mut replicas = [model.clone(), model.clone()];
-            let mut optims = [trainer::optimizer(&sgd), trainer::optimizer(&sgd)];
+            let mut optims = [
+                feedback_optimizer::optimizer(&sgd),
+                feedback_optimizer::optimizer(&sgd),
+            ];
             for step in 0..3u64 {
                 let grads: Vec<GradientsParams> = replicas
                     .iter()
@@ -629,52 +632,6 @@ fn a_missing_data_set_is_a_data_error_with_its_source() {
     assert!(
         source.to_string().contains("/nonexistent/wt-mnist"),
         "{source}"
-    );
-}
-
-/// The epoch line lists a shallow net's layers and summarises a deep one's (ResNet-18's 21
-/// layers do not fit a line): median and range of the B–W and error angles; an undefined
-/// angle reads `–`.
-#[test]
-fn the_epoch_line_summarises_deep_nets() {
-    use crate::metrics::{EpochMetrics, Evaluation, LayerMetrics};
-    let layer = |i: usize| LayerMetrics {
-        path: format!("blocks.{i}.conv1"),
-        rule: "fa".into(),
-        angle_deg: 80.0 + i as f64,
-        norm_ratio: 1.0,
-        error_angle_deg: Some(40.0 + 2.0 * i as f64),
-        update_angle_deg: None,
-    };
-    let epoch = |n: usize| EpochMetrics {
-        epoch: 1,
-        lr: 0.1,
-        train_loss: 1.0,
-        train_accuracy: 0.5,
-        validation: None,
-        test: Evaluation {
-            loss: 1.0,
-            top1: 0.5,
-            top5: 0.9,
-        },
-        train_seconds: 1.0,
-        images_per_s: 10.0,
-        layers: (0..n).map(layer).collect(),
-        blocks: Vec::new(),
-    };
-    let shallow = crate::trainer::epoch_line(&epoch(3), 5);
-    assert!(shallow.contains("blocks.2.conv1 82.0°/44.0°"), "{shallow}");
-    // An angle the rule does not define (a conv layer's direct matrix) reads –, not NaN.
-    let mut direct = epoch(2);
-    direct.layers[0].angle_deg = f64::NAN;
-    let direct = crate::trainer::epoch_line(&direct, 5);
-    assert!(direct.contains("blocks.0.conv1 –/40.0°"), "{direct}");
-    assert!(!direct.contains("NaN"), "{direct}");
-    let deep = crate::trainer::epoch_line(&epoch(21), 5);
-    assert!(!deep.contains("blocks.2.conv1"), "{deep}");
-    assert!(
-        deep.contains("21 layers, B-W median 90.0° (80.0–100.0°), error median 60.0° (40.0–80.0°)"),
-        "{deep}"
     );
 }
 

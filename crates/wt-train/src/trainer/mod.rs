@@ -1,4 +1,5 @@
-//! [`fit`]: the training loop every example uses, for any [`ImageClassifier`] and any rule.
+//! [`fit`]: the training loop every example uses, for any [`ImageClassifier`] and any rule,
+//! and [`evaluate`].
 //!
 //! Each step: forward, cross-entropy, backward, `B` gradients of the rules
 //! ([`add_feedback_gradients`](wt_nn::add_feedback_gradients)), optimizer step at the scheduled rate, weight-mirror update
@@ -7,24 +8,24 @@
 //! backprop on one batch, then an atomic checkpoint and the metrics files. Everything random
 //! (initialisation, shuffling, augmentation, the rules' draws) is a function of the seed, the
 //! epoch and the step, so a resumed run repeats an uninterrupted one bit for bit.
+//!
+//! This module holds the loop itself (start or resume, the epoch's steps, the epoch's
+//! metrics and files); its parts live beside it: what it prints while it runs
+//! (`progress`: [`Verbosity`]), the lines it reports (`report`: [`epoch_line`],
+//! [`final_json`]), and the devices a step is split over (`data_parallel`). The optimizer a
+//! config asks for is built in [`feedback_optimizer`](crate::feedback_optimizer)
+//! ([`optimizer`]).
 
-use std::io::IsTerminal;
 use std::time::Instant;
 
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-
 use burn::nn::loss::CrossEntropyLossConfig;
-use burn::optim::decay::WeightDecayConfig;
-use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer, MultiGradientsParams};
 use burn::store::ModuleRecord;
 use burn::tensor::{Bytes, Device, Int, Tensor};
-use wt_core::device::{check_device, parse_device};
 use wt_models::ImageClassifier;
 use wt_nn::{ProbeAlignment, gradient_alignment, mirror_steps, weight_alignment};
 
-use crate::bm_sgd::BatchManhattanSgdConfig;
 use crate::checkpoint::{self, Progress};
-use crate::config::{OptimizerConfig, OptimizerKind, TrainConfig};
+use crate::config::TrainConfig;
 use crate::data::{DataSplit, RunData, permutation};
 use crate::distributed::{World, check_same_parameters, check_same_run, rank_order};
 use crate::error::TrainError;
@@ -36,6 +37,17 @@ use crate::parameters::parameter_count;
 use crate::plot;
 use crate::run_dir::RunDir;
 use crate::tensorboard;
+
+mod data_parallel;
+mod progress;
+mod report;
+
+use data_parallel::{Devices, StepDraws, shard_gradients};
+use progress::{Say, StepProgress};
+
+pub use crate::feedback_optimizer::optimizer;
+pub use progress::Verbosity;
+pub use report::{epoch_line, final_json};
 
 /// What [`fit`] returns: the trained model (on the autodiff device) and every epoch's metrics.
 #[derive(Debug)]
@@ -71,36 +83,6 @@ impl Default for FitOptions {
             stop_after: None,
             world: World::single(),
         }
-    }
-}
-
-/// How much [`fit`] prints.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Verbosity {
-    /// Nothing.
-    Quiet,
-    /// Start, progress within epochs, one line per epoch.
-    Normal,
-}
-
-/// The optimizer a config asks for. SGD momentum uses no dampening (PyTorch's convention).
-pub fn optimizer(config: &OptimizerConfig) -> ModuleOptimizer {
-    let decay =
-        (config.weight_decay > 0.0).then(|| WeightDecayConfig::new(config.weight_decay as f32));
-    match config.kind {
-        OptimizerKind::Sgd => {
-            wt_nn::sgd_config(config.momentum, config.nesterov, config.weight_decay).init()
-        }
-        OptimizerKind::Adam => AdamConfig::new()
-            .with_beta_1(config.betas.0)
-            .with_beta_2(config.betas.1)
-            .with_weight_decay(decay)
-            .init(),
-        OptimizerKind::BmSgd => BatchManhattanSgdConfig {
-            weight_decay: decay,
-            momentum: wt_nn::momentum_config(config.momentum, config.nesterov),
-        }
-        .init(),
     }
 }
 
@@ -336,60 +318,6 @@ pub(crate) fn initialize<M: burn::module::Module>(model: &M) {
     model.visit(&mut Touch);
 }
 
-/// Prints a line unless the run is quiet.
-#[derive(Debug, Clone, Copy)]
-struct Say(Verbosity);
-
-impl Say {
-    fn line(self, line: String) {
-        if self.0 == Verbosity::Normal {
-            println!("{line}");
-        }
-    }
-}
-
-/// The devices of a run: the one holding the model (plain and autodiff) and the
-/// data-parallel replicas after it, each given a copy of the model every step.
-struct Devices {
-    plain: Device,
-    autodiff: Device,
-    replicas: Vec<Device>,
-}
-
-impl Devices {
-    /// The config's devices, `{rank}` and `{local_rank}` in their names replaced by `world`'s
-    /// (under MPI, one device a rank).
-    fn open(config: &TrainConfig, world: &World) -> Result<Self, TrainError> {
-        if world.is_distributed() && config.devices.len() > 1 {
-            return Err(TrainError::Config(format!(
-                "devices: under MPI each rank trains on one device (name it with --device, \
-                 e.g. cuda:{{local_rank}}), got {} devices: {}",
-                config.devices.len(),
-                config.devices.join(",")
-            )));
-        }
-        let plain = open_device(&world.device_name(&config.device))?;
-        let replicas = (config.devices.iter().skip(1))
-            .map(|d| open_device(&world.device_name(d)).map(|d| d.autodiff()))
-            .collect::<Result<_, _>>()?;
-        Ok(Self {
-            autodiff: plain.clone().autodiff(),
-            plain,
-            replicas,
-        })
-    }
-}
-
-/// The device `name` names, checked ([`check_device`]): a device that does not exist here
-/// (`wgpu:discrete:3` on a one-GPU machine) or whose driver fails is a clear error at the
-/// start, not a panic inside the first step.
-fn open_device(name: &str) -> Result<Device, TrainError> {
-    let device = parse_device(name).map_err(TrainError::Config)?;
-    check_device(&device)
-        .map_err(|why| TrainError::Config(format!("device `{name}` could not be opened: {why}")))?;
-    Ok(device)
-}
-
 /// The model, optimizer and progress to go on from: the run folder's checkpoint when
 /// resuming, else the fresh model after the weight mirror's warm-up.
 fn start<M: ImageClassifier>(
@@ -579,110 +507,6 @@ fn train_epoch<M: ImageClassifier>(
     Ok((model, optim, trained))
 }
 
-/// Per-step random draws of a model's rules.
-#[derive(Debug, Clone, Copy)]
-struct StepDraws {
-    /// brSF draws `|R|` in the backward pass.
-    backward: bool,
-    /// The weight mirror draws its noise in the update.
-    mirror: bool,
-}
-
-/// Progress within an epoch: an `indicatif` bar on a terminal, else a line every 30 s (and
-/// at the end), so a log file shows the run moving. The loop reads the device only when
-/// [`due`](Self::due) says a step is shown.
-struct StepProgress {
-    bar: Option<ProgressBar>,
-    verbosity: Verbosity,
-    head: String,
-    steps: usize,
-    start: Instant,
-    last_line: Instant,
-}
-
-impl StepProgress {
-    /// `lines_only`: lines even on a terminal (an MPI launcher hands its ranks a terminal
-    /// whose output it forwards into logs).
-    fn new(
-        verbosity: Verbosity,
-        epoch: usize,
-        epochs: usize,
-        steps: usize,
-        lines_only: bool,
-    ) -> Self {
-        let head = format!("epoch {}/{epochs}", epoch + 1);
-        let terminal = std::io::stdout().is_terminal() && !lines_only;
-        let bar = (verbosity == Verbosity::Normal && terminal).then(|| {
-            let style =
-                ProgressStyle::with_template("{prefix} {bar:24} {pos}/{len} {msg}, eta {eta}")
-                    .expect("a valid template");
-            let bar = ProgressBar::with_draw_target(
-                Some(steps as u64),
-                ProgressDrawTarget::stdout_with_hz(4),
-            );
-            bar.set_style(style);
-            bar.set_prefix(head.clone());
-            bar
-        });
-        Self {
-            bar,
-            verbosity,
-            head,
-            steps,
-            start: Instant::now(),
-            last_line: Instant::now(),
-        }
-    }
-
-    /// Whether step `done` (1-based) is shown, so the loop reads the loss and accuracy for
-    /// it: the last step; on a terminal twice a second; else (log files, `--quiet`) every
-    /// 30 s, which also bounds how late a diverged loss is noticed.
-    fn due(&self, done: usize) -> bool {
-        let every = if self.bar.is_some() { 0.5 } else { 30.0 };
-        done == self.steps || self.last_line.elapsed().as_secs_f64() > every
-    }
-
-    /// Moves the bar to step `done` without new numbers.
-    fn advance(&self, done: usize) {
-        if let Some(bar) = &self.bar {
-            bar.set_position(done as u64);
-        }
-    }
-
-    /// Shows step `done` with the epoch's mean loss and accuracy so far.
-    fn update(&mut self, done: usize, loss: f64, accuracy: f64, lr: f64, seen: usize) {
-        self.last_line = Instant::now();
-        if self.verbosity == Verbosity::Quiet {
-            return;
-        }
-        let elapsed = self.start.elapsed().as_secs_f64();
-        let rate = seen as f64 / elapsed;
-        let msg = format!(
-            "loss {loss:.4}, accuracy {:.2}%, lr {lr:.4}, {rate:.0} img/s",
-            100.0 * accuracy
-        );
-        match &self.bar {
-            Some(bar) => {
-                bar.set_message(msg);
-                bar.set_position(done as u64);
-            }
-            None => {
-                let eta = elapsed / done as f64 * (self.steps - done) as f64;
-                println!(
-                    "{} step {done}/{}: {msg}, eta {eta:.0}s",
-                    self.head, self.steps
-                );
-            }
-        }
-    }
-
-    fn finish(self) {
-        if let Some(bar) = self.bar {
-            bar.finish_and_clear();
-        }
-    }
-}
-
 /// The epoch's metrics: the training numbers, evaluation on the validation and test
 /// splits, each layer's B–W angle and norm ratio, and the error and update angles probed
 /// against backprop.
@@ -839,169 +663,4 @@ fn probe_angles<M: ImageClassifier>(
         b.error_angle_deg /= n;
     }
     Ok(mean)
-}
-
-/// One line summarising an epoch.
-pub fn epoch_line(m: &EpochMetrics, epochs: usize) -> String {
-    let val = m
-        .validation
-        .map(|v| format!(", validation {:.2}%", 100.0 * v.top1))
-        .unwrap_or_default();
-    let angles = if m.layers.len() <= EPOCH_LINE_LAYERS {
-        let each: Vec<String> = (m.layers.iter())
-            .map(|l| match l.error_angle_deg {
-                Some(e) => format!("{} {}/{}", l.path, degrees(l.angle_deg), degrees(e)),
-                None => format!("{} {}", l.path, degrees(l.angle_deg)),
-            })
-            .collect();
-        each.join(", ")
-    } else {
-        // A deep net's layers do not fit a line: their spread, the list is in metrics.csv.
-        let bw = spread(m.layers.iter().map(|l| l.angle_deg));
-        let error = spread(m.layers.iter().filter_map(|l| l.error_angle_deg));
-        format!(
-            "{} layers, B-W {bw}, error {error} (per layer: metrics.csv)",
-            m.layers.len()
-        )
-    };
-    format!(
-        "epoch {}/{epochs}: train loss {:.4}, train {:.2}%{val}, test {:.2}% (top-5 {:.2}%), {:.1}s, {:.0} img/s; B-W / error angles: {}",
-        m.epoch,
-        m.train_loss,
-        100.0 * m.train_accuracy,
-        100.0 * m.test.top1,
-        100.0 * m.test.top5,
-        m.train_seconds,
-        m.images_per_s,
-        angles
-    )
-}
-
-/// `12.3°`, or `–` for an angle the rule does not define (NaN: a conv layer's direct matrix,
-/// which no product of the layers above is formed for).
-fn degrees(angle: f64) -> String {
-    if angle.is_finite() {
-        format!("{angle:.1}°")
-    } else {
-        "–".to_string()
-    }
-}
-
-/// Layers the epoch line lists one by one; deeper nets get [`spread`]s.
-const EPOCH_LINE_LAYERS: usize = 8;
-
-/// `median m° (a–b°)` of the finite values, or `–` when there are none.
-fn spread(values: impl Iterator<Item = f64>) -> String {
-    metrics::spread(values).map_or_else(
-        || "–".to_string(),
-        |s| format!("median {:.1}° ({:.1}–{:.1}°)", s.median, s.min, s.max),
-    )
-}
-
-/// The JSON line examples end with: rule, model, epochs, test accuracy, per-layer angles.
-pub fn final_json<M>(config: &TrainConfig, trained: &Trained<M>) -> String {
-    let last = trained.history.last();
-    // Rounded as the line is read by people and scripts alike: accuracies to 1e-4, angles to
-    // 1e-2 degrees.
-    let round = |x: f64, digits: i32| (x * 10f64.powi(digits)).round() / 10f64.powi(digits);
-    let layers = last.map_or(&[][..], |m| &m.layers[..]);
-    serde_json::json!({
-        "rule": config.model.rule.name(),
-        "model": trained.model_name,
-        "epochs": trained.history.len(),
-        "test_accuracy": round(last.map_or(0.0, |m| m.test.top1), 4),
-        "test_top5": round(last.map_or(0.0, |m| m.test.top5), 4),
-        "layers": layers.iter().map(|l| l.path.as_str()).collect::<Vec<_>>(),
-        "angles_deg": layers.iter().map(|l| round(l.angle_deg, 2)).collect::<Vec<_>>(),
-    })
-    .to_string()
-}
-
-/// Forward and backward of one training batch (whose loss is weighted by `scale`, this rank's
-/// share of the global batch, 1 in one process): on `device` alone when `replicas` is empty,
-/// else split between `device` (with `model` itself) and the replica devices (each with a copy
-/// of `model`, `Module::fork`, whose batch-norm running statistics are its own and dropped:
-/// the model keeps those of the first shard, as PyTorch's DDP keeps rank 0's), shard sizes
-/// differing by at most one. Returns the gradient of
-/// the whole batch's mean loss, summed on `device` (each shard's loss is scaled by its share
-/// of the batch; `FeedbackOptimizer::step_multi` sums them on `device`, in shard order), and
-/// the device tensor `[Σ loss·n, correct top-1]` on `device`. Reads nothing from a device.
-///
-/// The shards are enqueued one after the other from this thread: a GPU runs its shard while
-/// the next one is enqueued, since nothing here waits for a device (moving a replica's
-/// gradients does). When the model draws in its backward pass (brSF), every shard's device is
-/// seeded with `seed` before its shard, after the previous shard's device has finished (so
-/// its draws are taken from the stream it was seeded with), and every shard draws the `B` that
-/// a one-device run draws.
-#[allow(clippy::too_many_arguments)]
-fn shard_gradients<M: ImageClassifier>(
-    model: &M,
-    device: &Device,
-    replicas: &[Device],
-    criterion: &CrossEntropyLossConfig,
-    batch: wt_data::ImageBatch,
-    scale: f64,
-    seed: u64,
-    draws: StepDraws,
-) -> Result<(MultiGradientsParams, Tensor<1>), TrainError> {
-    let run = |model: &M, device: &Device, images: Tensor<4>, targets: Tensor<1, Int>, weight| {
-        let n = targets.dims()[0];
-        let logits = model.forward(images);
-        let loss = criterion
-            .init(device)
-            .forward(logits.clone(), targets.clone());
-        let counts = correct_top1(logits.detach(), targets);
-        let sums = Tensor::cat(vec![loss.clone().detach().mul_scalar(n as f64), counts], 0);
-        let grads = GradientsParams::from_grads(loss.mul_scalar(weight).backward(), model);
-        (grads, sums)
-    };
-    if draws.backward {
-        device.seed(seed);
-    }
-    let one = |(grads, sums)| {
-        (
-            MultiGradientsParams {
-                grads: vec![(grads, device.clone())],
-            },
-            sums,
-        )
-    };
-    if replicas.is_empty() {
-        return Ok(one(run(model, device, batch.images, batch.targets, scale)));
-    }
-    let n = batch.targets.dims()[0];
-    let k = replicas.len() + 1;
-    let bounds: Vec<usize> = (0..=k).map(|i| i * n / k).collect();
-    let part = |i: usize| bounds[i]..bounds[i + 1];
-    let share = |i: usize| scale * part(i).len() as f64 / n as f64;
-    let sync_failed = |d: &Device, e| {
-        TrainError::Config(format!(
-            "device {d:?} failed while training its shard: {e:?}"
-        ))
-    };
-    let (mut shards, mut sums) = one(run(
-        model,
-        device,
-        batch.images.clone().slice(part(0)),
-        batch.targets.clone().slice(part(0)),
-        share(0),
-    ));
-    let mut previous = device;
-    for (r, dev) in replicas.iter().enumerate() {
-        let range = part(r + 1);
-        let images = batch.images.clone().slice(range.clone()).to_device(dev);
-        let targets = batch.targets.clone().slice(range).to_device(dev);
-        // `valid().train()` gives the copy running statistics of its own: a clone shares the
-        // model's, which the copy's forward would then move to its device and update again.
-        let copy = model.valid().train().fork(dev);
-        if draws.backward {
-            previous.sync().map_err(|e| sync_failed(previous, e))?;
-            dev.seed(seed);
-        }
-        let (grads, these) = run(&copy, dev, images, targets, share(r + 1));
-        shards.grads.push((grads, dev.clone()));
-        sums = sums + these.to_device(device);
-        previous = dev;
-    }
-    Ok((shards, sums))
 }
