@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+use wt_core::kernels::FlexKernels;
 use wt_core::{Named, named_str};
 use wt_data::KnownDataset;
 use wt_models::ModelConfig;
@@ -280,6 +281,11 @@ pub struct TrainConfig {
     /// Threads preparing batches ahead of the training step (0: prepared inline).
     #[serde(default = "workers")]
     pub workers: usize,
+    /// Which kernels Flex's convolutions, batch norm and sign-symmetry matrices run: wt's
+    /// (`wt`, the default) or Burn's own ops (`burn`); in force for the run only. Other
+    /// backends ignore it.
+    #[serde(default)]
+    pub kernels: FlexKernels,
     /// Weight-mirror steps before the first epoch (WM only).
     #[serde(default)]
     pub mirror_warmup: usize,
@@ -357,7 +363,7 @@ impl DataConfig {
 impl TrainConfig {
     /// Training `model` on `data` with wt's defaults: SGD 0.01 with momentum 0.9 and weight
     /// decay 1e-4 ([`OptimizerConfig::sgd`]), a cosine schedule without warm-up, 10 epochs of
-    /// batch 128 (500 to evaluate), seed 1, on `flex`, 2 loader threads, 500 weight-mirror
+    /// batch 128 (500 to evaluate), seed 1, on `flex` with wt's kernels, 2 loader threads, 500 weight-mirror
     /// warm-up steps (WM only), no label smoothing, the error-alignment probe on 4 batches.
     /// The presets ([`Preset::config`](crate::cli::Preset::config)) are these with each
     /// example's recipe.
@@ -377,6 +383,7 @@ impl TrainConfig {
             device: "flex".into(),
             devices: Vec::new(),
             workers: workers(),
+            kernels: FlexKernels::Wt,
             mirror_warmup: 500,
             label_smoothing: None,
             error_alignment: true,
@@ -395,6 +402,7 @@ impl TrainConfig {
         with_device device: String, "The device (`flex`, `ndarray`, `wgpu`, `cuda:0`, ...).";
         with_devices devices: Vec<String>, "Data-parallel devices, the first being `device`.";
         with_workers workers: usize, "Batch-preparing threads.";
+        with_kernels kernels: FlexKernels, "Flex's kernels: wt's or Burn's ops.";
         with_mirror_warmup mirror_warmup: usize, "Weight-mirror steps before training (WM only).";
         with_label_smoothing label_smoothing: Option<f32>, "Label smoothing of the cross-entropy.";
         with_error_alignment error_alignment: bool, "Measure the error and update angles every epoch.";

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 
 use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
 use clap::{Args, Parser};
+use wt_core::kernels::FlexKernels;
 use wt_core::{MirrorSamples, MirrorUpdate, Named};
 use wt_models::{Architecture, InitScheme, Rule, Shortcut, Stem};
 
@@ -267,6 +268,10 @@ pub struct RunningArgs {
     /// Batch-preparing threads (default 2)
     #[arg(long, value_name = "N")]
     pub workers: Option<usize>,
+    /// Flex's convolution, batch-norm and sign kernels: wt (default) or burn (Burn's own ops,
+    /// to compare)
+    #[arg(long, env = "WT_CONV_KERNELS", value_name = "WHICH", value_parser = one_of::<FlexKernels>())]
+    pub kernels: Option<FlexKernels>,
     /// Skip the per-epoch error- and update-angle measurement
     #[arg(long)]
     pub no_error_alignment: bool,

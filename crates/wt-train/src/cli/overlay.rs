@@ -148,6 +148,7 @@ impl TrainArgs {
             c.device = c.devices[0].clone();
         }
         set(&mut c.workers, r.workers);
+        set(&mut c.kernels, r.kernels);
         c.error_alignment &= !r.no_error_alignment;
         set(&mut c.alignment_batches, r.alignment_batches);
         if r.tensorboard.is_some() {

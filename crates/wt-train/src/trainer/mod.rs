@@ -202,6 +202,20 @@ pub fn fit<M: ImageClassifier>(
     options: FitOptions,
     build: impl FnOnce(&Device) -> M,
 ) -> Result<Trained<M>, TrainError> {
+    // Flex's kernel choice holds for this run's passes (all on this thread) and no longer.
+    config
+        .kernels
+        .run(|| fit_with_kernels(config, data, run, options, build))
+}
+
+/// [`fit`] with the config's kernel choice in force.
+fn fit_with_kernels<M: ImageClassifier>(
+    config: &TrainConfig,
+    data: &RunData,
+    run: &RunDir,
+    options: FitOptions,
+    build: impl FnOnce(&Device) -> M,
+) -> Result<Trained<M>, TrainError> {
     config.validate()?;
     let world = &options.world;
     // Rank 0 alone prints and writes the run folder.
