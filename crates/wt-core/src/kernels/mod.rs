@@ -14,6 +14,7 @@
 
 #[cfg(feature = "flex")]
 pub mod batch_norm;
+mod choice;
 #[cfg(feature = "flex")]
 pub mod conv2d;
 #[cfg(feature = "flex")]
@@ -24,15 +25,12 @@ pub mod im2col;
 #[cfg(feature = "flex")]
 pub mod sign;
 
-use std::cell::Cell;
-
-use serde::{Deserialize, Serialize};
-
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Backend, Scalar, TensorMetadata};
 use burn::tensor::Distribution;
 use burn::tensor::ops::ConvOptions;
 
+pub use choice::FlexKernels;
 pub use geometry::ConvGeometry;
 
 // Burn's own ops, for what the kernels do not take.
@@ -177,64 +175,6 @@ fn burn_batch_norm_gradients<B: Backend>(
 ) -> (FloatTensor<B>, FloatTensor<B>, FloatTensor<B>) {
     let r = B::batch_norm_train_backward(x, gamma, mean, variance, epsilon, output_grad);
     (r.x_grad, r.gamma_grad, r.beta_grad)
-}
-
-/// Which kernels Flex's convolutions, batch norm and sign-symmetry matrices run: a setting of
-/// a run (`wt_train::TrainConfig::kernels`, the examples' `--kernels`), in force on the thread
-/// that runs the model's forward and backward passes for the duration of [`FlexKernels::run`].
-/// Other backends ignore it. Nothing in wt's libraries changes it process-wide.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum FlexKernels {
-    /// wt's kernels (the default).
-    #[default]
-    Wt,
-    /// Burn's own ops, for benchmarks that compare the two.
-    Burn,
-}
-
-impl crate::Named for FlexKernels {
-    const WHAT: &'static str = "kernel choice";
-
-    fn all() -> Vec<Self> {
-        vec![FlexKernels::Wt, FlexKernels::Burn]
-    }
-
-    fn name(&self) -> &'static str {
-        match self {
-            FlexKernels::Wt => "wt",
-            FlexKernels::Burn => "burn",
-        }
-    }
-}
-
-crate::named_str!(FlexKernels);
-
-thread_local! {
-    static FLEX_KERNELS: Cell<FlexKernels> = const { Cell::new(FlexKernels::Wt) };
-}
-
-impl FlexKernels {
-    /// Runs `f` with this choice in force on the calling thread (the one that runs the model's
-    /// forward and backward passes: Flex's own worker threads only execute the kernels); the
-    /// previous choice is back when `f` returns or panics.
-    pub fn run<R>(self, f: impl FnOnce() -> R) -> R {
-        /// Puts the previous choice back, even on panic.
-        struct Restore(FlexKernels);
-        impl Drop for Restore {
-            fn drop(&mut self) {
-                FLEX_KERNELS.with(|c| c.set(self.0));
-            }
-        }
-        let _restore = Restore(FLEX_KERNELS.with(|c| c.replace(self)));
-        f()
-    }
-
-    /// The choice in force on this thread ([`Wt`](FlexKernels::Wt) outside any
-    /// [`run`](FlexKernels::run)).
-    pub fn current() -> Self {
-        FLEX_KERNELS.with(Cell::get)
-    }
 }
 
 /// Whether Flex runs wt's kernels on this thread now.
