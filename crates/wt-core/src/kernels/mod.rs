@@ -10,19 +10,21 @@
 //! [`set_flex_kernels`]`(false)`) sends all of Flex's kernels to Burn's ops instead, for
 //! benchmarks that compare the two.
 //!
-//! Layout and tiling: `docs/architecture.md`, "Convolution kernels".
+//! The kernels themselves work on slices and live in the `wt-kernels` crate (re-exported here
+//! with the `flex` feature: [`ConvGeometry`], [`conv2d`], [`im2col`], [`batch_norm`],
+//! [`sign`]); this module is their Burn side: the trait, Burn's ops as its defaults, and the
+//! glue from Flex's tensors to slices ([`conv_geometry`] turns Burn's `ConvOptions` into a
+//! [`ConvGeometry`]).
+//!
+//! Layout and tiling: `docs/architecture.md`, "Kernels".
 
 #[cfg(feature = "flex")]
-pub mod batch_norm;
-#[cfg(feature = "flex")]
-pub mod conv2d;
-#[cfg(feature = "flex")]
 mod flex;
-pub mod geometry;
+
 #[cfg(feature = "flex")]
-pub mod im2col;
+pub use flex::conv_geometry;
 #[cfg(feature = "flex")]
-pub mod sign;
+pub use wt_kernels::{ConvGeometry, batch_norm, conv2d, geometry, im2col, sign};
 
 use std::sync::atomic::{AtomicU8, Ordering};
 
@@ -30,8 +32,6 @@ use burn::backend::tensor::FloatTensor;
 use burn::backend::{Backend, Scalar, TensorMetadata};
 use burn::tensor::Distribution;
 use burn::tensor::ops::ConvOptions;
-
-pub use geometry::ConvGeometry;
 
 // Burn's own ops, for what the kernels do not take.
 #[cfg(feature = "flex")]
