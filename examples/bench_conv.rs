@@ -109,7 +109,10 @@ fn main() {
         let g = ConvGeometry::new(
             x.layout().shape().dims::<4>(),
             [c_out, c_in, k, k],
-            &options,
+            [stride; 2],
+            [(pad, pad); 2],
+            [1, 1],
+            1,
         )
         .expect("a valid convolution");
         let out = random([batch, c_out, g.output[0], g.output[1]], 3);

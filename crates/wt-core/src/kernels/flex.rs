@@ -1,4 +1,4 @@
-//! The convolution kernels on Flex's tensors: reads their f32 buffers in place, returns new
+//! wt-kernels' kernels on Flex's tensors: reads their f32 buffers in place, returns new
 //! contiguous tensors, and answers `None` for anything the kernels do not take (another dtype,
 //! a shape that is not a valid convolution), which then runs Burn's own op.
 
@@ -9,10 +9,8 @@ use burn::backend::flex::{FlexTensor, Layout};
 use burn::tensor::ops::ConvOptions;
 use burn::tensor::{Bytes, DType, Shape};
 
-use super::batch_norm::{self, NormGeometry};
-use super::conv2d;
-use super::geometry::ConvGeometry;
-use super::sign;
+use wt_kernels::batch_norm::{self, NormGeometry};
+use wt_kernels::{ConvGeometry, conv2d, sign};
 
 /// The tensor's elements in row-major order, borrowed when its buffer already is.
 fn f32_elements(t: &FlexTensor) -> Option<Cow<'_, [f32]>> {
@@ -38,6 +36,24 @@ fn tensor(data: Vec<f32>, shape: [usize; 4]) -> FlexTensor {
     )
 }
 
+/// The geometry of `conv2d(x, weight, options)` on shapes `x` and `weight`, or `None` when
+/// they do not form a valid convolution: Burn's `ConvOptions` as wt-kernels'
+/// [`ConvGeometry::new`] takes them.
+pub fn conv_geometry(
+    x: [usize; 4],
+    weight: [usize; 4],
+    options: &ConvOptions<2>,
+) -> Option<ConvGeometry> {
+    ConvGeometry::new(
+        x,
+        weight,
+        options.stride,
+        options.padding,
+        options.dilation,
+        options.groups,
+    )
+}
+
 /// The geometry of `conv2d(x, w)` when `out` (if given) has the output's shape.
 fn geometry(
     x: [usize; 4],
@@ -45,7 +61,7 @@ fn geometry(
     out: Option<&FlexTensor>,
     options: &ConvOptions<2>,
 ) -> Option<ConvGeometry> {
-    let g = ConvGeometry::new(x, w, options)?;
+    let g = conv_geometry(x, w, options)?;
     if let Some(out) = out {
         let want = [g.batch, g.c_out, g.output[0], g.output[1]];
         if dims4(out)? != want {
@@ -413,6 +429,21 @@ mod tests {
         let want = <Flex as ModuleOps<Flex>>::conv_transpose2d(g.clone(), b.clone(), None, t);
         let got = <Flex as Kernels>::conv2d_input_gradient(x, b, g, options);
         assert_close("dx = conv_transpose2d(g, B)", got, want);
+    }
+
+    /// Burn's options reach the geometry field for field (uneven padding's end only sets the
+    /// output size), and invalid shapes give `None`.
+    #[test]
+    fn conv_options_become_the_geometry() {
+        let options = ConvOptions::new_with_padding([2, 1], [(1, 2), (0, 3)], [1, 2], 2);
+        let g = super::conv_geometry([2, 4, 9, 8], [6, 2, 3, 3], &options).unwrap();
+        assert_eq!(
+            (g.stride, g.pad_begin, g.dilation, g.groups),
+            ([2, 1], [1, 0], [1, 2], 2)
+        );
+        // (9 + 3 − 3) / 2 + 1 = 5; (8 + 3 − 5) / 1 + 1 = 7
+        assert_eq!(g.output, [5, 7]);
+        assert!(super::conv_geometry([2, 4, 9, 8], [6, 4, 3, 3], &options).is_none());
     }
 
     /// Non-contiguous views are read correctly; other dtypes go to Burn's op.

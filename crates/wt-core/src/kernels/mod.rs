@@ -10,20 +10,22 @@
 //! thread for the duration of [`FlexKernels::run`]) sends all of Flex's kernels to Burn's ops
 //! instead, for benchmarks that compare the two.
 //!
-//! Layout and tiling: `docs/architecture.md`, "Convolution kernels".
+//! The kernels themselves work on slices and live in the `wt-kernels` crate (re-exported here
+//! with the `flex` feature: [`ConvGeometry`], [`conv2d`], [`im2col`], [`batch_norm`],
+//! [`sign`]); this module is their Burn side: the trait, Burn's ops as its defaults, and the
+//! glue from Flex's tensors to slices ([`conv_geometry`] turns Burn's `ConvOptions` into a
+//! [`ConvGeometry`]).
+//!
+//! Layout and tiling: `docs/architecture.md`, "Kernels".
 
-#[cfg(feature = "flex")]
-pub mod batch_norm;
 mod choice;
 #[cfg(feature = "flex")]
-pub mod conv2d;
-#[cfg(feature = "flex")]
 mod flex;
-pub mod geometry;
+
 #[cfg(feature = "flex")]
-pub mod im2col;
+pub use flex::conv_geometry;
 #[cfg(feature = "flex")]
-pub mod sign;
+pub use wt_kernels::{ConvGeometry, batch_norm, conv2d, geometry, im2col, sign};
 
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Backend, Scalar, TensorMetadata};
@@ -31,7 +33,6 @@ use burn::tensor::Distribution;
 use burn::tensor::ops::ConvOptions;
 
 pub use choice::FlexKernels;
-pub use geometry::ConvGeometry;
 
 // Burn's own ops, for what the kernels do not take.
 #[cfg(feature = "flex")]

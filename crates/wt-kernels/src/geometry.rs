@@ -1,10 +1,9 @@
 //! [`ConvGeometry`]: every size a 2-D convolution's three kernels need, checked once.
 
-use burn::tensor::ops::ConvOptions;
-
 /// The sizes of one 2-D convolution in NCHW layout: input `[batch, c_in, h, w]`, weight
-/// `[c_out, c_in / groups, kh, kw]`, output `[batch, c_out, h_out, w_out]`, with per-side
-/// padding, stride, dilation and groups as Burn's [`ConvOptions`] give them.
+/// `[c_out, c_in / groups, kh, kw]`, output `[batch, c_out, h_out, w_out]`, with stride,
+/// per-side padding, dilation and groups as Burn's `ConvOptions<2>` holds them (wt-core's
+/// `kernels::conv_geometry` builds one from those options).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ConvGeometry {
     /// Images in the batch.
@@ -30,24 +29,32 @@ pub struct ConvGeometry {
 }
 
 impl ConvGeometry {
-    /// The geometry of `conv2d(x, weight, options)`, or `None` when the shapes do not form a
-    /// valid convolution (then Burn's own op runs and reports the error).
-    pub fn new(x: [usize; 4], weight: [usize; 4], options: &ConvOptions<2>) -> Option<Self> {
+    /// The geometry of the convolution of an input shaped `x` with a weight shaped `weight`:
+    /// `stride`, `padding` (`(before, after)` along height, then width), `dilation` and
+    /// `groups` as in Burn's `conv2d`. `None` when they do not form a valid convolution (wt-core
+    /// then runs Burn's own op, which reports the error).
+    pub fn new(
+        x: [usize; 4],
+        weight: [usize; 4],
+        stride: [usize; 2],
+        padding: [(usize, usize); 2],
+        dilation: [usize; 2],
+        groups: usize,
+    ) -> Option<Self> {
         let [batch, c_in, h, w] = x;
         let [c_out, c_in_group, kh, kw] = weight;
-        let groups = options.groups;
         if groups == 0 || c_in_group * groups != c_in || c_out % groups != 0 || c_out == 0 {
             return None;
         }
         let mut output = [0; 2];
         for (d, (&size, &k)) in [h, w].iter().zip([kh, kw].iter()).enumerate() {
-            let (begin, end) = options.padding[d];
-            let span = options.dilation[d] * k.checked_sub(1)? + 1;
+            let (begin, end) = padding[d];
+            let span = dilation[d] * k.checked_sub(1)? + 1;
             let padded = size + begin + end;
-            if padded < span || options.stride[d] == 0 {
+            if padded < span || stride[d] == 0 {
                 return None;
             }
-            output[d] = (padded - span) / options.stride[d] + 1;
+            output[d] = (padded - span) / stride[d] + 1;
         }
         Some(Self {
             batch,
@@ -55,9 +62,9 @@ impl ConvGeometry {
             input: [h, w],
             c_out,
             kernel: [kh, kw],
-            stride: options.stride,
-            pad_begin: [options.padding[0].0, options.padding[1].0],
-            dilation: options.dilation,
+            stride,
+            pad_begin: [padding[0].0, padding[1].0],
+            dilation,
             groups,
             output,
         })
@@ -122,25 +129,28 @@ mod tests {
 
     #[test]
     fn output_size_follows_burns_formula() {
-        let options = ConvOptions::new_with_padding([2, 1], [(1, 2), (0, 0)], [1, 2], 1);
-        let g = ConvGeometry::new([2, 3, 9, 8], [4, 3, 3, 3], &options).unwrap();
+        let g = ConvGeometry::new(
+            [2, 3, 9, 8],
+            [4, 3, 3, 3],
+            [2, 1],
+            [(1, 2), (0, 0)],
+            [1, 2],
+            1,
+        )
+        .unwrap();
         // (9 + 3 - 3) / 2 + 1 = 5; (8 - 5) / 1 + 1 = 4
         assert_eq!(g.output, [5, 4]);
         assert_eq!(g.patch_len(), 27);
         assert!(!g.is_pointwise());
-        let pointwise = ConvGeometry::new(
-            [1, 4, 5, 5],
-            [2, 4, 1, 1],
-            &ConvOptions::new([1, 1], [0, 0], [1, 1], 1),
-        );
+        let pointwise =
+            ConvGeometry::new([1, 4, 5, 5], [2, 4, 1, 1], [1, 1], [(0, 0); 2], [1, 1], 1);
         assert!(pointwise.unwrap().is_pointwise());
     }
 
     #[test]
     fn invalid_shapes_are_left_to_burn() {
-        let options = ConvOptions::new([1, 1], [0, 0], [1, 1], 2);
-        assert!(ConvGeometry::new([1, 3, 5, 5], [4, 1, 3, 3], &options).is_none());
-        let options = ConvOptions::new([1, 1], [0, 0], [1, 1], 1);
-        assert!(ConvGeometry::new([1, 3, 2, 2], [4, 3, 3, 3], &options).is_none());
+        let no_pad = [(0, 0); 2];
+        assert!(ConvGeometry::new([1, 3, 5, 5], [4, 1, 3, 3], [1, 1], no_pad, [1, 1], 2).is_none());
+        assert!(ConvGeometry::new([1, 3, 2, 2], [4, 3, 3, 3], [1, 1], no_pad, [1, 1], 1).is_none());
     }
 }

@@ -6,7 +6,7 @@
 //! images sit side by side in one matrix: each call writes its image's `h_out·w_out` columns
 //! at `col_offset` of rows `row_len` long.
 
-use super::geometry::ConvGeometry;
+use crate::geometry::ConvGeometry;
 
 /// The output columns `ow` whose input column `ow·stride + offset` lies inside `0..width`.
 fn valid_columns(offset: isize, stride: usize, width: usize, out: usize) -> (usize, usize) {
@@ -130,9 +130,8 @@ pub fn col2im_add(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use burn::tensor::ops::ConvOptions;
 
-    use crate::kernels::test_values as values;
+    use crate::test_values as values;
 
     /// im2col against its definition, element by element, over strides, paddings and dilations.
     #[test]
@@ -146,9 +145,16 @@ mod tests {
             (2, (0, 3), 2, 9),
         ] {
             let (pb, pe) = pad;
-            let options =
-                ConvOptions::new_with_padding([stride, 1], [(pb, pe), (pe, pb)], [dil, 1], 1);
-            let g = ConvGeometry::new([1, 2, size, size + 1], [3, 2, 3, 2], &options).unwrap();
+            let padding = [(pb, pe), (pe, pb)];
+            let g = ConvGeometry::new(
+                [1, 2, size, size + 1],
+                [3, 2, 3, 2],
+                [stride, 1],
+                padding,
+                [dil, 1],
+                1,
+            )
+            .unwrap();
             let image = values(g.image_len(), 7);
             let p = g.positions();
             let row_len = 2 * p + 3;
@@ -188,8 +194,16 @@ mod tests {
     #[test]
     fn folding_is_the_adjoint_of_unfolding() {
         for (stride, pad, dil) in [(1, 1, 1), (2, 1, 1), (2, 0, 2), (3, 2, 1)] {
-            let options = ConvOptions::new([stride, stride], [pad, pad], [dil, dil], 1);
-            let g = ConvGeometry::new([1, 3, 9, 7], [2, 3, 3, 3], &options).unwrap();
+            let padding = [(pad, pad); 2];
+            let g = ConvGeometry::new(
+                [1, 3, 9, 7],
+                [2, 3, 3, 3],
+                [stride; 2],
+                padding,
+                [dil; 2],
+                1,
+            )
+            .unwrap();
             let x = values(g.image_len(), 3);
             let c = values(g.patch_len() * g.positions(), 11);
             let mut cols = vec![0.0; c.len()];

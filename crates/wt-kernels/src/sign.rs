@@ -195,7 +195,7 @@ fn mix32(mut x: u32) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kernels::test_values;
+    use crate::test_values;
 
     /// Burn's `sign` followed by a product, element by element.
     fn burn_sign(w: f32) -> f32 {

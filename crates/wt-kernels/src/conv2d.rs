@@ -8,7 +8,7 @@
 //! | [`conv2d_input_gradient`] | `dU[K, n·P] = B_gᵀ[K, c_out_g] · G[c_out_g, n·P]`, folded back onto `dx` |
 //! | [`conv2d_weight_gradient`] | `dW_g[c_out_g, K] += G[c_out_g, n·P] · U[K, n·P]ᵀ` |
 //!
-//! `U` is the unfolded input ([`super::im2col`]), `K = c_in/groups·kh·kw`, `P = h_out·w_out`,
+//! `U` is the unfolded input ([`crate::im2col`]), `K = c_in/groups·kh·kw`, `P = h_out·w_out`,
 //! `n` images side by side ([`ConvGeometry::images_per_task`]). A 1×1 stride-1 unpadded
 //! convolution of one image skips the unfolding (`U` is the image).
 //!
@@ -21,8 +21,8 @@ use std::cell::RefCell;
 
 use rayon::prelude::*;
 
-use super::geometry::ConvGeometry;
-use super::im2col::{col2im_add, im2col};
+use crate::geometry::ConvGeometry;
+use crate::im2col::{col2im_add, im2col};
 
 /// The most partial sums the weight gradient splits the batch into.
 const MAX_WEIGHT_PARTS: usize = 16;
@@ -376,9 +376,8 @@ pub fn conv2d_weight_gradient(x: &[f32], output_grad: &[f32], g: &ConvGeometry) 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use burn::tensor::ops::ConvOptions;
 
-    use crate::kernels::test_values as values;
+    use crate::test_values as values;
 
     /// The convolution written as its sum, in f64: `y[n, o, oh, ow] = b[o] + Σ w·x`.
     fn direct_forward(x: &[f32], w: &[f32], b: &[f32], g: &ConvGeometry) -> Vec<f64> {
@@ -431,47 +430,45 @@ mod tests {
         a.iter().zip(b).map(|(x, y)| *x as f64 * *y as f64).sum()
     }
 
+    /// `(x, weight, stride, padding, dilation, groups)` of each case.
+    type Case = (
+        [usize; 4],
+        [usize; 4],
+        [usize; 2],
+        [(usize, usize); 2],
+        [usize; 2],
+        usize,
+    );
+
     fn geometries() -> Vec<ConvGeometry> {
-        let cases: [([usize; 4], [usize; 4], ConvOptions<2>); 7] = [
-            (
-                [3, 4, 9, 7],
-                [6, 4, 3, 3],
-                ConvOptions::new([1, 1], [1, 1], [1, 1], 1),
-            ),
-            (
-                [5, 4, 10, 10],
-                [6, 4, 3, 3],
-                ConvOptions::new([2, 2], [1, 1], [1, 1], 1),
-            ),
+        let cases: [Case; 7] = [
+            ([3, 4, 9, 7], [6, 4, 3, 3], [1, 1], [(1, 1); 2], [1, 1], 1),
+            ([5, 4, 10, 10], [6, 4, 3, 3], [2, 2], [(1, 1); 2], [1, 1], 1),
             (
                 [2, 6, 7, 6],
                 [4, 3, 3, 3],
-                ConvOptions::new([1, 2], [2, 1], [2, 1], 2),
+                [1, 2],
+                [(2, 2), (1, 1)],
+                [2, 1],
+                2,
             ),
-            (
-                [4, 5, 6, 6],
-                [3, 5, 1, 1],
-                ConvOptions::new([1, 1], [0, 0], [1, 1], 1),
-            ),
-            (
-                [1, 5, 7, 7],
-                [3, 5, 1, 1],
-                ConvOptions::new([1, 1], [0, 0], [1, 1], 1),
-            ),
-            (
-                [3, 4, 8, 9],
-                [8, 4, 1, 1],
-                ConvOptions::new([2, 2], [0, 0], [1, 1], 1),
-            ),
+            ([4, 5, 6, 6], [3, 5, 1, 1], [1, 1], [(0, 0); 2], [1, 1], 1),
+            ([1, 5, 7, 7], [3, 5, 1, 1], [1, 1], [(0, 0); 2], [1, 1], 1),
+            ([3, 4, 8, 9], [8, 4, 1, 1], [2, 2], [(0, 0); 2], [1, 1], 1),
             (
                 [2, 3, 11, 12],
                 [4, 3, 7, 5],
-                ConvOptions::new_with_padding([2, 3], [(3, 1), (2, 2)], [1, 1], 1),
+                [2, 3],
+                [(3, 1), (2, 2)],
+                [1, 1],
+                1,
             ),
         ];
         cases
             .iter()
-            .map(|(x, w, o)| ConvGeometry::new(*x, *w, o).unwrap())
+            .map(|&(x, w, stride, padding, dilation, groups)| {
+                ConvGeometry::new(x, w, stride, padding, dilation, groups).unwrap()
+            })
             .collect()
     }
 
@@ -515,12 +512,8 @@ mod tests {
     /// Same inputs, same bits: on repeated runs and on pools of 1, 2 and 3 threads.
     #[test]
     fn results_are_bit_identical_across_runs_and_thread_counts() {
-        let g = ConvGeometry::new(
-            [37, 8, 6, 6],
-            [16, 8, 3, 3],
-            &ConvOptions::new([1, 1], [1, 1], [1, 1], 1),
-        )
-        .unwrap();
+        let g = ConvGeometry::new([37, 8, 6, 6], [16, 8, 3, 3], [1, 1], [(1, 1); 2], [1, 1], 1)
+            .unwrap();
         let x = values(g.batch * g.image_len(), 7);
         let w = values(g.c_out * g.patch_len(), 8);
         let out = values(g.batch * g.output_len(), 9);

@@ -164,7 +164,7 @@ mod tests {
     use super::*;
 
     fn values(n: usize, seed: u64, offset: f32) -> Vec<f32> {
-        crate::kernels::test_values(n, seed)
+        crate::test_values(n, seed)
             .into_iter()
             .map(|v| v + offset)
             .collect()

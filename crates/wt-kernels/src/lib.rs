@@ -1,0 +1,39 @@
+//! # wt-kernels: deterministic CPU kernels on slices
+//!
+//! wt's own kernels for what dominates a conv net's training step on the CPU, on `f32` slices
+//! in row-major (NCHW) order, with no Burn types in their API:
+//! - [`conv2d`]: the three convolutions of a training step (forward, input gradient, weight
+//!   gradient), unfolded by [`im2col`] into `gemm` micro-kernel products on rayon's threads,
+//!   for any stride, padding, dilation and groups ([`ConvGeometry`]),
+//! - [`batch_norm`]: training-mode batch norm's forward and gradients,
+//! - [`sign`]: the sign-symmetry rules' feedback matrices (`s·sign(W)`, `|R0|·sign(W)`,
+//!   `|R|·sign(W)` with `|R|` from a counter-based generator).
+//!
+//! Every kernel gives the same bits on every run and for any number of threads. wt-core calls
+//! them from its `Kernels` trait on Burn's Flex backend. Layout, tiling and determinism:
+//! `docs/architecture.md`, "Kernels".
+
+#![warn(missing_docs)]
+
+pub mod batch_norm;
+pub mod conv2d;
+pub mod geometry;
+pub mod im2col;
+pub mod sign;
+
+pub use geometry::ConvGeometry;
+
+/// `n` uniform values in `[−1, 1)` from a seeded xorshift stream: the kernels' tests' random
+/// inputs (never all zeros); wt-core's tests of the kernels on Flex draw the same stream.
+#[cfg(test)]
+pub(crate) fn test_values(n: usize, seed: u64) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..n)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            (s >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
+        })
+        .collect()
+}
