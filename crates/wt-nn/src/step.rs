@@ -1,5 +1,5 @@
-//! The rules' per-step work on every [`FeedbackLinear`] and
-//! [`FeedbackConv2d`] of any Burn model, however nested, with no list
+//! The rules' per-step work on every [`FeedbackLinear`](crate::FeedbackLinear) and
+//! [`FeedbackConv2d`](crate::FeedbackConv2d) of any Burn model, however nested, with no list
 //! of layers: the gradients of `B` that backward does not give, and the weight mirror's
 //! updates. Each is one layer operation run over the model through wt-nn's layer hook.
 //!
