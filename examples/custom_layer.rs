@@ -146,9 +146,10 @@ impl FeedbackConv1d {
                 let y = feedback_conv2d_with(x.clone().detach(), weight, fb, bias, self.options());
                 let [_, _, _, length_out] = y.dims();
                 let [outputs, _, _] = direct.dims();
+                let id = direct.id;
                 let direct = direct.val().reshape([outputs, c_in, 1, k]);
                 let scale = dfa.conv_error_scale(length_out);
-                direct_feedback_conv2d(y, x, direct, self.options(), scale)
+                direct_feedback_conv2d(y, x, direct, self.options(), scale, id)
             }
             _ => feedback_conv2d_with(x, weight, fb, bias, self.options()),
         };

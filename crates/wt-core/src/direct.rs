@@ -21,9 +21,16 @@
 //!   connection from `x` to the outputs would get from `e`: `xᵀ·e` summed over `x`'s middle
 //!   dimensions (dense), the weight gradient of a conv with `D`'s shape fed `ē` (conv).
 //!
-//! The cell links the layers of one forward pass with the `direct_error` call that closes it
-//! ([`pending_cell`], [`take_pending_cell`]): the layers' forwards open it, the output call takes
-//! it, so the next forward pass starts a new one.
+//! The cell links the DFA layers of one forward pass. Each layer's forward joins this thread's
+//! pending cell under its own key (a [`ParamId`] of the layer); a layer already in it begins a
+//! new forward pass, so every pass has a cell of its own even when several run before one
+//! backward. `direct_error` on the output takes the pending cell, closing the pass. Without it,
+//! the last DFA layer of the pass to join, when its output is `[batch, outputs]` (a network
+//! that ends in a DFA dense layer), is taken to be the network's output: its backward runs
+//! first (its op is the deepest of the pass) and puts its own output gradient in the cell as
+//! `e`. So a model whose last layer is a DFA classifier needs no call at all; any other must
+//! mark its output with `direct_error`, and a backward pass that reaches a DFA layer with no
+//! `e` stops with a message saying so.
 
 // NdArray is deprecated in Burn 0.22 but still a supported CPU backend here.
 #![allow(deprecated)]
@@ -41,39 +48,70 @@ use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::backend_extension;
 use burn::backend::tensor::FloatTensor;
+use burn::module::ParamId;
 use burn::tensor::ops::ConvOptions;
 use burn::tensor::{Shape, Tensor};
 
 use crate::kernels::Kernels;
 
-/// Where the output error `e` of one forward pass is kept for the layers' backward passes.
-/// Holds the inner backend's tensor, type-erased; cloning shares the cell.
+/// Where the output error `e` of one forward pass is kept for the layers' backward passes, and
+/// which layers joined the pass, in forward order. Holds the inner backend's tensor,
+/// type-erased; cloning shares the cell.
 #[derive(Clone, Default)]
-pub struct ErrorCell(Arc<Mutex<Option<Box<dyn Any + Send>>>>);
+pub struct ErrorCell(Arc<Mutex<CellState>>);
+
+#[derive(Default)]
+struct CellState {
+    error: Option<Box<dyn Any + Send>>,
+    layers: Vec<ParamId>,
+}
 
 impl std::fmt::Debug for ErrorCell {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let filled = self.0.lock().map(|e| e.is_some()).unwrap_or(false);
-        write!(f, "ErrorCell {{ filled: {filled} }}")
+        let (filled, layers) = self
+            .0
+            .lock()
+            .map(|c| (c.error.is_some(), c.layers.len()))
+            .unwrap_or((false, 0));
+        write!(f, "ErrorCell {{ filled: {filled}, layers: {layers} }}")
     }
 }
 
 impl ErrorCell {
-    fn put<T: Any + Send>(&self, error: T) {
-        *self.0.lock().expect("error cell poisoned") = Some(Box::new(error));
+    fn state(&self) -> std::sync::MutexGuard<'_, CellState> {
+        self.0.lock().expect("error cell poisoned")
     }
 
-    fn get<T: Any + Clone>(&self) -> T {
-        let slot = self.0.lock().expect("error cell poisoned");
-        let error = slot.as_ref().expect(
-            "direct feedback alignment: no output error reached this layer's backward pass; \
-             pass the network's output through wt_core::direct_error (wt_nn::direct_error) \
-             before the loss",
-        );
-        error
-            .downcast_ref::<T>()
-            .expect("the output error is a tensor of the layer's backend")
-            .clone()
+    fn put<T: Any + Send>(&self, error: T) {
+        self.state().error = Some(Box::new(error));
+    }
+
+    fn get<T: Any + Clone>(&self) -> Option<T> {
+        let state = self.state();
+        let error = state.error.as_ref()?;
+        Some(
+            error
+                .downcast_ref::<T>()
+                .expect("the output error is a tensor of the layer's backend")
+                .clone(),
+        )
+    }
+
+    /// Whether `layer` already joined this cell.
+    fn has(&self, layer: ParamId) -> bool {
+        self.state().layers.contains(&layer)
+    }
+
+    /// Adds `layer` to the pass; returns its place in forward order.
+    fn join(&self, layer: ParamId) -> usize {
+        let mut state = self.state();
+        state.layers.push(layer);
+        state.layers.len() - 1
+    }
+
+    /// Whether the layer at `index` is the last that joined.
+    fn is_last(&self, index: usize) -> bool {
+        self.state().layers.len() == index + 1
     }
 }
 
@@ -81,12 +119,18 @@ thread_local! {
     static PENDING: RefCell<Option<ErrorCell>> = const { RefCell::new(None) };
 }
 
-/// The cell of the forward pass running on this thread, opened by its first DFA layer.
-pub fn pending_cell() -> ErrorCell {
+/// Joins `layer` to the forward pass running on this thread: the pending cell, or a new one
+/// when there is none or `layer` is already in it (a new pass). Returns the cell and the
+/// layer's place in the pass.
+fn join_pending_cell(layer: ParamId) -> (ErrorCell, usize) {
     PENDING.with(|p| {
-        p.borrow_mut()
-            .get_or_insert_with(ErrorCell::default)
-            .clone()
+        let mut pending = p.borrow_mut();
+        if pending.as_ref().is_none_or(|cell| cell.has(layer)) {
+            *pending = Some(ErrorCell::default());
+        }
+        let cell = pending.clone().expect("a pending cell was just ensured");
+        let index = cell.join(layer);
+        (cell, index)
     })
 }
 
@@ -110,14 +154,16 @@ pub trait DirectFeedbackBackend: Backend + Kernels {
         output
     }
 
-    /// Returns `y`; its backward gives `x` the dense direct signal `e·Dᵀ`.
+    /// Returns `y`; its backward gives `x` the dense direct signal `e·Dᵀ`. `index` is the
+    /// layer's place in the pass that `cell` links.
     fn direct_feedback_linear(
         y: FloatTensor<Self>,
         x: FloatTensor<Self>,
         direct: FloatTensor<Self>,
         cell: ErrorCell,
+        index: usize,
     ) -> FloatTensor<Self> {
-        let _ = (x, direct, cell);
+        let _ = (x, direct, cell, index);
         y
     }
 
@@ -130,8 +176,9 @@ pub trait DirectFeedbackBackend: Backend + Kernels {
         options: ConvOptions<2>,
         scale: f32,
         cell: ErrorCell,
+        index: usize,
     ) -> FloatTensor<Self> {
-        let _ = (x, direct, options, scale, cell);
+        let _ = (x, direct, options, scale, cell, index);
         y
     }
 }
@@ -173,23 +220,52 @@ enum Geometry {
 struct DirectFeedbackBackward;
 
 /// State: the direct matrix, `x`'s shape (conv: `x` itself, whose shape the kernel reads), the
-/// output's shape, the geometry and the cell.
-type DirectState<B> = (Primitive<B>, Primitive<B>, Shape, Geometry, ErrorCell);
+/// output's shape, the geometry, the cell and the layer's place in its pass.
+type DirectState<B> = (
+    Primitive<B>,
+    Primitive<B>,
+    Shape,
+    Geometry,
+    ErrorCell,
+    usize,
+);
 
 impl<B: Kernels> Backward<B, 3> for DirectFeedbackBackward {
     type State = DirectState<B>;
 
     fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
         let grad = grads.consume::<B>(&ops.node);
-        let (direct, x, y_shape, geometry, cell) = ops.state;
+        let (direct, x, y_shape, geometry, cell, index) = ops.state;
         let [y_node, x_node, direct_node] = &ops.parents;
+        let error: Option<Primitive<B>> = cell.get();
+        // No `direct_error`: the pass's last DFA layer, if its output has the outputs' shape, is
+        // the network's output, and its output gradient is `e` (its backward runs first).
+        let outputs = match geometry {
+            Geometry::Linear => direct.shape()[1],
+            Geometry::Conv2d(..) => direct.shape()[0],
+        };
+        let is_output = error.is_none()
+            && cell.is_last(index)
+            && y_shape.num_dims() == 2
+            && y_shape[1] == outputs;
+        if is_output {
+            cell.put::<Primitive<B>>(grad.clone());
+        }
+        let error = if is_output { Some(grad.clone()) } else { error };
         if let Some(node) = y_node {
             grads.register::<B>(node.id, grad);
         }
         if x_node.is_none() && direct_node.is_none() {
             return;
         }
-        let error: Primitive<B> = cell.get();
+        let error: Primitive<B> = error.unwrap_or_else(|| {
+            panic!(
+                "direct feedback alignment: no output error reached this layer's backward pass: \
+                 the network's last DFA layer is not a dense layer with {outputs} outputs, so \
+                 pass the network's output through wt_core::direct_error (wt_nn::direct_error) \
+                 before the loss"
+            )
+        });
         let x_shape = x.shape();
         let rank = x_shape.num_dims();
         let [batch, classes] = error.shape().dims::<2>();
@@ -250,7 +326,7 @@ fn autodiff_direct<B: Kernels, C: CheckpointStrategy>(
     x: FloatTensor<Autodiff<B, C>>,
     direct: FloatTensor<Autodiff<B, C>>,
     geometry: Geometry,
-    cell: ErrorCell,
+    (cell, index): (ErrorCell, usize),
 ) -> FloatTensor<Autodiff<B, C>> {
     let y_shape = y.primitive().shape();
     let prep = DirectFeedbackBackward
@@ -265,6 +341,7 @@ fn autodiff_direct<B: Kernels, C: CheckpointStrategy>(
                 y_shape,
                 geometry,
                 cell,
+                index,
             );
             prep.finish(state, y.into_primitive())
         }
@@ -289,8 +366,9 @@ impl<B: DirectFeedbackBackend, C: CheckpointStrategy> DirectFeedbackBackend for 
         x: FloatTensor<Self>,
         direct: FloatTensor<Self>,
         cell: ErrorCell,
+        index: usize,
     ) -> FloatTensor<Self> {
-        autodiff_direct::<B, C>(y, x, direct, Geometry::Linear, cell)
+        autodiff_direct::<B, C>(y, x, direct, Geometry::Linear, (cell, index))
     }
 
     fn direct_feedback_conv2d(
@@ -300,8 +378,15 @@ impl<B: DirectFeedbackBackend, C: CheckpointStrategy> DirectFeedbackBackend for 
         options: ConvOptions<2>,
         scale: f32,
         cell: ErrorCell,
+        index: usize,
     ) -> FloatTensor<Self> {
-        autodiff_direct::<B, C>(y, x, direct, Geometry::Conv2d(options, scale), cell)
+        autodiff_direct::<B, C>(
+            y,
+            x,
+            direct,
+            Geometry::Conv2d(options, scale),
+            (cell, index),
+        )
     }
 }
 
@@ -323,22 +408,26 @@ pub fn direct_error(output: Tensor<2>) -> Tensor<2> {
 
 /// A dense layer's output `y` (computed from its input detached) joined with its input `x`
 /// (`[batch, ..., d_input]`): `x` receives `e·directᵀ`, `direct`: `[d_input, classes]`; a
-/// tracked `direct` (DKP) receives `xᵀ·e`.
+/// tracked `direct` (DKP) receives `xᵀ·e`. `layer` identifies the layer in its forward pass
+/// (the id of one of its parameters; see the module docs).
 pub fn direct_feedback_linear<const D: usize>(
     y: Tensor<D>,
     x: Tensor<D>,
     direct: Tensor<2>,
+    layer: ParamId,
 ) -> Tensor<D> {
     assert_eq!(
         direct.dims()[0],
         x.dims()[D - 1],
         "direct_feedback_linear: the direct matrix must be [d_input, classes]"
     );
+    let (cell, index) = join_pending_cell(layer);
     Tensor::from_dispatch(<Ext as DirectFeedbackBackend>::direct_feedback_linear(
         y.into_dispatch(),
         x.into_dispatch(),
         direct.into_dispatch(),
-        pending_cell(),
+        cell,
+        index,
     ))
 }
 
@@ -348,26 +437,30 @@ pub fn direct_feedback_linear<const D: usize>(
 /// output position (times `scale`: 1 for BioTorch's DFA, `1/(h_out·w_out)` for the mean over
 /// positions, [`DirectFeedback::conv_error_scale`](crate::DirectFeedback::conv_error_scale)),
 /// with `options`' stride, padding and dilation; a tracked `direct` (DKP) receives the weight
-/// gradient of a conv of `x` with `direct`'s shape fed `ē`.
+/// gradient of a conv of `x` with `direct`'s shape fed `ē`. `layer` identifies the layer in
+/// its forward pass (the id of one of its parameters).
 pub fn direct_feedback_conv2d(
     y: Tensor<4>,
     x: Tensor<4>,
     direct: Tensor<4>,
     options: ConvOptions<2>,
     scale: f64,
+    layer: ParamId,
 ) -> Tensor<4> {
     assert_eq!(
         direct.dims()[1],
         x.dims()[1],
         "direct_feedback_conv2d: the direct kernel must be [classes, c_in, kh, kw]"
     );
+    let (cell, index) = join_pending_cell(layer);
     Tensor::from_dispatch(<Ext as DirectFeedbackBackend>::direct_feedback_conv2d(
         y.into_dispatch(),
         x.into_dispatch(),
         direct.into_dispatch(),
         options,
         scale as f32,
-        pending_cell(),
+        cell,
+        index,
     ))
 }
 
@@ -382,20 +475,27 @@ mod tests {
     use burn::tensor::ops::ConvTransposeOptions;
 
     /// A dense DFA layer as `wt_nn::FeedbackLinear` runs it: the op on the detached input,
-    /// then the join.
-    fn dense(x: Tensor<2>, w: &Tensor<2>, direct: &Tensor<2>) -> Tensor<2> {
+    /// then the join under the layer's key.
+    fn dense(x: Tensor<2>, w: &Tensor<2>, direct: &Tensor<2>, key: ParamId) -> Tensor<2> {
         let y = feedback_linear(x.clone().detach(), w.clone(), w.clone().detach(), None);
-        direct_feedback_linear(y, x, direct.clone())
+        direct_feedback_linear(y, x, direct.clone(), key)
     }
 
     /// 5 → 8 → 6 → 3 with ReLUs and loss `Σ ŷ ⊙ u`, so `e = u`: each hidden layer's output
     /// gradient is `(e·Dᵀ of the layer above) ⊙ relu'`, the last layer's is `e`, and the input
     /// receives `e·D1ᵀ`. Checked against that math, and against backprop's differing gradients.
-    /// The `D`s are tracked, as DKP's are: each receives `(its layer's input)ᵀ·e`.
+    /// The `D`s are tracked, as DKP's are: each receives `(its layer's input)ᵀ·e`. The same
+    /// with the output marked by `direct_error` and without (the last DFA layer, a dense one
+    /// with 3 outputs, is then the output).
     #[test]
     fn dense_dfa_gradients_are_the_direct_signals_through_each_layers_derivative() {
         let _serial = crate::device::device_test_lock();
-        for (name, device) in test_devices() {
+        let runs = test_devices()
+            .into_iter()
+            .flat_map(|(name, device)| [(name, device.clone(), true), (name, device, false)]);
+        for (name, device, marked) in runs {
+            let name = format!("{name}, output marked: {marked}");
+            let keys = [ParamId::new(), ParamId::new(), ParamId::new()];
             let ad = device.clone().autodiff();
             let leaf = |t: Tensor<2>| Tensor::<2>::from_data(t.to_data(), &ad).require_grad();
             let (x, u) = (rand([4, 5], &device), rand([4, 3], &device));
@@ -411,9 +511,10 @@ mod tests {
                 leaf(x.clone()),
                 w.iter().cloned().map(leaf).collect::<Vec<_>>(),
             );
-            let h1 = relu(dense(xt.clone(), &wt[0], &d[0]));
-            let h2 = relu(dense(h1.clone(), &wt[1], &d[1]));
-            let out = direct_error(dense(h2.clone(), &wt[2], &d[2]));
+            let h1 = relu(dense(xt.clone(), &wt[0], &d[0], keys[0]));
+            let h2 = relu(dense(h1.clone(), &wt[1], &d[1], keys[1]));
+            let out = dense(h2.clone(), &wt[2], &d[2], keys[2]);
+            let out = if marked { direct_error(out) } else { out };
             let u_ad = Tensor::<2>::from_data(u.to_data(), &ad);
             let grads = (out * u_ad).sum().backward();
 
@@ -514,7 +615,8 @@ mod tests {
                     None,
                     o.clone(),
                 );
-                let z = direct_feedback_conv2d(y, x, d.clone(), o.clone(), scale(side));
+                let z =
+                    direct_feedback_conv2d(y, x, d.clone(), o.clone(), scale(side), ParamId::new());
                 (z, w, d)
             };
             let xt = on_ad(&x).require_grad();
@@ -531,7 +633,12 @@ mod tests {
                 w3t.clone().detach(),
                 None,
             );
-            let out = direct_error(direct_feedback_linear(y3, flat.clone(), d3t.clone()));
+            let out = direct_error(direct_feedback_linear(
+                y3,
+                flat.clone(),
+                d3t.clone(),
+                ParamId::new(),
+            ));
             let grads = (out * Tensor::<2>::from_data(u.to_data(), &ad))
                 .sum()
                 .backward();
@@ -603,12 +710,75 @@ mod tests {
         let logits = rand([3, 4], &device);
         let same = direct_error(logits.clone());
         close("no DFA layer ran", same, logits.clone());
-        let y =
-            direct_feedback_linear(logits.clone(), rand([3, 2], &device), rand([2, 4], &device));
+        let y = direct_feedback_linear(
+            logits.clone(),
+            rand([3, 2], &device),
+            rand([2, 4], &device),
+            ParamId::new(),
+        );
         close("join outside autodiff", y, logits);
         assert!(
             take_pending_cell().is_some(),
             "the join opened this forward pass's cell"
         );
+    }
+
+    /// Two forward passes of the same two DFA layers, then one backward of both losses, with no
+    /// `direct_error`: each pass is its own cell (a layer joining twice opens a new one), so
+    /// each pass's first layer receives its own pass's `e` (`u_a`, `u_b`): its input gradient
+    /// is `e·D1ᵀ` of its own pass.
+    #[test]
+    fn each_forward_pass_keeps_its_own_output_error() {
+        let _serial = crate::device::device_test_lock();
+        let device = test_devices()[0].1.clone();
+        let ad = device.clone().autodiff();
+        let _ = take_pending_cell();
+        let on_ad = |t: &Tensor<2>| Tensor::<2>::from_data(t.to_data(), &ad);
+        let (w1, w2) = (rand([5, 6], &device), rand([6, 3], &device));
+        let (d1, d2) = (rand([5, 3], &device), rand([6, 3], &device));
+        let keys = [ParamId::new(), ParamId::new()];
+        let net = |x: Tensor<2>| {
+            let h = relu(dense(x, &on_ad(&w1), &on_ad(&d1), keys[0]));
+            dense(h, &on_ad(&w2), &on_ad(&d2), keys[1])
+        };
+        let (xa, xb) = (rand([4, 5], &device), rand([4, 5], &device));
+        let (ua, ub) = (rand([4, 3], &device), rand([4, 3], &device));
+        let (xa_t, xb_t) = (on_ad(&xa).require_grad(), on_ad(&xb).require_grad());
+        let (out_a, out_b) = (net(xa_t.clone()), net(xb_t.clone()));
+        let loss = (out_a * on_ad(&ua)).sum() + (out_b * on_ad(&ub)).sum();
+        let grads = loss.backward();
+        close(
+            "pass a: dx = u_a·D1ᵀ",
+            xa_t.grad(&grads).unwrap(),
+            ua.matmul(d1.clone().transpose()),
+        );
+        close(
+            "pass b: dx = u_b·D1ᵀ",
+            xb_t.grad(&grads).unwrap(),
+            ub.matmul(d1.transpose()),
+        );
+    }
+
+    /// A network whose last DFA layer is a convolution cannot name its output error itself:
+    /// without `direct_error` the backward pass stops and says what to do.
+    #[test]
+    #[should_panic(expected = "pass the network's output through wt_core::direct_error")]
+    fn an_unmarked_output_that_no_dfa_layer_produces_is_an_error_that_says_what_to_do() {
+        let _serial = crate::device::device_test_lock();
+        let device = test_devices()[0].1.clone();
+        let ad = device.clone().autodiff();
+        let _ = take_pending_cell();
+        let on_ad = |t: Tensor<4>| Tensor::<4>::from_data(t.to_data(), &ad);
+        let x = on_ad(rand([2, 2, 4, 4], &device)).require_grad();
+        let (w, d) = (
+            on_ad(rand([3, 2, 3, 3], &device)),
+            on_ad(rand([5, 2, 3, 3], &device)),
+        );
+        let o = ConvOptions::new([1, 1], [1, 1], [1, 1], 1);
+        let y = feedback_conv2d(x.clone().detach(), w.clone(), w.detach(), None, o.clone());
+        let z = direct_feedback_conv2d(y, x.clone(), d, o, 1.0, ParamId::new());
+        // The logits of a BP classifier on top: the last DFA layer's output is not them.
+        let logits = z.flatten::<2>(1, 3).slice([0..2, 0..5]);
+        let _ = logits.sum().backward();
     }
 }

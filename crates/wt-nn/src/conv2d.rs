@@ -299,7 +299,7 @@ impl FeedbackConv2d {
                     feedback_conv2d_with(input.clone().detach(), weight, fb, bias, options.clone());
                 let [_, _, h_out, w_out] = y.dims();
                 let scale = dfa.conv_error_scale(h_out * w_out);
-                direct_feedback_conv2d(y, input, direct.val(), options, scale)
+                direct_feedback_conv2d(y, input, direct.val(), options, scale, direct.id)
             }
             _ => feedback_conv2d_with(input, weight, fb, bias, options),
         }

@@ -194,7 +194,7 @@ impl FeedbackLinear {
             // DFA on autodiff: the op never sends an error to its input; the direct signal does.
             (Some(_), Some(direct)) if input.is_autodiff() => {
                 let y = feedback_linear_with(input.clone().detach(), weight, fb, bias);
-                direct_feedback_linear(y, input, direct.val())
+                direct_feedback_linear(y, input, direct.val(), direct.id)
             }
             _ => feedback_linear_with(input, weight, fb, bias),
         }
