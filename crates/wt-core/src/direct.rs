@@ -395,7 +395,8 @@ type Ext = burn::backend::Dispatch;
 /// Marks the network's output (`[batch, classes]`, the logits the loss reads) for direct
 /// feedback alignment: the gradient the loss sends back to it is the error `e` that every DFA
 /// layer of the same forward pass receives. Returns `output` itself when no DFA layer ran in
-/// this forward pass, so it costs nothing under the other rules.
+/// this forward pass, so it costs nothing under the other rules. Needed unless the network's
+/// last DFA layer produces the output (see the module docs).
 pub fn direct_error(output: Tensor<2>) -> Tensor<2> {
     match take_pending_cell() {
         Some(cell) => Tensor::from_dispatch(<Ext as DirectFeedbackBackend>::direct_error(

@@ -12,7 +12,7 @@
 //! before it) and mirror warm-up ([`mirror_steps`]); in [`alignment`], the alignment metrics
 //! ([`weight_alignment`], [`gradient_alignment`]). [`layer_rules`] puts layers chosen by path on
 //! rules of their own ([`set_layer_rules`]); [`direct_error`] marks a model's output for the
-//! direct rules (DFA, DKP).
+//! direct rules (DFA, DKP), which a model whose last layer is a DFA classifier can leave out.
 //!
 //! A feedback layer of your own joins all of these by implementing [`FeedbackLayer`] and
 //! [`feedback_module!`]; a model-wide operation of your own is a [`LayerVisitor`] or a
