@@ -4,6 +4,10 @@
 //! alignment reports) because it implements [`wt::FeedbackLayer`] and its `Module` comes from
 //! [`wt::feedback_module!`].
 //!
+//! A learning rule written here too: [`SymmetricAlignment`], a model-wide operation
+//! ([`wt::LayerMapper`]) that moves the `B` of every layer on `fa` toward its `W` after each
+//! optimizer step, on this example's layers and on wt's alike.
+//!
 //! The model reads an MNIST digit as a sequence of 28 rows of 28 pixels: two feedback `Conv1d`
 //! over the rows, a mean over positions, one feedback linear classifier.
 //!
@@ -11,10 +15,11 @@
 //! cargo run --release --example custom_layer -- --rule kp
 //! cargo run --release --example custom_layer -- --rule wm --steps 400
 //! cargo run --release --example custom_layer -- --rule fa --rule-for conv2=kp
+//! cargo run --release --example custom_layer -- --rule fa --symmetric-alignment 0.05
 //! ```
 //! Its tests (`cargo test --release --example custom_layer`) check the layer's gradients under
-//! FA, KP and uSF against the convolution written out as loops, and that the model-wide
-//! operations reach it.
+//! FA, KP and uSF against the convolution written out as loops, that the model-wide
+//! operations reach it, and the own rule's update against its formula.
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -215,6 +220,39 @@ impl FeedbackLayer<3> for FeedbackConv1d {
     }
 }
 
+/// A learning rule of this example's own, written against wt's public hook: symmetric
+/// alignment (Kunin et al. 2020, "Two Routes to Scalable Credit Assignment without Weight
+/// Symmetry"), whose `B` descends `α·½‖B‖² − β·tr(WᵀB)` (their decay and self terms):
+/// `B ← B − η·(α·B − β·W)` after each optimizer step, so `B` tends to `(β/α)·W`. It acts on
+/// every feedback layer on `fa` (which stores a `B` that backward leaves alone), whatever the
+/// layer's kind or rank, and leaves the others as they are.
+#[derive(Debug, Clone, Copy)]
+struct SymmetricAlignment {
+    /// `η`.
+    lr: f64,
+    /// `α`, the weight of the decay term.
+    alpha: f64,
+    /// `β`, the weight of the self term.
+    beta: f64,
+}
+
+impl wt::LayerMapper for SymmetricAlignment {
+    fn map<const D: usize>(&mut self, _path: &str, layer: &mut dyn FeedbackLayer<D>) {
+        if !matches!(layer.rule(), Rule::FeedbackAlignment(_)) {
+            return;
+        }
+        let w = layer.weight().val().inner();
+        let Self { lr, alpha, beta } = *self;
+        if let Some(b) = layer.stored_mut() {
+            *b = b.clone().map(|b| {
+                let old = b.clone().inner();
+                let step = (old.clone().mul_scalar(alpha) - w.mul_scalar(beta)).mul_scalar(lr);
+                wt::feedback::replace_value(b, old - step)
+            });
+        }
+    }
+}
+
 /// MNIST rows as a sequence: `[batch, 28 rows, 28 pixels]` read as 28 channels over 28
 /// positions, two feedback convolutions, a mean over positions, a feedback classifier.
 #[derive(Module, Debug)]
@@ -288,6 +326,10 @@ struct Args {
     /// Training steps
     #[arg(long, default_value_t = 600)]
     steps: usize,
+    /// Also run the example's own rule, symmetric alignment, with this learning rate on the
+    /// layers on fa (α = β = 1)
+    #[arg(long, value_name = "LR")]
+    symmetric_alignment: Option<f64>,
     #[command(flatten)]
     common: MnistLoopArgs,
 }
@@ -355,6 +397,14 @@ fn run() -> Result<(), String> {
         model = wt::mirror_steps(model, args.common.mirror_warmup);
     }
     let mut optim = args.common.optimizer_config().init();
+    let own_rule = args.symmetric_alignment.map(|lr| SymmetricAlignment {
+        lr,
+        alpha: 1.0,
+        beta: 1.0,
+    });
+    if own_rule.is_some() {
+        println!("symmetric alignment (this example's own rule) on the layers on fa");
+    }
     let criterion = CrossEntropyLossConfig::new().init(&ad);
     let start = Instant::now();
     let order = shuffled(train.len(), args.common.seed);
@@ -371,6 +421,10 @@ fn run() -> Result<(), String> {
         // The rules' per-step work (KP's decay on B, the mirror's update) reaches the Conv1d
         // layers through the hook.
         model = optim.step(args.common.lr, model, grads);
+        // A rule written outside wt: one more model-wide operation after the step.
+        if let Some(rule) = own_rule {
+            model = wt::map_layers(model, rule).0;
+        }
         let l = loss.into_scalar::<f64>();
         if !l.is_finite() {
             return Err(format!("loss is {l} at step {step}"));
@@ -409,8 +463,9 @@ fn run() -> Result<(), String> {
         );
     }
     println!(
-        "{{\"rule\":\"{}\",\"steps\":{},\"first_loss\":{:.4},\"last_loss\":{:.4},\"test_accuracy\":{:.4}}}",
+        "{{\"rule\":\"{}\",\"symmetric_alignment\":{},\"steps\":{},\"first_loss\":{:.4},\"last_loss\":{:.4},\"test_accuracy\":{:.4}}}",
         args.rule.name(),
+        args.symmetric_alignment.is_some(),
         args.steps,
         losses.first().copied().unwrap_or(f64::NAN),
         losses.iter().rev().take(50).sum::<f64>() / losses.len().clamp(1, 50) as f64,
@@ -576,5 +631,43 @@ mod tests {
         let paths: Vec<_> = probe.layers.iter().map(|l| l.path.as_str()).collect();
         assert_eq!(paths, ["conv1", "conv2", "fc"]);
         assert!(probe.layers[1].error_angle_deg > 1.0, "{probe:?}");
+    }
+
+    /// The example's own rule moves each `fa` layer's `B` by `−η·(α·B − β·W)` exactly, on the
+    /// custom Conv1d and on wt's FeedbackLinear alike, and leaves a layer on another rule alone.
+    #[test]
+    fn the_own_rule_is_its_formula_on_every_layer_on_fa() {
+        let _serial = wt::wt_core::device::device_test_lock();
+        let device: Device = parse_device("flex").unwrap();
+        let ad = device.autodiff();
+        let model = RowNet::new("fa".parse().unwrap(), &ad);
+        let overrides: LayerRules = [("conv2".to_string(), "kp".parse().unwrap())].into();
+        let model = wt::set_layer_rules(model, &overrides).unwrap();
+        let rule = SymmetricAlignment {
+            lr: 0.1,
+            alpha: 0.5,
+            beta: 2.0,
+        };
+        let stored = |m: &RowNet| {
+            [
+                values(m.conv1.feedback.as_ref().unwrap().val()),
+                values(m.conv2.feedback.as_ref().unwrap().val()),
+                values(m.fc.feedback().unwrap().val()),
+            ]
+        };
+        let weights = [
+            values(model.conv1.weight.val()),
+            values(model.conv2.weight.val()),
+            values(model.fc.weight().val()),
+        ];
+        let before = stored(&model);
+        let after = stored(&wt::map_layers(model, rule).0);
+        for (i, name) in [(0, "conv1"), (2, "fc")] {
+            let want: Vec<f32> = (before[i].iter().zip(&weights[i]))
+                .map(|(&b, &w)| b - 0.1 * (0.5 * b - 2.0 * w))
+                .collect();
+            close(name, after[i].clone(), &want);
+        }
+        assert_eq!(after[1], before[1], "conv2 is on kp: left alone");
     }
 }

@@ -59,7 +59,7 @@ pub fn init_rule_state<const D: usize>(
 
 /// Replaces a tensor's value by `value` (computed outside autodiff), keeping whether it was on
 /// autodiff and whether it required grad.
-pub(crate) fn replace_value<const D: usize>(old: Tensor<D>, value: Tensor<D>) -> Tensor<D> {
+pub fn replace_value<const D: usize>(old: Tensor<D>, value: Tensor<D>) -> Tensor<D> {
     let require_grad = old.is_require_grad();
     if old.is_autodiff() {
         Tensor::from_inner(value).set_require_grad(require_grad)
