@@ -38,10 +38,14 @@ fn shape(name: &str) -> Result<(Architecture, usize, usize, usize), String> {
         "resnet20" => Ok((Architecture::Resnet20, 128, 3, 32)),
         "resnet56" => Ok((Architecture::Resnet56, 128, 3, 32)),
         "resnet18" => Ok((Architecture::Resnet18, 32, 3, 32)),
+        "resnet34" => Ok((Architecture::Resnet34, 32, 3, 32)),
         "resnet50" => Ok((Architecture::Resnet50, 32, 3, 32)),
+        "resnet101" => Ok((Architecture::Resnet101, 32, 3, 32)),
+        "resnet152" => Ok((Architecture::Resnet152, 32, 3, 32)),
         "lenet" => Ok((Architecture::Lenet, 128, 3, 32)),
         _ => Err(format!(
-            "--models: unknown model `{name}` (mlp, resnet20, resnet56, resnet18, resnet50, lenet)"
+            "--models: unknown model `{name}` (mlp, resnet20, resnet56, resnet18, resnet34, \
+             resnet50, resnet101, resnet152, lenet)"
         )),
     }
 }
@@ -91,9 +95,10 @@ struct Cli {
     /// Device: flex, ndarray, wgpu, cuda[:N] (what this build has)
     #[arg(long, default_value = "flex")]
     device: String,
-    /// Models (ResNet-18 and ResNet-50 at batch 32, the others at batch 128)
+    /// Models (ResNet-18 to ResNet-152 at batch 32, the others at batch 128)
     #[arg(long, value_delimiter = ',', default_value = "mlp,resnet20,resnet18",
-          value_parser = ["mlp", "resnet20", "resnet56", "resnet18", "resnet50", "lenet"])]
+          value_parser = ["mlp", "resnet20", "resnet56", "resnet18", "resnet34", "resnet50",
+                          "resnet101", "resnet152", "lenet"])]
     models: Vec<String>,
     /// Rules (default: all)
     #[arg(long, value_delimiter = ',', value_parser = one_of::<Rule>())]
@@ -155,7 +160,15 @@ fn run() -> Result<(), String> {
     for name in models.split(',') {
         let (arch, batch, channels, side) = shape(name.trim())?;
         let batch = cli.batch.unwrap_or(batch);
-        let side = if matches!(arch, Architecture::Resnet18 | Architecture::Resnet50) {
+        let imagenet_resnet = matches!(
+            arch,
+            Architecture::Resnet18
+                | Architecture::Resnet34
+                | Architecture::Resnet50
+                | Architecture::Resnet101
+                | Architecture::Resnet152
+        );
+        let side = if imagenet_resnet {
             cli.image_size
         } else {
             side

@@ -28,8 +28,14 @@ pub enum Architecture {
     Resnet56,
     /// [`ResNet`] 18, ImageNet stem for images larger than 64 pixels, CIFAR stem otherwise.
     Resnet18,
-    /// [`ResNet`] 50, stem chosen as for ResNet-18.
+    /// [`ResNet`] 34 (basic blocks), stem chosen as for ResNet-18.
+    Resnet34,
+    /// [`ResNet`] 50 (bottlenecks), stem chosen as for ResNet-18.
     Resnet50,
+    /// [`ResNet`] 101, stem chosen as for ResNet-18.
+    Resnet101,
+    /// [`ResNet`] 152, stem chosen as for ResNet-18.
+    Resnet152,
 }
 
 impl Named for Architecture {
@@ -42,7 +48,10 @@ impl Named for Architecture {
             Self::Resnet20,
             Self::Resnet56,
             Self::Resnet18,
+            Self::Resnet34,
             Self::Resnet50,
+            Self::Resnet101,
+            Self::Resnet152,
         ]
     }
 
@@ -53,7 +62,7 @@ impl Named for Architecture {
 
 impl Architecture {
     /// Command-line and serde name: `mlp`, `lenet`, `resnet20`, `resnet56`, `resnet18`,
-    /// `resnet50`.
+    /// `resnet34`, `resnet50`, `resnet101`, `resnet152`.
     pub fn name(self) -> &'static str {
         match self {
             Self::Mlp => "mlp",
@@ -61,7 +70,10 @@ impl Architecture {
             Self::Resnet20 => "resnet20",
             Self::Resnet56 => "resnet56",
             Self::Resnet18 => "resnet18",
+            Self::Resnet34 => "resnet34",
             Self::Resnet50 => "resnet50",
+            Self::Resnet101 => "resnet101",
+            Self::Resnet152 => "resnet152",
         }
     }
 }
@@ -72,7 +84,7 @@ named_str!(Architecture, InitScheme);
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum InitScheme {
-    /// Each architecture's reference: for ResNet-18/50 torchvision's (and
+    /// Each architecture's reference: for ResNet-18 to -152 torchvision's (and
     /// willwx/sign-symmetry's) fan-out Kaiming-normal convolutions
     /// ([`ResNetConfig::TORCHVISION_CONV_INIT`]) with PyTorch's default classifier; for the
     /// others [`Pytorch`](Self::Pytorch).
@@ -158,7 +170,7 @@ pub struct ModelConfig {
     /// Shortcut of the CIFAR ResNets' shape-changing blocks.
     #[serde(default)]
     pub shortcut: Shortcut,
-    /// Stem of ResNet-18/50; `None`: the ImageNet stem above 64 pixels, the CIFAR stem at 64
+    /// Stem of ResNet-18 to -152; `None`: the ImageNet stem above 64 pixels, the CIFAR stem at 64
     /// and below.
     #[serde(default)]
     pub stem: Option<Stem>,
@@ -279,11 +291,18 @@ impl ModelConfig {
                         .init(device),
                 )
             }
-            Architecture::Resnet18 | Architecture::Resnet50 => {
-                let depth = if self.architecture == Architecture::Resnet18 {
-                    ResNetDepth::R18
-                } else {
-                    ResNetDepth::R50
+            Architecture::Resnet18
+            | Architecture::Resnet34
+            | Architecture::Resnet50
+            | Architecture::Resnet101
+            | Architecture::Resnet152 => {
+                let depth = match self.architecture {
+                    Architecture::Resnet18 => ResNetDepth::R18,
+                    Architecture::Resnet34 => ResNetDepth::R34,
+                    Architecture::Resnet50 => ResNetDepth::R50,
+                    Architecture::Resnet101 => ResNetDepth::R101,
+                    Architecture::Resnet152 => ResNetDepth::R152,
+                    _ => unreachable!("a ResNet architecture"),
                 };
                 let stem = self.stem.unwrap_or(if self.image_side > 64 {
                     Stem::ImageNet

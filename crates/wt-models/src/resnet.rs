@@ -22,8 +22,35 @@ use crate::{ImageClassifier, global_avg_pool};
 pub enum ResNetDepth {
     /// Basic blocks `[2, 2, 2, 2]`, 11.7M parameters at 1000 classes.
     R18,
+    /// Basic blocks `[3, 4, 6, 3]`, 21.8M parameters at 1000 classes.
+    R34,
     /// Bottleneck blocks `[3, 4, 6, 3]`, 25.6M parameters at 1000 classes.
     R50,
+    /// Bottleneck blocks `[3, 4, 23, 3]`, 44.5M parameters at 1000 classes.
+    R101,
+    /// Bottleneck blocks `[3, 8, 36, 3]`, 60.2M parameters at 1000 classes.
+    R152,
+}
+
+impl ResNetDepth {
+    /// Blocks in each of the four stages (torchvision's layouts).
+    pub fn blocks(self) -> [usize; 4] {
+        match self {
+            ResNetDepth::R18 => [2, 2, 2, 2],
+            ResNetDepth::R34 | ResNetDepth::R50 => [3, 4, 6, 3],
+            ResNetDepth::R101 => [3, 4, 23, 3],
+            ResNetDepth::R152 => [3, 8, 36, 3],
+        }
+    }
+
+    /// Whether the blocks are bottlenecks (1×1, 3×3, 1×1 with 4× expansion; 50 layers and
+    /// deeper) rather than basic blocks (two 3×3).
+    pub fn bottleneck(self) -> bool {
+        matches!(
+            self,
+            ResNetDepth::R50 | ResNetDepth::R101 | ResNetDepth::R152
+        )
+    }
 }
 
 /// First layers of a [`ResNet`].
@@ -211,27 +238,21 @@ impl ResNetConfig {
             ),
             Stem::Cifar => (conv3x3(self.in_channels, 64, 1, rule, init, device), None),
         };
-        let counts: [usize; 4] = match self.depth {
-            ResNetDepth::R18 => [2, 2, 2, 2],
-            ResNetDepth::R50 => [3, 4, 6, 3],
-        };
+        let counts = self.depth.blocks();
         let mut blocks = Vec::new();
         let mut c_in = 64;
         for (stage, (&n, width)) in counts.iter().zip([64, 128, 256, 512]).enumerate() {
             for b in 0..n {
                 let stride = if stage > 0 && b == 0 { 2 } else { 1 };
-                let block = match self.depth {
-                    ResNetDepth::R18 => {
-                        let block =
-                            BasicBlock::new(c_in, width, stride, Shortcut::B, rule, init, device);
-                        c_in = width;
-                        ResNetBlock::Basic(block)
-                    }
-                    ResNetDepth::R50 => {
-                        let block = Bottleneck::new(c_in, width, stride, rule, init, device);
-                        c_in = 4 * width;
-                        ResNetBlock::Bottleneck(block)
-                    }
+                let block = if self.depth.bottleneck() {
+                    let block = Bottleneck::new(c_in, width, stride, rule, init, device);
+                    c_in = 4 * width;
+                    ResNetBlock::Bottleneck(block)
+                } else {
+                    let block =
+                        BasicBlock::new(c_in, width, stride, Shortcut::B, rule, init, device);
+                    c_in = width;
+                    ResNetBlock::Basic(block)
                 };
                 blocks.push(block);
             }

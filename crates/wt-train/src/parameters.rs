@@ -72,9 +72,13 @@ mod tests {
             // `parameters()`, i.e. without batch norm's running statistics).
             (Architecture::Resnet20, 10, 3, 32, 269_722),
             (Architecture::Resnet56, 10, 3, 32, 853_018),
-            // torchvision: resnet18 11,689,512, resnet50 25,557,032.
+            // torchvision: resnet18 11,689,512, resnet34 21,797,672, resnet50 25,557,032,
+            // resnet101 44,549,160, resnet152 60,192,808.
             (Architecture::Resnet18, 1000, 3, 224, 11_689_512),
+            (Architecture::Resnet34, 1000, 3, 224, 21_797_672),
             (Architecture::Resnet50, 1000, 3, 224, 25_557_032),
+            (Architecture::Resnet101, 1000, 3, 224, 44_549_160),
+            (Architecture::Resnet152, 1000, 3, 224, 60_192_808),
             (Architecture::Resnet18, 10, 3, 32, 11_173_962),
         ];
         for (arch, classes, channels, side, expected) in cases {

@@ -126,7 +126,7 @@ pub struct ModelArgs {
     /// CIFAR ResNet shortcut (default a)
     #[arg(long, value_parser = one_of::<Shortcut>())]
     pub shortcut: Option<Shortcut>,
-    /// ResNet-18/50 stem (default: imagenet above 64 pixels, cifar below)
+    /// ResNet-18 to -152 stem (default: imagenet above 64 pixels, cifar below)
     #[arg(long, value_parser = one_of::<Stem>())]
     pub stem: Option<Stem>,
     /// Kolen-Pollack: decay on B alone, added to the weight decay (0)
