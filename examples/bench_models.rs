@@ -113,10 +113,10 @@ struct Cli {
     /// cases of the same rounds
     #[arg(long, default_value = "wt", value_parser = ["wt", "burn", "both"])]
     conv_kernels: String,
-    /// Side of ResNet-18's and ResNet-50's input images (the other models' sides are fixed)
+    /// Side of the ImageNet ResNets' (18 to 152) input images (the other models' are fixed)
     #[arg(long, default_value_t = 32)]
     image_size: usize,
-    /// ResNet-18's and ResNet-50's stem (default: imagenet above 64 pixels, cifar below)
+    /// The ImageNet ResNets' stem (default: imagenet above 64 pixels, cifar below)
     #[arg(long, value_parser = one_of::<Stem>())]
     stem: Option<Stem>,
     /// Batch of every model (default: each model's, above)
