@@ -29,8 +29,10 @@
 //! that ends in a DFA dense layer), is taken to be the network's output: its backward runs
 //! first (its op is the deepest of the pass) and puts its own output gradient in the cell as
 //! `e`. So a model whose last layer is a DFA classifier needs no call at all; any other must
-//! mark its output with `direct_error`, and a backward pass that reaches a DFA layer with no
-//! `e` stops with a message saying so.
+//! mark its output with `direct_error`. A backward pass that reaches DFA layers with no `e`
+//! gives their inputs nothing and leaves a [`MissingOutputError`] for
+//! [`take_missing_output_error`], which the optimizer step checks (a typed error in
+//! `wt_train::fit`, a panic naming the call in `FeedbackOptimizer::step`).
 
 // NdArray is deprecated in Burn 0.22 but still a supported CPU backend here.
 #![allow(deprecated)]
@@ -117,12 +119,58 @@ impl ErrorCell {
 
 thread_local! {
     static PENDING: RefCell<Option<ErrorCell>> = const { RefCell::new(None) };
+    /// Set by a backward pass that reached DFA layers without an output error.
+    static MISSING_OUTPUT_ERROR: std::cell::Cell<Option<MissingOutputError>> =
+        const { std::cell::Cell::new(None) };
+}
+
+/// A backward pass on this thread reached DFA layers that found no output error `e`: the
+/// network's last DFA layer is not a dense layer with `outputs` outputs and its output was not
+/// marked with [`direct_error`]. Those layers' inputs received no error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MissingOutputError {
+    /// The outputs the DFA layers were built for.
+    pub outputs: usize,
+}
+
+impl std::fmt::Display for MissingOutputError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "direct feedback alignment: no output error reached the DFA layers' backward pass: \
+             the network's last DFA layer is not a dense layer with {} outputs, so pass the \
+             network's output through wt_nn::direct_error (wt_core::direct_error) before the loss",
+            self.outputs
+        )
+    }
+}
+
+impl std::error::Error for MissingOutputError {}
+
+/// Whether a backward pass on this thread since the last call reached DFA layers without an
+/// output error; clears the mark. `wt_nn::FeedbackOptimizer`'s steps call it before updating
+/// anything (and `wt_train::fit` turns it into its error), so a model that needs
+/// [`direct_error`] and lacks it stops at its first step with this message instead of training
+/// its hidden layers on nothing.
+pub fn take_missing_output_error() -> Result<(), MissingOutputError> {
+    match MISSING_OUTPUT_ERROR.with(std::cell::Cell::take) {
+        Some(missing) => Err(missing),
+        None => Ok(()),
+    }
 }
 
 /// Joins `layer` to the forward pass running on this thread: the pending cell, or a new one
 /// when there is none or `layer` is already in it (a new pass). Returns the cell and the
 /// layer's place in the pass.
+///
+/// # Panics
+/// When an earlier backward pass on this thread left a [`MissingOutputError`] that nobody took
+/// (a training loop without `wt_nn::FeedbackOptimizer` or its own check): training on would
+/// give the hidden DFA layers no error at all.
 fn join_pending_cell(layer: ParamId) -> (ErrorCell, usize) {
+    if let Some(missing) = MISSING_OUTPUT_ERROR.with(std::cell::Cell::take) {
+        panic!("{missing}");
+    }
     PENDING.with(|p| {
         let mut pending = p.borrow_mut();
         if pending.as_ref().is_none_or(|cell| cell.has(layer)) {
@@ -258,14 +306,12 @@ impl<B: Kernels> Backward<B, 3> for DirectFeedbackBackward {
         if x_node.is_none() && direct_node.is_none() {
             return;
         }
-        let error: Primitive<B> = error.unwrap_or_else(|| {
-            panic!(
-                "direct feedback alignment: no output error reached this layer's backward pass: \
-                 the network's last DFA layer is not a dense layer with {outputs} outputs, so \
-                 pass the network's output through wt_core::direct_error (wt_nn::direct_error) \
-                 before the loss"
-            )
-        });
+        let Some(error) = error else {
+            // No `e`: the layer's input and `D` get nothing, and the pass is marked for
+            // `take_missing_output_error` (the optimizer step's check).
+            MISSING_OUTPUT_ERROR.with(|m| m.set(Some(MissingOutputError { outputs })));
+            return;
+        };
         let x_shape = x.shape();
         let rank = x_shape.num_dims();
         let [batch, classes] = error.shape().dims::<2>();
@@ -761,9 +807,10 @@ mod tests {
     }
 
     /// A network whose last DFA layer is a convolution cannot name its output error itself:
-    /// without `direct_error` the backward pass stops and says what to do.
+    /// without `direct_error` its layers' inputs get nothing and the backward pass leaves a
+    /// `MissingOutputError` (the optimizer step's check), taken once; if nobody takes it, the
+    /// next DFA forward stops with its message.
     #[test]
-    #[should_panic(expected = "pass the network's output through wt_core::direct_error")]
     fn an_unmarked_output_that_no_dfa_layer_produces_is_an_error_that_says_what_to_do() {
         let _serial = crate::device::device_test_lock();
         let device = test_devices()[0].1.clone();
@@ -776,10 +823,40 @@ mod tests {
             on_ad(rand([5, 2, 3, 3], &device)),
         );
         let o = ConvOptions::new([1, 1], [1, 1], [1, 1], 1);
-        let y = feedback_conv2d(x.clone().detach(), w.clone(), w.detach(), None, o.clone());
-        let z = direct_feedback_conv2d(y, x.clone(), d, o, 1.0, ParamId::new());
+        let key = ParamId::new();
         // The logits of a BP classifier on top: the last DFA layer's output is not them.
-        let logits = z.flatten::<2>(1, 3).slice([0..2, 0..5]);
-        let _ = logits.sum().backward();
+        let pass = |x: Tensor<4>| {
+            let y = feedback_conv2d(
+                x.clone().detach(),
+                w.clone(),
+                w.clone().detach(),
+                None,
+                o.clone(),
+            );
+            let z = direct_feedback_conv2d(y, x, d.clone(), o.clone(), 1.0, key);
+            z.flatten::<2>(1, 3).slice([0..2, 0..5])
+        };
+        let grads = pass(x.clone()).sum().backward();
+        assert!(x.grad(&grads).is_none(), "the input got an error");
+        let missing = take_missing_output_error().unwrap_err();
+        assert_eq!(missing.outputs, 5);
+        assert!(
+            missing
+                .to_string()
+                .contains("pass the network's output through wt_nn::direct_error"),
+            "{missing}"
+        );
+        assert_eq!(take_missing_output_error(), Ok(()), "taken once");
+        // Left untaken, the next DFA forward stops with the message.
+        let _ = pass(x.clone()).sum().backward();
+        let next = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| pass(x.clone())));
+        let message = next.expect_err("the next forward went on");
+        let message = message
+            .downcast_ref::<String>()
+            .cloned()
+            .unwrap_or_default();
+        assert!(message.contains("wt_nn::direct_error"), "{message}");
+        assert_eq!(take_missing_output_error(), Ok(()));
+        let _ = take_pending_cell();
     }
 }

@@ -30,7 +30,8 @@ pub mod ops;
 pub mod rule;
 
 pub use direct::{
-    DirectFeedbackBackend, direct_error, direct_feedback_conv2d, direct_feedback_linear,
+    DirectFeedbackBackend, MissingOutputError, direct_error, direct_feedback_conv2d,
+    direct_feedback_linear, take_missing_output_error,
 };
 pub use kernels::Kernels;
 pub use metrics::{WeightAlignment, angle_degrees};

@@ -73,8 +73,25 @@ impl FeedbackOptimizer {
 
     /// One training step at learning rate `lr`: `B`'s extra gradients, the optimizer's step,
     /// the mirror's update. `grads` are the gradients of the backward pass.
+    ///
+    /// # Panics
+    /// When that backward pass reached DFA layers without an output error
+    /// ([`MissingOutputError`](wt_core::MissingOutputError)), with its message; use
+    /// [`try_step`](Self::try_step) for the error as a value.
     pub fn step<M: Module>(&mut self, lr: f64, model: M, grads: GradientsParams) -> M {
         Self::step_with(&mut self.inner, lr, self.momentum, model, grads)
+    }
+
+    /// [`step`](Self::step), or the [`MissingOutputError`](wt_core::MissingOutputError) of the
+    /// backward pass, before anything is updated.
+    pub fn try_step<M: Module>(
+        &mut self,
+        lr: f64,
+        model: M,
+        grads: GradientsParams,
+    ) -> Result<M, wt_core::MissingOutputError> {
+        wt_core::take_missing_output_error()?;
+        Ok(self.step(lr, model, grads))
     }
 
     /// [`step`](Self::step) with the gradients of several data-parallel shards, each on its
@@ -99,7 +116,8 @@ impl FeedbackOptimizer {
     /// [`step`](Self::step) around a Burn optimizer held elsewhere, e.g. by burn-train's
     /// `Learner`, whose `TrainStep::optimize` hook hands it over (`examples/burn_train.rs`).
     /// `momentum` is the optimizer's SGD momentum β (0 for Adam); the weight mirror's
-    /// pseudo-gradient is scaled by the base learning rate of `lr`.
+    /// pseudo-gradient is scaled by the base learning rate of `lr`. Panics as [`step`](Self::step)
+    /// does.
     pub fn step_with<M: Module>(
         optim: &mut ModuleOptimizer,
         lr: impl Into<ModuleLearningRate>,
@@ -107,6 +125,9 @@ impl FeedbackOptimizer {
         model: M,
         mut grads: GradientsParams,
     ) -> M {
+        if let Err(missing) = wt_core::take_missing_output_error() {
+            panic!("{missing}");
+        }
         let lr = lr.into();
         add_feedback_gradients(&model, &mut grads, lr.base() / (1.0 - momentum));
         let model = optim.step(lr, model, grads);

@@ -472,6 +472,8 @@ fn train_epoch<M: ImageClassifier>(
         // The shards' gradients are summed on the main device, so the whole step (Burn's
         // update, the rules' `B` gradients, the mirror) runs there and leaves every parameter
         // and optimizer state there for the next step.
+        // A model that needs `direct_error` and lacks it stops here, before any update.
+        wt_core::take_missing_output_error().map_err(|e| TrainError::Config(e.to_string()))?;
         model = optim.step_multi(lr, model, grads);
         progress.global_step += 1;
         seen += n;
