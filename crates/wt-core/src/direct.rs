@@ -307,9 +307,17 @@ impl<B: Kernels> Backward<B, 3> for DirectFeedbackBackward {
             return;
         }
         let Some(error) = error else {
-            // No `e`: the layer's input and `D` get nothing, and the pass is marked for
+            // No `e`: the layer's input and `D` get zeros (what came before still receives a
+            // gradient, as the graph expects), and the pass is marked for
             // `take_missing_output_error` (the optimizer step's check).
             MISSING_OUTPUT_ERROR.with(|m| m.set(Some(MissingOutputError { outputs })));
+            let zeros = |t: &Primitive<B>| B::float_zeros(t.shape(), &t.device(), t.dtype().into());
+            if let Some(node) = x_node {
+                grads.register::<B>(node.id, zeros(&x));
+            }
+            if let Some(node) = direct_node {
+                grads.register::<B>(node.id, zeros(&direct));
+            }
             return;
         };
         let x_shape = x.shape();
@@ -807,7 +815,7 @@ mod tests {
     }
 
     /// A network whose last DFA layer is a convolution cannot name its output error itself:
-    /// without `direct_error` its layers' inputs get nothing and the backward pass leaves a
+    /// without `direct_error` its layers' inputs get zeros and the backward pass leaves a
     /// `MissingOutputError` (the optimizer step's check), taken once; if nobody takes it, the
     /// next DFA forward stops with its message.
     #[test]
@@ -837,7 +845,12 @@ mod tests {
             z.flatten::<2>(1, 3).slice([0..2, 0..5])
         };
         let grads = pass(x.clone()).sum().backward();
-        assert!(x.grad(&grads).is_none(), "the input got an error");
+        let dx = x.grad(&grads).expect("the input's gradient, zeros");
+        assert_eq!(
+            dx.abs().max().into_scalar::<f32>(),
+            0.0,
+            "the input got an error"
+        );
         let missing = take_missing_output_error().unwrap_err();
         assert_eq!(missing.outputs, 5);
         assert!(

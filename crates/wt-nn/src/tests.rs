@@ -1013,34 +1013,35 @@ fn read_only_queries_draw_nothing() {
     next(false).assert_eq(&next(true), true);
 }
 
-/// A model whose last DFA layer is not its output (a DFA convolution under a BP classifier)
-/// and that does not mark its output: `FeedbackOptimizer::try_step` returns the
+/// A model whose last DFA layer is not its output (two DFA convolutions under a BP
+/// classifier; the second's input needs the error) and that does not mark its output: `FeedbackOptimizer::try_step` returns the
 /// `MissingOutputError` before updating anything; with the output marked it steps.
 #[test]
 fn a_dfa_model_without_its_output_error_stops_at_the_step() {
     #[derive(Module, Debug)]
     struct Net {
-        conv: FeedbackConv2d,
+        conv1: FeedbackConv2d,
+        conv2: FeedbackConv2d,
         fc: FeedbackLinear,
     }
     let _serial = wt_core::device::device_test_lock();
     let device = Device::flex().autodiff();
     let dfa = "dfa".parse::<Rule>().unwrap().with_outputs(3);
     let net = Net {
-        conv: FeedbackConv2dConfig::new([2, 4], [3, 3])
+        conv1: FeedbackConv2dConfig::new([2, 4], [3, 3])
             .with_rule(dfa)
             .init(&device),
-        fc: FeedbackLinearConfig::new(64, 3).init(&device),
+        conv2: FeedbackConv2dConfig::new([4, 4], [3, 3])
+            .with_rule(dfa)
+            .init(&device),
+        fc: FeedbackLinearConfig::new(16, 3).init(&device),
     };
     let x = rand([2, 2, 6, 6], &device);
     let mut optim = FeedbackOptimizer::sgd(0.9, 0.0);
     for marked in [false, true] {
-        let logits = net.fc.forward(net.conv.forward(x.clone()).flatten::<2>(1, 3));
-        let logits = if marked {
-            direct_error(logits)
-        } else {
-            logits
-        };
+        let h = net.conv2.forward(net.conv1.forward(x.clone()));
+        let logits = net.fc.forward(h.flatten::<2>(1, 3));
+        let logits = if marked { direct_error(logits) } else { logits };
         let grads = GradientsParams::from_grads(logits.powi_scalar(2).mean().backward(), &net);
         match optim.try_step(0.1, net.clone(), grads) {
             Ok(_) => assert!(marked, "stepped without the output error"),
