@@ -344,19 +344,6 @@ fn rule_override(item: &str) -> Result<(String, Rule), String> {
     ))
 }
 
-/// A small deterministic shuffle (xorshift), so runs repeat with the same seed.
-fn shuffled(n: usize, seed: u64) -> Vec<usize> {
-    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut v: Vec<usize> = (0..n).collect();
-    for i in (1..n).rev() {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        v.swap(i, (state % (i as u64 + 1)) as usize);
-    }
-    v
-}
-
 fn main() {
     if let Err(e) = run() {
         eprintln!("error: {e}");
@@ -407,7 +394,7 @@ fn run() -> Result<(), String> {
     }
     let criterion = CrossEntropyLossConfig::new().init(&ad);
     let start = Instant::now();
-    let order = shuffled(train.len(), args.common.seed);
+    let order = wt::wt_train::data::permutation(train.len(), args.common.seed);
     let mut losses = Vec::new();
     for (step, idx) in order
         .chunks(args.common.batch)
