@@ -38,7 +38,7 @@ use clap::Parser;
 use wt::wt_core::device::parse_device;
 use wt::wt_core::mirror::conv2d_mirror_correlation;
 use wt::wt_core::{WeightMirror, direct_feedback_conv2d, feedback_conv2d_with};
-use wt::wt_train::cli::{MnistLoopArgs, one_of};
+use wt::wt_train::cli::{MnistLoopArgs, one_of, rule_override};
 use wt::{FeedbackLayer, FeedbackLinear, FeedbackLinearConfig, LayerRules, Rule};
 use wt_data::{MnistBatcher, MnistDataset, Split};
 
@@ -332,16 +332,6 @@ struct Args {
     symmetric_alignment: Option<f64>,
     #[command(flatten)]
     common: MnistLoopArgs,
-}
-
-fn rule_override(item: &str) -> Result<(String, Rule), String> {
-    let (pattern, rule) = item
-        .split_once('=')
-        .ok_or_else(|| format!("`{item}` is not PATTERN=RULE"))?;
-    Ok((
-        pattern.to_string(),
-        rule.parse::<Rule>().map_err(|e| e.to_string())?,
-    ))
 }
 
 fn main() {

@@ -24,9 +24,10 @@ pub mod sign;
 pub use geometry::ConvGeometry;
 
 /// `n` uniform values in `[−1, 1)` from a seeded xorshift stream: the kernels' tests' random
-/// inputs (never all zeros); wt-core's tests of the kernels on Flex draw the same stream.
-#[cfg(test)]
-pub(crate) fn test_values(n: usize, seed: u64) -> Vec<f32> {
+/// inputs (never all zeros); wt-core's tests of the kernels on Flex draw the same stream
+/// (feature `test-util`).
+#[cfg(any(test, feature = "test-util"))]
+pub fn test_values(n: usize, seed: u64) -> Vec<f32> {
     let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
     (0..n)
         .map(|_| {

@@ -241,7 +241,7 @@ mod tests {
     fn random(shape: [usize; 4], seed: u64) -> FlexTensor {
         let n: usize = shape.iter().product();
         // Sums of four uniforms in [−0.5, 0.5): roughly normal, never all zeros.
-        let data: Vec<f32> = crate::kernels::test_values(4 * n, seed)
+        let data: Vec<f32> = wt_kernels::test_values(4 * n, seed)
             .chunks_exact(4)
             .map(|c| c.iter().fold(0.0, |acc, v| acc + v * 0.5))
             .collect();

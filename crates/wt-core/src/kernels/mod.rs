@@ -139,21 +139,6 @@ fn burn_signed_uniform<B: Backend>(weight: FloatTensor<B>, bound: f64) -> FloatT
     B::float_mul(magnitudes, B::float_sign(weight))
 }
 
-/// `n` uniform values in `[−1, 1)` from a seeded xorshift stream: the kernels' tests' random
-/// inputs (never all zeros).
-#[cfg(test)]
-pub(crate) fn test_values(n: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..n)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            (s >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
-        })
-        .collect()
-}
-
 /// Burn's training-mode batch norm, `(output, mean, variance)`.
 fn burn_batch_norm_forward<B: Backend>(
     x: FloatTensor<B>,

@@ -41,7 +41,8 @@ pub fn positive(s: &str) -> Result<usize, String> {
     }
 }
 
-fn rule_override(item: &str) -> Result<(String, Rule), String> {
+/// A `--rule-for` value, `PATTERN=RULE` (e.g. `fc=bp`): the layer pattern and its rule.
+pub fn rule_override(item: &str) -> Result<(String, Rule), String> {
     let (pattern, rule) = item
         .split_once('=')
         .ok_or_else(|| format!("`{item}` is not PATTERN=RULE (e.g. fc=bp)"))?;

@@ -15,7 +15,10 @@ mod overlay;
 mod preset;
 mod run;
 
-pub use args::{DataArgs, ModelArgs, OptimArgs, RunArgs, RunningArgs, TrainArgs, one_of, positive};
+pub use args::{
+    DataArgs, ModelArgs, OptimArgs, RunArgs, RunningArgs, TrainArgs, one_of, positive,
+    rule_override,
+};
 pub use loop_args::MnistLoopArgs;
 pub use preset::Preset;
 pub use run::{main, run};
