@@ -52,7 +52,7 @@ use burn::backend::backend_extension;
 use burn::backend::tensor::FloatTensor;
 use burn::module::ParamId;
 use burn::tensor::ops::ConvOptions;
-use burn::tensor::{Shape, Tensor};
+use burn::tensor::{Int, Shape, Tensor};
 
 use crate::kernels::Kernels;
 
@@ -65,6 +65,10 @@ pub struct ErrorCell(Arc<Mutex<CellState>>);
 #[derive(Default)]
 struct CellState {
     error: Option<Box<dyn Any + Send>>,
+    /// DRTP's signal, `−scale·onehot(targets)` ([`direct_targets`]).
+    targets: Option<Box<dyn Any + Send>>,
+    /// The outputs of the pass's DRTP layers, when one joined.
+    target_outputs: Option<usize>,
     layers: Vec<ParamId>,
 }
 
@@ -99,6 +103,21 @@ impl ErrorCell {
         )
     }
 
+    fn put_targets<T: Any + Send>(&self, signal: T) {
+        self.state().targets = Some(Box::new(signal));
+    }
+
+    fn targets<T: Any + Clone>(&self) -> Option<T> {
+        let state = self.state();
+        let signal = state.targets.as_ref()?;
+        Some(
+            signal
+                .downcast_ref::<T>()
+                .expect("the target signal is a tensor of the layer's backend")
+                .clone(),
+        )
+    }
+
     /// Whether `layer` already joined this cell.
     fn has(&self, layer: ParamId) -> bool {
         self.state().layers.contains(&layer)
@@ -119,29 +138,56 @@ impl ErrorCell {
 
 thread_local! {
     static PENDING: RefCell<Option<ErrorCell>> = const { RefCell::new(None) };
+    /// The cell of this thread's latest forward pass (open or closed), for [`direct_targets`].
+    static LATEST: RefCell<Option<ErrorCell>> = const { RefCell::new(None) };
     /// Set by a backward pass that reached DFA layers without an output error.
     static MISSING_OUTPUT_ERROR: std::cell::Cell<Option<MissingOutputError>> =
         const { std::cell::Cell::new(None) };
 }
 
-/// A backward pass on this thread reached DFA layers that found no output error `e`: the
-/// network's last DFA layer is not a dense layer with `outputs` outputs and its output was not
-/// marked with [`direct_error`]. Those layers' inputs received no error.
+/// What a direct rule's layers receive at their inputs, through their matrices `D`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DirectSignal {
+    /// The network's output error `e = ∂L/∂ŷ` (DFA, DKP).
+    OutputError,
+    /// The target, `−scale·onehot(y*)`, given by [`direct_targets`] (DRTP): the part of
+    /// softmax cross-entropy's `e = scale·(softmax(ŷ) − onehot(y*))` that does not depend on
+    /// the output, so no error crosses the network.
+    Targets,
+}
+
+/// A backward pass on this thread reached direct-rule layers that found no signal: for DFA
+/// and DKP no output error `e` (the network's last DFA layer is not a dense layer with
+/// `outputs` outputs and its output was not marked with [`direct_error`]); for DRTP no
+/// targets (nothing called [`direct_targets`] between the forward pass and its backward).
+/// Those layers' inputs received nothing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MissingOutputError {
-    /// The outputs the DFA layers were built for.
+    /// The outputs the layers were built for.
     pub outputs: usize,
+    /// The signal that was missing.
+    pub signal: DirectSignal,
 }
 
 impl std::fmt::Display for MissingOutputError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "direct feedback alignment: no output error reached the DFA layers' backward pass: \
-             the network's last DFA layer is not a dense layer with {} outputs, so pass the \
-             network's output through wt_nn::direct_error (wt_core::direct_error) before the loss",
-            self.outputs
-        )
+        match self.signal {
+            DirectSignal::OutputError => write!(
+                f,
+                "direct feedback alignment: no output error reached the DFA layers' backward \
+                 pass: the network's last DFA layer is not a dense layer with {} outputs, so pass \
+                 the network's output through wt_nn::direct_error (wt_core::direct_error) before \
+                 the loss",
+                self.outputs
+            ),
+            DirectSignal::Targets => write!(
+                f,
+                "direct random target projection: no targets reached the DRTP layers' backward \
+                 pass: call wt_nn::direct_targets(targets, 1.0 / batch) (wt_core::direct_targets) \
+                 after the forward pass and before backward, with the batch's {}-class labels",
+                self.outputs
+            ),
+        }
     }
 }
 
@@ -167,25 +213,64 @@ pub fn take_missing_output_error() -> Result<(), MissingOutputError> {
 /// When an earlier backward pass on this thread left a [`MissingOutputError`] that nobody took
 /// (a training loop without `wt_nn::FeedbackOptimizer` or its own check): training on would
 /// give the hidden DFA layers no error at all.
-fn join_pending_cell(layer: ParamId) -> (ErrorCell, usize) {
+fn join_pending_cell(layer: ParamId, signal: DirectSignal, outputs: usize) -> (ErrorCell, usize) {
     if let Some(missing) = MISSING_OUTPUT_ERROR.with(std::cell::Cell::take) {
         panic!("{missing}");
     }
     PENDING.with(|p| {
         let mut pending = p.borrow_mut();
         if pending.as_ref().is_none_or(|cell| cell.has(layer)) {
-            *pending = Some(ErrorCell::default());
+            let cell = ErrorCell::default();
+            LATEST.with(|l| *l.borrow_mut() = Some(cell.clone()));
+            *pending = Some(cell);
         }
         let cell = pending.clone().expect("a pending cell was just ensured");
         let index = cell.join(layer);
+        if signal == DirectSignal::Targets {
+            cell.state().target_outputs = Some(outputs);
+        }
         (cell, index)
     })
+}
+
+/// Gives the DRTP layers of this thread's latest forward pass their signal,
+/// `−scale·onehot(targets)`: call it after the forward pass and before its backward, with the
+/// batch's labels `targets` (`[batch]`, class indices) and `scale` the factor the loss puts on
+/// each example's output error (Burn's `CrossEntropyLoss`, a mean: `1 / batch`, times any weight
+/// the loss is multiplied by), so that DRTP's steps are the size of DFA's. Does nothing when
+/// the pass has no DRTP layer (any other rule, evaluation), so a training loop may call it
+/// always; `wt_train::fit` does.
+pub fn direct_targets(targets: Tensor<1, Int>, scale: f64) {
+    let Some(cell) = LATEST.with(|l| l.borrow().clone()) else {
+        return;
+    };
+    let Some(outputs) = cell.state().target_outputs else {
+        return;
+    };
+    let signal = targets
+        .one_hot::<2>(outputs)
+        .float()
+        .mul_scalar(-scale)
+        .autodiff();
+    let _ = <Ext as DirectFeedbackBackend>::direct_targets(signal.into_dispatch(), cell);
 }
 
 /// Takes the cell of this thread's forward pass (`None` when no DFA layer ran since the last
 /// call), so that the next forward pass opens a new one.
 pub fn take_pending_cell() -> Option<ErrorCell> {
     PENDING.with(|p| p.borrow_mut().take())
+}
+
+/// How a direct-rule layer's op is linked to its forward pass: the pass's cell, the layer's
+/// place in it and the signal the layer receives.
+#[derive(Debug, Clone)]
+pub struct PassLink {
+    /// The cell of the layer's forward pass.
+    pub cell: ErrorCell,
+    /// The layer's place in the pass (forward order).
+    pub index: usize,
+    /// What the layer's input receives.
+    pub signal: DirectSignal,
 }
 
 /// Backend extension of the two direct-feedback ops; identities outside autodiff.
@@ -202,16 +287,20 @@ pub trait DirectFeedbackBackend: Backend + Kernels {
         output
     }
 
-    /// Returns `y`; its backward gives `x` the dense direct signal `e·Dᵀ`. `index` is the
-    /// layer's place in the pass that `cell` links.
+    /// Keeps DRTP's signal `[batch, classes]` in `cell` (autodiff only); returns it.
+    fn direct_targets(signal: FloatTensor<Self>, cell: ErrorCell) -> FloatTensor<Self> {
+        let _ = cell;
+        signal
+    }
+
+    /// Returns `y`; its backward gives `x` the dense direct signal `s·Dᵀ`.
     fn direct_feedback_linear(
         y: FloatTensor<Self>,
         x: FloatTensor<Self>,
         direct: FloatTensor<Self>,
-        cell: ErrorCell,
-        index: usize,
+        link: PassLink,
     ) -> FloatTensor<Self> {
-        let _ = (x, direct, cell, index);
+        let _ = (x, direct, link);
         y
     }
 
@@ -223,10 +312,9 @@ pub trait DirectFeedbackBackend: Backend + Kernels {
         direct: FloatTensor<Self>,
         options: ConvOptions<2>,
         scale: f32,
-        cell: ErrorCell,
-        index: usize,
+        link: PassLink,
     ) -> FloatTensor<Self> {
-        let _ = (x, direct, options, scale, cell, index);
+        let _ = (x, direct, options, scale, link);
         y
     }
 }
@@ -268,22 +356,20 @@ enum Geometry {
 struct DirectFeedbackBackward;
 
 /// State: the direct matrix, `x`'s shape (conv: `x` itself, whose shape the kernel reads), the
-/// output's shape, the geometry, the cell and the layer's place in its pass.
-type DirectState<B> = (
-    Primitive<B>,
-    Primitive<B>,
-    Shape,
-    Geometry,
-    ErrorCell,
-    usize,
-);
+/// output's shape, the geometry, the cell, the layer's place in its pass and its signal.
+type DirectState<B> = (Primitive<B>, Primitive<B>, Shape, Geometry, PassLink);
 
 impl<B: Kernels> Backward<B, 3> for DirectFeedbackBackward {
     type State = DirectState<B>;
 
     fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
         let grad = grads.consume::<B>(&ops.node);
-        let (direct, x, y_shape, geometry, cell, index) = ops.state;
+        let (direct, x, y_shape, geometry, link) = ops.state;
+        let PassLink {
+            cell,
+            index,
+            signal,
+        } = link;
         let [y_node, x_node, direct_node] = &ops.parents;
         let error: Option<Primitive<B>> = cell.get();
         // No `direct_error`: the pass's last DFA layer, if its output has the outputs' shape, is
@@ -299,7 +385,11 @@ impl<B: Kernels> Backward<B, 3> for DirectFeedbackBackward {
         if is_output {
             cell.put::<Primitive<B>>(grad.clone());
         }
-        let error = if is_output { Some(grad.clone()) } else { error };
+        let error = match signal {
+            DirectSignal::OutputError if is_output => Some(grad.clone()),
+            DirectSignal::OutputError => error,
+            DirectSignal::Targets => cell.targets(),
+        };
         if let Some(node) = y_node {
             grads.register::<B>(node.id, grad);
         }
@@ -310,7 +400,7 @@ impl<B: Kernels> Backward<B, 3> for DirectFeedbackBackward {
             // No `e`: the layer's input and `D` get zeros (what came before still receives a
             // gradient, as the graph expects), and the pass is marked for
             // `take_missing_output_error` (the optimizer step's check).
-            MISSING_OUTPUT_ERROR.with(|m| m.set(Some(MissingOutputError { outputs })));
+            MISSING_OUTPUT_ERROR.with(|m| m.set(Some(MissingOutputError { outputs, signal })));
             let zeros = |t: &Primitive<B>| B::float_zeros(t.shape(), &t.device(), t.dtype().into());
             if let Some(node) = x_node {
                 grads.register::<B>(node.id, zeros(&x));
@@ -380,7 +470,7 @@ fn autodiff_direct<B: Kernels, C: CheckpointStrategy>(
     x: FloatTensor<Autodiff<B, C>>,
     direct: FloatTensor<Autodiff<B, C>>,
     geometry: Geometry,
-    (cell, index): (ErrorCell, usize),
+    link: PassLink,
 ) -> FloatTensor<Autodiff<B, C>> {
     let y_shape = y.primitive().shape();
     let prep = DirectFeedbackBackward
@@ -394,8 +484,7 @@ fn autodiff_direct<B: Kernels, C: CheckpointStrategy>(
                 x.primitive().clone(),
                 y_shape,
                 geometry,
-                cell,
-                index,
+                link,
             );
             prep.finish(state, y.into_primitive())
         }
@@ -415,14 +504,18 @@ impl<B: DirectFeedbackBackend, C: CheckpointStrategy> DirectFeedbackBackend for 
         }
     }
 
+    fn direct_targets(signal: FloatTensor<Self>, cell: ErrorCell) -> FloatTensor<Self> {
+        cell.put_targets::<Primitive<B>>(signal.primitive().clone());
+        signal
+    }
+
     fn direct_feedback_linear(
         y: FloatTensor<Self>,
         x: FloatTensor<Self>,
         direct: FloatTensor<Self>,
-        cell: ErrorCell,
-        index: usize,
+        link: PassLink,
     ) -> FloatTensor<Self> {
-        autodiff_direct::<B, C>(y, x, direct, Geometry::Linear, (cell, index))
+        autodiff_direct::<B, C>(y, x, direct, Geometry::Linear, link)
     }
 
     fn direct_feedback_conv2d(
@@ -431,16 +524,9 @@ impl<B: DirectFeedbackBackend, C: CheckpointStrategy> DirectFeedbackBackend for 
         direct: FloatTensor<Self>,
         options: ConvOptions<2>,
         scale: f32,
-        cell: ErrorCell,
-        index: usize,
+        link: PassLink,
     ) -> FloatTensor<Self> {
-        autodiff_direct::<B, C>(
-            y,
-            x,
-            direct,
-            Geometry::Conv2d(options, scale),
-            (cell, index),
-        )
+        autodiff_direct::<B, C>(y, x, direct, Geometry::Conv2d(options, scale), link)
     }
 }
 
@@ -471,18 +557,35 @@ pub fn direct_feedback_linear<const D: usize>(
     direct: Tensor<2>,
     layer: ParamId,
 ) -> Tensor<D> {
+    direct_feedback_linear_with(y, x, direct, layer, DirectSignal::OutputError)
+}
+
+/// [`direct_feedback_linear`] with either signal: the output error `e` (DFA, DKP) or the
+/// target [`direct_targets`] gives (DRTP).
+pub fn direct_feedback_linear_with<const D: usize>(
+    y: Tensor<D>,
+    x: Tensor<D>,
+    direct: Tensor<2>,
+    layer: ParamId,
+    signal: DirectSignal,
+) -> Tensor<D> {
     assert_eq!(
         direct.dims()[0],
         x.dims()[D - 1],
         "direct_feedback_linear: the direct matrix must be [d_input, classes]"
     );
-    let (cell, index) = join_pending_cell(layer);
+    let outputs = direct.dims()[1];
+    let (cell, index) = join_pending_cell(layer, signal, outputs);
+    let link = PassLink {
+        cell,
+        index,
+        signal,
+    };
     Tensor::from_dispatch(<Ext as DirectFeedbackBackend>::direct_feedback_linear(
         y.into_dispatch(),
         x.into_dispatch(),
         direct.into_dispatch(),
-        cell,
-        index,
+        link,
     ))
 }
 
@@ -502,20 +605,47 @@ pub fn direct_feedback_conv2d(
     scale: f64,
     layer: ParamId,
 ) -> Tensor<4> {
+    direct_feedback_conv2d_with(
+        y,
+        x,
+        direct,
+        options,
+        scale,
+        layer,
+        DirectSignal::OutputError,
+    )
+}
+
+/// [`direct_feedback_conv2d`] with either signal: the output error `e` (DFA, DKP) or the
+/// target [`direct_targets`] gives (DRTP), repeated at every output position alike.
+pub fn direct_feedback_conv2d_with(
+    y: Tensor<4>,
+    x: Tensor<4>,
+    direct: Tensor<4>,
+    options: ConvOptions<2>,
+    scale: f64,
+    layer: ParamId,
+    signal: DirectSignal,
+) -> Tensor<4> {
     assert_eq!(
         direct.dims()[1],
         x.dims()[1],
         "direct_feedback_conv2d: the direct kernel must be [classes, c_in, kh, kw]"
     );
-    let (cell, index) = join_pending_cell(layer);
+    let outputs = direct.dims()[0];
+    let (cell, index) = join_pending_cell(layer, signal, outputs);
+    let link = PassLink {
+        cell,
+        index,
+        signal,
+    };
     Tensor::from_dispatch(<Ext as DirectFeedbackBackend>::direct_feedback_conv2d(
         y.into_dispatch(),
         x.into_dispatch(),
         direct.into_dispatch(),
         options,
         scale as f32,
-        cell,
-        index,
+        link,
     ))
 }
 
@@ -871,5 +1001,109 @@ mod tests {
         assert!(message.contains("wt_nn::direct_error"), "{message}");
         assert_eq!(take_missing_output_error(), Ok(()));
         let _ = take_pending_cell();
+    }
+
+    /// DRTP: each layer's input receives `−s·onehot(y*)` through its `D` (dense: `·Dᵀ`; conv:
+    /// the transposed convolution of the signal repeated at every output position), whatever
+    /// the output error; `W` learns from the gradient at its output as usual. Without
+    /// `direct_targets` the inputs get zeros and the missing targets are an error naming the
+    /// call.
+    #[test]
+    fn drtp_sends_the_targets_through_each_layers_direct_matrix() {
+        let _serial = crate::device::device_test_lock();
+        for (name, device) in test_devices() {
+            eprintln!("drtp on {name}");
+            let ad = device.clone().autodiff();
+            let _ = take_pending_cell();
+            let targets = Tensor::<1, Int>::from_data([0, 2, 1, 2], &ad);
+            let signal = Tensor::<2>::from_data(
+                [
+                    [1.0, 0.0, 0.0],
+                    [0.0, 0.0, 1.0],
+                    [0.0, 1.0, 0.0],
+                    [0.0, 0.0, 1.0],
+                ],
+                &device,
+            )
+            .mul_scalar(-0.25);
+            // Dense, 3 classes; its own output [4, 5] is not the network's.
+            let (x, w, d, up) = (
+                rand([4, 6], &ad),
+                rand([6, 5], &ad),
+                rand([6, 3], &ad),
+                rand([4, 5], &ad),
+            );
+            let key = ParamId::new();
+            let run = |with_targets: bool| {
+                let (xt, wt) = (x.clone().require_grad(), w.clone().require_grad());
+                let y = feedback_linear(xt.clone().detach(), wt.clone(), wt.clone().detach(), None);
+                let z = direct_feedback_linear_with(
+                    y,
+                    xt.clone(),
+                    d.clone(),
+                    key,
+                    DirectSignal::Targets,
+                );
+                if with_targets {
+                    direct_targets(targets.clone(), 0.25);
+                }
+                let grads = (z * up.clone()).sum().backward();
+                (xt.grad(&grads).unwrap(), wt.grad(&grads).unwrap())
+            };
+            let (dx, dw) = run(true);
+            close(
+                "dense dx = −s·onehot·Dᵀ",
+                dx,
+                signal.clone().matmul(d.clone().inner().transpose()),
+            );
+            close(
+                "dense dW = xᵀ·g",
+                dw,
+                x.clone().inner().transpose().matmul(up.clone().inner()),
+            );
+            assert_eq!(take_missing_output_error(), Ok(()));
+            let (dx, _) = run(false);
+            assert_eq!(
+                dx.abs().max().into_scalar::<f32>(),
+                0.0,
+                "no targets, no signal"
+            );
+            let missing = take_missing_output_error().unwrap_err();
+            assert_eq!(
+                (missing.outputs, missing.signal),
+                (3, DirectSignal::Targets)
+            );
+            assert!(
+                missing.to_string().contains("wt_nn::direct_targets"),
+                "{missing}"
+            );
+
+            // Conv, stride 2: the signal at each of the 2×2 output positions.
+            let x = rand([4, 2, 4, 4], &ad);
+            let (w, d) = (rand([3, 2, 3, 3], &ad), rand([3, 2, 3, 3], &ad));
+            let o = ConvOptions::new([2, 2], [1, 1], [1, 1], 1);
+            let xt = x.clone().require_grad();
+            let y = feedback_conv2d(xt.clone().detach(), w.clone(), w.detach(), None, o.clone());
+            let z = direct_feedback_conv2d_with(
+                y,
+                xt.clone(),
+                d.clone(),
+                o,
+                1.0,
+                key,
+                DirectSignal::Targets,
+            );
+            direct_targets(targets.clone(), 0.25);
+            let grads = z.sum().backward();
+            let repeated = signal.clone().reshape([4, 3, 1, 1]).expand([4, 3, 2, 2]);
+            let want = conv_transpose2d(
+                repeated,
+                d.inner(),
+                None,
+                ConvTransposeOptions::new([2, 2], [1, 1], [1, 1], [1, 1], 1),
+            );
+            close("conv dx", xt.grad(&grads).unwrap(), want);
+            assert_eq!(take_missing_output_error(), Ok(()));
+        }
     }
 }

@@ -29,6 +29,7 @@ use burn::tensor::Tensor;
 use burn::tensor::ops::ConvOptions;
 
 use crate::kernels::Kernels;
+use crate::local_alignment::{AlignmentTerms, conv2d_feedback_gradient, linear_feedback_gradient};
 
 /// Backend extension with the two feedback operations. Implemented for every backend wt
 /// supports (Flex, NdArray, the CubeCL runtimes behind wgpu and CUDA) and for `Autodiff` over
@@ -136,6 +137,10 @@ pub enum FeedbackForm {
     /// `B = feedback·sign(W)`, `feedback` holding the magnitudes `|R0|` (frSF); the op keeps
     /// its own `W` for the sign.
     SignedMagnitudes,
+    /// `feedback` is `B`; when it is tracked it receives the gradient of Kunin et al.'s local
+    /// terms with these weights ([`crate::local_alignment`]) instead of `dW`, computed from
+    /// the op's input, `W` and `B`.
+    Aligned(AlignmentTerms),
 }
 
 #[cfg(feature = "flex")]
@@ -175,7 +180,7 @@ fn formed_feedback<B: Kernels>(
     weight: Option<<B as burn::backend::BackendTypes>::FloatTensorPrimitive>,
 ) -> <B as burn::backend::BackendTypes>::FloatTensorPrimitive {
     match form {
-        FeedbackForm::Matrix => feedback,
+        FeedbackForm::Matrix | FeedbackForm::Aligned(_) => feedback,
         FeedbackForm::ScaledSign(s) => B::scaled_sign(feedback, s),
         FeedbackForm::SignedUniform(bound) => B::signed_uniform(feedback, bound),
         FeedbackForm::SignedMagnitudes => B::signed_magnitudes(
@@ -213,16 +218,28 @@ impl<B: Kernels, const N: usize> Backward<B, N> for FeedbackLinearBackward {
         let parents = ops.parents;
 
         if let Some(node) = &parents[0] {
-            let feedback = feedback.expect("feedback kept when x is tracked");
-            let feedback = formed_feedback::<B>(feedback, form, weight);
+            let feedback = feedback.clone().expect("feedback kept when x is tracked");
+            let feedback = formed_feedback::<B>(feedback, form, weight.clone());
             grads.register::<B>(node.id, B::linear_x_backward(feedback, grad.clone()));
         }
-        register_weight_gradient::<B>(
-            parents[1].as_ref().map(|n| n.id),
-            parents[2].as_ref().map(|n| n.id),
-            grads,
-            || B::linear_weight_backward(x.expect("x kept when W or B is tracked"), grad.clone()),
-        );
+        let x = || x.clone().expect("x kept when W or B is tracked");
+        if let (FeedbackForm::Aligned(terms), Some(b)) = (form, &parents[2]) {
+            let w = weight.clone().expect("the op keeps W for local alignment");
+            let b_value = feedback
+                .clone()
+                .expect("the op keeps B for local alignment");
+            grads.register::<B>(b.id, linear_feedback_gradient::<B>(x(), w, b_value, terms));
+            if let Some(w) = &parents[1] {
+                grads.register::<B>(w.id, B::linear_weight_backward(x(), grad.clone()));
+            }
+        } else {
+            register_weight_gradient::<B>(
+                parents[1].as_ref().map(|n| n.id),
+                parents[2].as_ref().map(|n| n.id),
+                grads,
+                || B::linear_weight_backward(x(), grad.clone()),
+            );
+        }
         if N == 4
             && let Some(node) = &parents[N - 1]
         {
@@ -262,20 +279,31 @@ impl<B: Kernels, const N: usize> Backward<B, N> for FeedbackConv2dBackward {
         let x = checkpointer.retrieve_node_output::<B::FloatTensorPrimitive>(x_state);
         let parents = ops.parents;
 
-        register_weight_gradient::<B>(
-            parents[1].as_ref().map(|n| n.id),
-            parents[2].as_ref().map(|n| n.id),
-            grads,
-            || {
-                // The weight gradient only reads the weight's shape: the feedback has the same one.
-                B::conv2d_weight_gradient(
-                    x.clone(),
-                    feedback.clone(),
-                    grad.clone(),
-                    options.clone(),
-                )
-            },
-        );
+        // The weight gradient only reads the weight's shape: the feedback has the same one.
+        let dw = || {
+            B::conv2d_weight_gradient(x.clone(), feedback.clone(), grad.clone(), options.clone())
+        };
+        if let (FeedbackForm::Aligned(terms), Some(b)) = (form, &parents[2]) {
+            let w = weight.clone().expect("the op keeps W for local alignment");
+            let g = conv2d_feedback_gradient::<B>(
+                x.clone(),
+                w,
+                feedback.clone(),
+                terms,
+                options.clone(),
+            );
+            grads.register::<B>(b.id, g);
+            if let Some(w) = &parents[1] {
+                grads.register::<B>(w.id, dw());
+            }
+        } else {
+            register_weight_gradient::<B>(
+                parents[1].as_ref().map(|n| n.id),
+                parents[2].as_ref().map(|n| n.id),
+                grads,
+                dw,
+            );
+        }
         if N == 4
             && let Some(node) = &parents[N - 1]
         {
@@ -305,14 +333,16 @@ fn autodiff_linear<B: Kernels, C: CheckpointStrategy>(
 ) -> FloatTensor<Autodiff<B, C>> {
     let x_tracked = x.is_tracked();
     let needs_x = weight.is_tracked() || feedback.is_tracked();
-    let weight_state =
-        (x_tracked && form == FeedbackForm::SignedMagnitudes).then(|| weight.primitive().clone());
+    // Local alignment forms B's gradient from x, W and B, whatever x needs.
+    let aligned = matches!(form, FeedbackForm::Aligned(_)) && feedback.is_tracked();
+    let weight_state = ((x_tracked && form == FeedbackForm::SignedMagnitudes) || aligned)
+        .then(|| weight.primitive().clone());
     macro_rules! run {
         ($prep:expr, $bias:expr) => {
             match $prep {
                 OpsKind::Tracked(mut prep) => {
                     let x_state = needs_x.then(|| prep.checkpoint(&x));
-                    let fb_state = x_tracked.then(|| feedback.primitive().clone());
+                    let fb_state = (x_tracked || aligned).then(|| feedback.primitive().clone());
                     prep.finish(
                         (x_state, fb_state, form, weight_state),
                         B::linear(x.into_primitive(), weight.into_primitive(), $bias),
@@ -353,7 +383,8 @@ fn autodiff_conv2d<B: Kernels, C: CheckpointStrategy>(
     bias: Option<FloatTensor<Autodiff<B, C>>>,
     options: ConvOptions<2>,
 ) -> FloatTensor<Autodiff<B, C>> {
-    let weight_state = (x.is_tracked() && form == FeedbackForm::SignedMagnitudes)
+    let aligned = matches!(form, FeedbackForm::Aligned(_)) && feedback.is_tracked();
+    let weight_state = ((x.is_tracked() && form == FeedbackForm::SignedMagnitudes) || aligned)
         .then(|| weight.primitive().clone());
     macro_rules! run {
         ($prep:expr, $bias:expr) => {
@@ -503,6 +534,15 @@ pub enum Feedback<const D: usize> {
     /// `B = magnitudes·sign(W)` for stored `magnitudes ≥ 0` shaped like `W` (fixed
     /// random-magnitude sign-symmetry).
     SignedMagnitudes(Tensor<D>),
+    /// `B` itself, shaped like `W`; when it is tracked it receives the gradient of Kunin et
+    /// al.'s local terms with weights `terms` (symmetric, activation and information
+    /// alignment, [`crate::local_alignment`]).
+    Aligned {
+        /// `B`.
+        feedback: Tensor<D>,
+        /// The weights of the local terms at this step.
+        terms: AlignmentTerms,
+    },
 }
 
 // The three sign forms are formed from the op's own `W` in the backward pass, and only when
@@ -517,7 +557,7 @@ impl<const D: usize> Feedback<D> {
         type Ext = burn::backend::Dispatch;
         let w = || weight.clone().detach().into_dispatch();
         let formed = match self {
-            Feedback::Matrix(b) => return b,
+            Feedback::Matrix(b) | Feedback::Aligned { feedback: b, .. } => return b,
             Feedback::ScaledSign { scale } => {
                 <Ext as FeedbackBackend>::feedback_scaled_sign(w(), scale)
             }
@@ -543,6 +583,10 @@ impl<const D: usize> Feedback<D> {
             Feedback::ScaledSign { scale } => Feedback::ScaledSign { scale },
             Feedback::SignedUniform { bound } => Feedback::SignedUniform { bound },
             Feedback::SignedMagnitudes(m) => Feedback::SignedMagnitudes(m.reshape(shape)),
+            Feedback::Aligned { feedback, terms } => Feedback::Aligned {
+                feedback: feedback.reshape(shape),
+                terms,
+            },
         }
     }
 
@@ -557,6 +601,7 @@ impl<const D: usize> Feedback<D> {
                 (weight.clone().detach(), FeedbackForm::SignedUniform(bound))
             }
             Feedback::SignedMagnitudes(m) => (m.detach(), FeedbackForm::SignedMagnitudes),
+            Feedback::Aligned { feedback, terms } => (feedback, FeedbackForm::Aligned(terms)),
         }
     }
 }

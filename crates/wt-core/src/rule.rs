@@ -8,9 +8,13 @@
 
 use burn::tensor::{Distribution, Tensor};
 
+use crate::direct::DirectSignal;
 use crate::ops::Feedback;
 use serde::{Deserialize, Serialize};
 
+use crate::local_alignment::{
+    ActivationAlignment, AlignmentTerms, Coefficient, InformationAlignment, SymmetricAlignment,
+};
 use crate::named::Named;
 
 /// Backpropagation, the control: `B` is `W`. Gradients equal Burn's own layers exactly.
@@ -445,6 +449,15 @@ rule_table! {
     DirectFeedbackAlignment(DirectFeedback) = "dfa";
     /// Direct Kolen-Pollack: [`DirectFeedback`] whose `D` learns.
     DirectKolenPollack(DirectFeedback) = "dkp";
+    /// Direct random target projection: [`DirectFeedback`] whose fixed `D` carries the
+    /// one-hot target instead of the output error.
+    DirectRandomTargetProjection(DirectFeedback) = "drtp";
+    /// [`SymmetricAlignment`] (Kunin et al. 2020)
+    SymmetricAlignment(SymmetricAlignment) = "sa";
+    /// [`ActivationAlignment`] (Kunin et al. 2020)
+    ActivationAlignment(ActivationAlignment) = "aa";
+    /// [`InformationAlignment`] (Kunin et al. 2020)
+    InformationAlignment(InformationAlignment) = "ia";
 }
 
 impl Default for Rule {
@@ -504,21 +517,75 @@ impl Rule {
             Rule::Backprop(_) | Rule::UniformSignSymmetry(_) | Rule::BatchRandomSignSymmetry(_) => {
                 FeedbackStorage::None
             }
-            Rule::FeedbackAlignment(_) | Rule::KolenPollack(_) | Rule::WeightMirror(_) => {
-                FeedbackStorage::Matrix
-            }
+            Rule::FeedbackAlignment(_)
+            | Rule::KolenPollack(_)
+            | Rule::WeightMirror(_)
+            | Rule::SymmetricAlignment(_)
+            | Rule::ActivationAlignment(_)
+            | Rule::InformationAlignment(_) => FeedbackStorage::Matrix,
             Rule::FixedRandomSignSymmetry(_) => FeedbackStorage::Magnitudes,
-            Rule::DirectFeedbackAlignment(_) | Rule::DirectKolenPollack(_) => {
-                FeedbackStorage::Direct
-            }
+            Rule::DirectFeedbackAlignment(_)
+            | Rule::DirectKolenPollack(_)
+            | Rule::DirectRandomTargetProjection(_) => FeedbackStorage::Direct,
         }
     }
 
-    /// The direct-feedback settings, when this rule is DFA or DKP.
+    /// The direct-feedback settings, when this rule is DFA, DKP or DRTP.
     pub fn direct(&self) -> Option<&DirectFeedback> {
         match self {
-            Rule::DirectFeedbackAlignment(d) | Rule::DirectKolenPollack(d) => Some(d),
+            Rule::DirectFeedbackAlignment(d)
+            | Rule::DirectKolenPollack(d)
+            | Rule::DirectRandomTargetProjection(d) => Some(d),
             _ => None,
+        }
+    }
+
+    /// What a direct rule sends to its layers' inputs: the output error (DFA, DKP) or the
+    /// target (DRTP); `None` for the other rules.
+    pub fn direct_signal(&self) -> Option<DirectSignal> {
+        match self {
+            Rule::DirectFeedbackAlignment(_) | Rule::DirectKolenPollack(_) => {
+                Some(DirectSignal::OutputError)
+            }
+            Rule::DirectRandomTargetProjection(_) => Some(DirectSignal::Targets),
+            _ => None,
+        }
+    }
+
+    /// The weights of Kunin et al.'s local terms at `epoch`, for `sa`, `aa` and `ia`.
+    pub fn alignment_terms(&self, epoch: f64) -> Option<AlignmentTerms> {
+        match self {
+            Rule::SymmetricAlignment(r) => Some(r.terms(epoch)),
+            Rule::ActivationAlignment(r) => Some(r.terms(epoch)),
+            Rule::InformationAlignment(r) => Some(r.terms(epoch)),
+            _ => None,
+        }
+    }
+
+    /// The coefficients of a local alignment rule, named (`α`, `β`, `γ`); empty for others.
+    pub fn alignment_coefficients(&self) -> Vec<(&'static str, Coefficient)> {
+        match self {
+            Rule::SymmetricAlignment(r) => vec![("alpha", r.alpha), ("beta", r.beta)],
+            Rule::ActivationAlignment(r) => vec![("alpha", r.alpha), ("beta", r.beta)],
+            Rule::InformationAlignment(r) => {
+                vec![("alpha", r.alpha), ("beta", r.beta), ("gamma", r.gamma)]
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    /// The coefficients of a local alignment rule, for changing them (`alpha`, `beta`,
+    /// `gamma`); empty for other rules.
+    pub fn alignment_coefficients_mut(&mut self) -> Vec<(&'static str, &mut Coefficient)> {
+        match self {
+            Rule::SymmetricAlignment(r) => vec![("alpha", &mut r.alpha), ("beta", &mut r.beta)],
+            Rule::ActivationAlignment(r) => vec![("alpha", &mut r.alpha), ("beta", &mut r.beta)],
+            Rule::InformationAlignment(r) => vec![
+                ("alpha", &mut r.alpha),
+                ("beta", &mut r.beta),
+                ("gamma", &mut r.gamma),
+            ],
+            _ => Vec::new(),
         }
     }
 
@@ -533,6 +600,9 @@ impl Rule {
             Rule::DirectKolenPollack(d) if d.outputs == 0 => {
                 Rule::DirectKolenPollack(DirectFeedback { outputs, ..d })
             }
+            Rule::DirectRandomTargetProjection(d) if d.outputs == 0 => {
+                Rule::DirectRandomTargetProjection(DirectFeedback { outputs, ..d })
+            }
             rule => rule,
         }
     }
@@ -542,10 +612,18 @@ impl Rule {
         matches!(self, Rule::KolenPollack(_))
     }
 
-    /// Whether the stored tensor is trained by the optimizer: KP's `B` (W's gradient) and
-    /// DKP's `D` (the direct signal's own gradient).
+    /// Whether the stored tensor is trained by the optimizer: KP's `B` (W's gradient), DKP's
+    /// `D` (the direct signal's own gradient) and the local alignment rules' `B` (their
+    /// terms' gradient).
     pub fn feedback_is_trained(&self) -> bool {
-        matches!(self, Rule::KolenPollack(_) | Rule::DirectKolenPollack(_))
+        matches!(
+            self,
+            Rule::KolenPollack(_)
+                | Rule::DirectKolenPollack(_)
+                | Rule::SymmetricAlignment(_)
+                | Rule::ActivationAlignment(_)
+                | Rule::InformationAlignment(_)
+        )
     }
 
     /// The weight-mirror settings, when this rule is a weight mirror.
@@ -576,13 +654,22 @@ impl Rule {
             Rule::FixedRandomSignSymmetry(_) => Feedback::SignedMagnitudes(stored().detach()),
             // The direct rules' layers compute their op from a detached input, so no `B` is ever used;
             // the direct signal joins after the op (`crate::direct`).
-            Rule::Backprop(_) | Rule::DirectFeedbackAlignment(_) | Rule::DirectKolenPollack(_) => {
-                Feedback::Matrix(weight.clone().detach())
-            }
+            Rule::Backprop(_)
+            | Rule::DirectFeedbackAlignment(_)
+            | Rule::DirectKolenPollack(_)
+            | Rule::DirectRandomTargetProjection(_) => Feedback::Matrix(weight.clone().detach()),
             Rule::FeedbackAlignment(_) | Rule::WeightMirror(_) => {
                 Feedback::Matrix(stored().detach())
             }
             Rule::KolenPollack(_) => Feedback::Matrix(stored()),
+            Rule::SymmetricAlignment(_)
+            | Rule::ActivationAlignment(_)
+            | Rule::InformationAlignment(_) => Feedback::Aligned {
+                feedback: stored(),
+                terms: self
+                    .alignment_terms(crate::local_alignment::alignment_epoch())
+                    .expect("a local alignment rule"),
+            },
         }
     }
 
@@ -794,7 +881,9 @@ mod tests {
             serde_json::to_value(u).unwrap().as_str().unwrap().into()
         });
         // Every rule, in declaration order (the order `--help` lists).
-        let names = ["bp", "fa", "usf", "brsf", "frsf", "kp", "wm", "dfa", "dkp"];
+        let names = [
+            "bp", "fa", "usf", "brsf", "frsf", "kp", "wm", "dfa", "dkp", "drtp", "sa", "aa", "ia",
+        ];
         assert_eq!(Rule::names(), names);
         for rule in Rule::all() {
             let json = serde_json::to_string(&rule).unwrap();

@@ -7,7 +7,7 @@ use burn::nn::{Initializer, PaddingConfig2d};
 use burn::tensor::ops::ConvOptions;
 use burn::tensor::{Device, Tensor};
 use wt_core::{
-    Rule, WeightMirror, direct_feedback_conv2d, feedback_conv2d_with,
+    Rule, WeightMirror, direct_feedback_conv2d_with, feedback_conv2d_with,
     mirror::conv2d_mirror_correlation,
 };
 
@@ -292,14 +292,25 @@ impl FeedbackConv2d {
             self.sign_scale,
         );
         let bias = self.bias.as_ref().map(|b| b.val());
-        match (self.rule.direct(), &self.feedback) {
+        match (
+            self.rule.direct().zip(self.rule.direct_signal()),
+            &self.feedback,
+        ) {
             // DFA on autodiff: the op never sends an error to its input; the direct signal does.
-            (Some(dfa), Some(direct)) if input.is_autodiff() => {
+            (Some((dfa, signal)), Some(direct)) if input.is_autodiff() => {
                 let y =
                     feedback_conv2d_with(input.clone().detach(), weight, fb, bias, options.clone());
                 let [_, _, h_out, w_out] = y.dims();
                 let scale = dfa.conv_error_scale(h_out * w_out);
-                direct_feedback_conv2d(y, input, direct.val(), options, scale, direct.id)
+                direct_feedback_conv2d_with(
+                    y,
+                    input,
+                    direct.val(),
+                    options,
+                    scale,
+                    direct.id,
+                    signal,
+                )
             }
             _ => feedback_conv2d_with(input, weight, fb, bias, options),
         }

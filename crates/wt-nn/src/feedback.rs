@@ -51,9 +51,9 @@ pub fn init_rule_state<const D: usize>(
             .init_with::<D, _>(shape, Some(fan_in), Some(fan_out), &weight.device())
             .val()
     };
-    let stored = rule.init_storage(draw, weight, scale).map(|t| {
-        Param::from_tensor(t.detach()).set_require_grad(rule.feedback_receives_weight_gradient())
-    });
+    let stored = rule
+        .init_storage(draw, weight, scale)
+        .map(|t| Param::from_tensor(t.detach()).set_require_grad(rule.feedback_is_trained()));
     (stored, scale)
 }
 

@@ -46,7 +46,10 @@ pub use linear::{FeedbackLinear, FeedbackLinearConfig};
 pub use optimizer::{FeedbackOptimizer, momentum_config, sgd_config};
 pub use probe::probe_layer_input;
 pub use step::{add_feedback_gradients, mirror_steps, mirror_update};
-pub use wt_core::{self, MissingOutputError, Rule, direct_error, take_missing_output_error};
+pub use wt_core::{
+    self, MissingOutputError, Rule, direct_error, direct_targets, set_alignment_epoch,
+    take_missing_output_error,
+};
 
 // For `feedback_module!`'s expansion in other crates.
 #[doc(hidden)]

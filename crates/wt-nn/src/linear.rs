@@ -5,7 +5,8 @@ use burn::module::Param;
 use burn::nn::{Initializer, Linear};
 use burn::tensor::{Device, Tensor};
 use wt_core::{
-    Rule, WeightMirror, direct_feedback_linear, feedback_linear_with, mirror::linear_correlation,
+    Rule, WeightMirror, direct_feedback_linear_with, feedback_linear_with,
+    mirror::linear_correlation,
 };
 
 use crate::feedback::init_rule_state;
@@ -190,11 +191,11 @@ impl FeedbackLinear {
             self.sign_scale,
         );
         let bias = self.bias.as_ref().map(|b| b.val());
-        match (self.rule.direct(), &self.feedback) {
+        match (self.rule.direct_signal(), &self.feedback) {
             // DFA on autodiff: the op never sends an error to its input; the direct signal does.
-            (Some(_), Some(direct)) if input.is_autodiff() => {
+            (Some(signal), Some(direct)) if input.is_autodiff() => {
                 let y = feedback_linear_with(input.clone().detach(), weight, fb, bias);
-                direct_feedback_linear(y, input, direct.val(), direct.id)
+                direct_feedback_linear_with(y, input, direct.val(), direct.id, signal)
             }
             _ => feedback_linear_with(input, weight, fb, bias),
         }

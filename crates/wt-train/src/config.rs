@@ -494,6 +494,10 @@ impl TrainConfig {
                 kp.validate()
                     .map_err(|e| TrainError::Config(format!("{field}: {e}")))?;
             }
+            for (name, c) in rule.alignment_coefficients() {
+                c.validate(name)
+                    .map_err(|e| TrainError::Config(format!("{field}: {e}")))?;
+            }
             if let Some(wm) = rule.weight_mirror() {
                 wm.validate()
                     .map_err(|e| TrainError::Config(format!("{field}: {e}")))?;

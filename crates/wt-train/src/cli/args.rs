@@ -133,9 +133,18 @@ pub struct ModelArgs {
     /// Kolen-Pollack: decay on B alone, added to the weight decay (0)
     #[arg(long, value_name = "X")]
     pub kp_decay: Option<f64>,
-    /// DFA, DKP: send e/P to each of a convolution's P output positions (not BioTorch's e)
+    /// DFA, DKP, DRTP: send e/P to each of a convolution's P output positions (not BioTorch's e)
     #[arg(long)]
     pub dfa_position_mean: bool,
+    /// sa, aa, ia: the α coefficient, VALUE[:from=EPOCH][:to=EPOCH][:linear=RATE|:exp=RATE]
+    #[arg(long, value_name = "COEF")]
+    pub alpha: Option<wt_core::Coefficient>,
+    /// sa, aa, ia: the β coefficient (same form as --alpha)
+    #[arg(long, value_name = "COEF")]
+    pub beta: Option<wt_core::Coefficient>,
+    /// ia: the γ coefficient (same form as --alpha)
+    #[arg(long, value_name = "COEF")]
+    pub gamma: Option<wt_core::Coefficient>,
     /// Weight-mirror steps before epoch 1 (default 500 with wm)
     #[arg(long, value_name = "N")]
     pub mirror_warmup: Option<usize>,

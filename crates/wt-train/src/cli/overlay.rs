@@ -36,15 +36,32 @@ impl TrainArgs {
             kp.feedback_decay = decay;
         }
         if m.dfa_position_mean {
-            let (Rule::DirectFeedbackAlignment(d) | Rule::DirectKolenPollack(d)) =
-                &mut c.model.rule
+            let (Rule::DirectFeedbackAlignment(d)
+            | Rule::DirectKolenPollack(d)
+            | Rule::DirectRandomTargetProjection(d)) = &mut c.model.rule
             else {
                 return cfg(format!(
-                    "--dfa-position-mean needs --rule dfa or dkp (the rule is {})",
+                    "--dfa-position-mean needs --rule dfa, dkp or drtp (the rule is {})",
                     c.model.rule.name()
                 ));
             };
             d.conv_position_mean = true;
+        }
+        for (name, given) in [("alpha", m.alpha), ("beta", m.beta), ("gamma", m.gamma)] {
+            let Some(value) = given else { continue };
+            let rule = c.model.rule.name();
+            let mut coefficients = c.model.rule.alignment_coefficients_mut();
+            let Some((_, slot)) = coefficients.iter_mut().find(|(n, _)| *n == name) else {
+                let needs = if name == "gamma" {
+                    "ia"
+                } else {
+                    "sa, aa or ia"
+                };
+                return cfg(format!(
+                    "--{name} needs --rule {needs} (the rule is {rule})"
+                ));
+            };
+            **slot = value;
         }
         let mirror_flags = [
             ("--mirror-lr", m.mirror_lr.is_some()),

@@ -98,6 +98,9 @@ pub(super) fn shard_gradients<M: ImageClassifier>(
     let run = |model: &M, device: &Device, images: Tensor<4>, targets: Tensor<1, Int>, weight| {
         let n = targets.dims()[0];
         let logits = model.forward(images);
+        // DRTP's layers receive the target part of the mean loss's output error (nothing
+        // under the other rules).
+        wt_core::direct_targets(targets.clone(), weight / n.max(1) as f64);
         let loss = criterion
             .init(device)
             .forward(logits.clone(), targets.clone());

@@ -451,6 +451,8 @@ fn train_epoch<M: ImageClassifier>(
             .schedule
             .lr(config.optimizer.lr, epoch, step, steps, config.epochs);
         let seed = step_seed(config.seed, progress.global_step);
+        // Kunin et al.'s coefficients follow the epoch, step by step.
+        wt_core::set_alignment_epoch(epoch as f64 + step as f64 / steps.max(1) as f64);
         let n = batch.targets.dims()[0];
         // This rank's share of the global batch (1 in one process).
         let share = n as f64 / global_sizes[step] as f64;
@@ -653,7 +655,10 @@ fn probe_angles<M: ImageClassifier>(
             continue; // every image of the probe batch was skipped as undecodable
         }
         let angles = gradient_alignment(&probe_model, |m: &M| {
-            criterion.forward(m.forward(batch.images.clone()), batch.targets.clone())
+            let logits = m.forward(batch.images.clone());
+            let n = batch.targets.dims()[0];
+            wt_core::direct_targets(batch.targets.clone(), 1.0 / n.max(1) as f64);
+            criterion.forward(logits, batch.targets.clone())
         });
         match &mut sum {
             None => sum = Some(angles),
