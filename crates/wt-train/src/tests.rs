@@ -76,6 +76,15 @@ fn one_epoch_lowers_the_test_loss(
     config: &TrainConfig,
     tag: &str,
 ) -> (Trained<wt_models::Model>, RunDir, PathBuf) {
+    one_epoch_trains(config, tag, true)
+}
+
+/// [`one_epoch_lowers_the_test_loss`], with the loss left unchecked when `loss` is false.
+fn one_epoch_trains(
+    config: &TrainConfig,
+    tag: &str,
+    loss: bool,
+) -> (Trained<wt_models::Model>, RunDir, PathBuf) {
     let data = RunData::open(&config.data, config.seed).unwrap();
     let device = Device::flex();
     device.seed(config.seed);
@@ -85,7 +94,7 @@ fn one_epoch_lowers_the_test_loss(
     let trained = fit(config, &data, &run, quiet(), |d| config.model.init(d)).unwrap();
     let after = trained.history[0].test;
     assert!(
-        after.loss < 0.8 * before.loss && after.top1 > before.top1 + 0.3,
+        (after.loss < 0.8 * before.loss || !loss) && after.top1 > before.top1 + 0.3,
         "{tag}: test loss {:.3} → {:.3}, accuracy {:.3} → {:.3}",
         before.loss,
         after.loss,
@@ -103,7 +112,10 @@ fn one_epoch_on_real_mnist_lowers_the_test_loss_for_every_rule() {
         let mut config = mnist_config(rule, 1, 2000);
         let tb = std::env::temp_dir().join(format!("wt-tb-{rule}-{}", std::process::id()));
         config.tensorboard = (rule == "kp").then(|| tb.clone());
-        let (trained, run, dir) = one_epoch_lowers_the_test_loss(&config, rule);
+        // DRTP's target signal never shrinks, so on ReLU layers the features (and logits)
+        // grow step after step: its test loss rises while its accuracy climbs (measured
+        // here: loss 2.32 → 14.9, accuracy 12 % → 68 %). Its accuracy is checked.
+        let (trained, run, dir) = one_epoch_trains(&config, rule, rule != "drtp");
         if rule == "kp" {
             // The run's TensorBoard file: the version event and one for the epoch.
             let events = crate::tensorboard::event_path(&tb, &run.name());
@@ -129,10 +141,17 @@ fn one_epoch_on_real_mnist_lowers_the_test_loss_for_every_rule() {
         );
         match rule {
             "bp" => assert!(update(0) < 0.5 && layers[0].error_angle_deg.unwrap() < 0.5),
-            "fa" | "dfa" | "dkp" => {
+            "fa" | "dfa" | "dkp" | "drtp" => {
                 assert!(update(0) > 5.0, "{rule}'s first update angle {}", update(0))
             }
             _ => {}
+        }
+        // The rules whose B learns move it toward W: a random B starts at about 90° from W
+        // (FA's first layer ends the epoch at 89.5°); measured here: KP 63.9°, SA 83.7°,
+        // AA 70.4°, IA 74.5°.
+        if matches!(rule, "kp" | "sa" | "aa" | "ia") {
+            let angle = layers[0].angle_deg;
+            assert!(angle < 85.0, "{rule}: first layer's B–W angle {angle}°");
         }
         for f in [
             run.config(),
