@@ -37,7 +37,7 @@ use burn::tensor::{Device, Int, Tensor};
 use clap::Parser;
 use wt::wt_core::device::parse_device;
 use wt::wt_core::mirror::conv2d_mirror_correlation;
-use wt::wt_core::{WeightMirror, direct_feedback_conv2d, feedback_conv2d_with};
+use wt::wt_core::{WeightMirror, direct_feedback_conv2d_with, feedback_conv2d_with};
 use wt::wt_train::cli::{MnistLoopArgs, one_of, rule_override};
 use wt::{FeedbackLayer, FeedbackLinear, FeedbackLinearConfig, LayerRules, Rule};
 use wt_data::{MnistBatcher, MnistDataset, Split};
@@ -145,16 +145,20 @@ impl FeedbackConv1d {
             .reshape([c_out, c_in, 1, k]);
         let weight = weight.reshape([c_out, c_in, 1, k]);
         let bias = self.bias.as_ref().map(|b| b.val());
-        let y = match (self.rule.direct(), &self.feedback) {
-            // DFA: the op runs on the detached input; the direct signal reaches the input.
-            (Some(dfa), Some(direct)) if x.is_autodiff() => {
+        let y = match (
+            self.rule.direct().zip(self.rule.direct_signal()),
+            &self.feedback,
+        ) {
+            // DFA, DKP, DRTP: the op runs on the detached input; the direct signal (the output
+            // error, or DRTP's target) reaches the input.
+            (Some((dfa, signal)), Some(direct)) if x.is_autodiff() => {
                 let y = feedback_conv2d_with(x.clone().detach(), weight, fb, bias, self.options());
                 let [_, _, _, length_out] = y.dims();
                 let [outputs, _, _] = direct.dims();
                 let id = direct.id;
                 let direct = direct.val().reshape([outputs, c_in, 1, k]);
                 let scale = dfa.conv_error_scale(length_out);
-                direct_feedback_conv2d(y, x, direct, self.options(), scale, id)
+                direct_feedback_conv2d_with(y, x, direct, self.options(), scale, id, signal)
             }
             _ => feedback_conv2d_with(x, weight, fb, bias, self.options()),
         };
@@ -393,7 +397,10 @@ fn run() -> Result<(), String> {
         .enumerate()
     {
         let (x, y) = batch(&train, idx, &ad);
-        let loss = criterion.forward(model.forward(x), y);
+        let logits = model.forward(x);
+        // DRTP's layers take the labels (the mean loss puts 1/batch on each error).
+        wt::direct_targets(y.clone(), 1.0 / idx.len() as f64);
+        let loss = criterion.forward(logits, y);
         let grads = GradientsParams::from_grads(loss.backward(), &model);
         // The rules' per-step work (KP's decay on B, the mirror's update) reaches the Conv1d
         // layers through the hook.

@@ -151,7 +151,10 @@ fn run() -> Result<(), String> {
         let (mut loss_sum, mut steps) = (0.0f64, 0usize);
         for idx in order.chunks(args.common.batch) {
             let (x, y) = batch(&train, idx, &ad);
-            let loss = criterion.forward(model.forward(x), y);
+            let logits = model.forward(x);
+            // DRTP's layers take the labels (the mean loss puts 1/batch on each error).
+            wt::direct_targets(y.clone(), 1.0 / idx.len() as f64);
+            let loss = criterion.forward(logits, y);
             let grads = GradientsParams::from_grads(loss.backward(), &model);
             model = optim.step(args.common.lr, model, grads);
             if steps % 50 == 0 {

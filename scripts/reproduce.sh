@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Reruns one row of docs/results.md: scripts/reproduce.sh ROW [extra flags...]
 #
-# ROW is <table>-<rule>, with <rule> one of bp fa usf brsf frsf kp wm dfa dkp and <table> one of
+# ROW is <table>-<rule>, with <rule> one of bp fa usf brsf frsf kp wm dfa dkp drtp sa aa ia and
+# <table> one of
 #   mnist-mlp       MNIST, 784-1000-1000-10 MLP, 10 epochs            (mnist example defaults)
 #   fmnist-lenet    Fashion-MNIST, LeNet 6-16-120, 5 epochs
 #   cifar-lenet     CIFAR-10 (approximate copy), BioTorch's LeNetCIFAR, BioTorch's recipe (lr 0.1,
@@ -52,8 +53,8 @@ rule=${row##*-}
 table=${row%-*}
 slow_mirror=
 case "$row" in *-wm-slow) rule=wm table=${row%-wm-slow} slow_mirror=1 ;; esac
-case "$rule" in bp | fa | usf | brsf | frsf | kp | wm | dfa | dkp) ;; *)
-  echo "unknown rule '$rule' in '$row': expected bp fa usf brsf frsf kp wm dfa dkp" >&2
+case "$rule" in bp | fa | usf | brsf | frsf | kp | wm | dfa | dkp | drtp | sa | aa | ia) ;; *)
+  echo "unknown rule '$rule' in '$row': expected bp fa usf brsf frsf kp wm dfa dkp drtp sa aa ia" >&2
   exit 2
   ;;
 esac

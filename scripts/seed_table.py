@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-RULES = ["bp", "fa", "usf", "brsf", "frsf", "kp", "wm", "wm-slow", "dfa", "dkp"]
+RULES = ["bp", "fa", "usf", "brsf", "frsf", "kp", "wm", "wm-slow", "dfa", "dkp", "drtp", "sa", "aa", "ia"]
 
 
 def mean_sd(values):
