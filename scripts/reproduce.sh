@@ -91,6 +91,9 @@ if [ "$row" = mnist-mlp-wm ] || [ -n "$slow_mirror" ]; then args+=(--mirror-lr 0
 # rate each one's validation search chose (docs/results.md, "Conv DFA with the mean over
 # positions").
 case "$row" in
+# Kunin et al.'s rules at the coefficients the MNIST validation search chose (docs/results.md).
+mnist-mlp-sa | mnist-mlp-aa) args+=(--alpha 0.3 --beta 0.6) ;;
+mnist-mlp-ia) args+=(--alpha 0.2 --beta 0.1 --gamma 0.1) ;;
 fmnist-lenet-dfa | cifar-lenet-dfa) args+=(--dfa-position-mean --lr 1e-3) ;;
 fmnist-lenet-dkp) args+=(--dfa-position-mean --lr 1e-4) ;;
 cifar-lenet-dkp) args+=(--dfa-position-mean --lr 1e-3) ;;

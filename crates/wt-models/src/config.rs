@@ -350,3 +350,32 @@ impl ImageClassifier for Model {
         }
     }
 }
+
+impl Model {
+    /// Loads a torchvision ResNet state dict into this model
+    /// ([`load_torchvision`](crate::torchvision::load_torchvision)): a ResNet-18/34/50/101/152
+    /// only; other architectures are an error naming them.
+    pub fn load_torchvision(
+        self,
+        state: &crate::torchvision::StateDict,
+        classifier: bool,
+        feedback: crate::torchvision::PretrainedFeedback,
+    ) -> Result<Model, crate::torchvision::CheckpointError> {
+        let kind = match &self {
+            Model::ResNet(_) => None,
+            Model::Mlp(_) => Some("mlp"),
+            Model::LeNet(_) => Some("lenet"),
+            Model::CifarResNet(_) => Some("a CIFAR ResNet (resnet20 / resnet56)"),
+        };
+        match (self, kind) {
+            (Model::ResNet(r), _) => {
+                crate::torchvision::load_torchvision(r, state, classifier, feedback)
+                    .map(Model::ResNet)
+            }
+            (_, kind) => Err(crate::torchvision::CheckpointError::Layout(format!(
+                "torchvision weights fit ResNet-18/34/50/101/152 only, not {}",
+                kind.unwrap_or("this model")
+            ))),
+        }
+    }
+}

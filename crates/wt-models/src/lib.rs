@@ -27,12 +27,14 @@ mod lenet;
 mod mlp;
 mod resnet;
 mod resnet_cifar;
+pub mod torchvision;
 
 pub use config::{Architecture, InitScheme, Model, ModelConfig};
 pub use lenet::{LeNet, LeNetConfig};
 pub use mlp::{Mlp, MlpConfig};
 pub use resnet::{Bottleneck, ResNet, ResNetBlock, ResNetConfig, ResNetDepth, Stem};
 pub use resnet_cifar::{BasicBlock, CifarResNet, CifarResNetConfig, Shortcut};
+pub use torchvision::{CheckpointError, PretrainedFeedback, StateDict, load_torchvision};
 pub use wt_nn::{self, Rule};
 
 use burn::module::Module;

@@ -303,6 +303,25 @@ pub struct TrainConfig {
     /// (`crate::tensorboard`); the CSV and JSON lines stay the record.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tensorboard: Option<PathBuf>,
+    /// Start a ResNet from a torchvision checkpoint (not read when resuming: the run's own
+    /// checkpoint holds everything).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pretrained: Option<Pretrained>,
+}
+
+/// A torchvision checkpoint to start from (`wt_models::torchvision`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Pretrained {
+    /// The state dict: PyTorch (`.pth`, `torch.save(model.state_dict(), f)`) or
+    /// `.safetensors`, torchvision's key names.
+    pub path: PathBuf,
+    /// Load `fc` too (off: the classifier keeps its initialisation, for another number of
+    /// classes).
+    #[serde(default = "yes")]
+    pub classifier: bool,
+    /// What the rules' stored `B` become.
+    #[serde(default)]
+    pub feedback: wt_models::PretrainedFeedback,
 }
 
 fn alignment_batches() -> usize {
@@ -389,6 +408,7 @@ impl TrainConfig {
             error_alignment: true,
             alignment_batches: alignment_batches(),
             tensorboard: None,
+            pretrained: None,
         }
     }
 

@@ -145,6 +145,16 @@ pub struct ModelArgs {
     /// ia: the γ coefficient (same form as --alpha)
     #[arg(long, value_name = "COEF")]
     pub gamma: Option<wt_core::Coefficient>,
+    /// Start a ResNet-18/34/50/101/152 from a torchvision state dict (.pth or .safetensors)
+    #[arg(long, value_name = "FILE")]
+    pub pretrained: Option<PathBuf>,
+    /// With --pretrained: leave the classifier (fc) at its initialisation
+    #[arg(long)]
+    pub pretrained_skip_fc: bool,
+    /// With --pretrained: B starts as each rule prescribes for a trained W (rule: B = W for
+    /// kp, wm, sa, aa, ia) or keeps its random draw (random)
+    #[arg(long, value_parser = one_of::<wt_models::PretrainedFeedback>())]
+    pub pretrained_feedback: Option<wt_models::PretrainedFeedback>,
     /// Weight-mirror steps before epoch 1 (default 500 with wm)
     #[arg(long, value_name = "N")]
     pub mirror_warmup: Option<usize>,

@@ -26,6 +26,17 @@ impl TrainArgs {
             c.model.stem = m.stem;
         }
         set(&mut c.mirror_warmup, m.mirror_warmup);
+        if let Some(path) = &m.pretrained {
+            c.pretrained = Some(crate::config::Pretrained {
+                path: path.clone(),
+                classifier: !m.pretrained_skip_fc,
+                feedback: m.pretrained_feedback.unwrap_or_default(),
+            });
+        } else if m.pretrained_skip_fc || m.pretrained_feedback.is_some() {
+            return cfg(
+                "--pretrained-skip-fc and --pretrained-feedback need --pretrained FILE".into(),
+            );
+        }
         if let Some(decay) = m.kp_decay {
             let Rule::KolenPollack(kp) = &mut c.model.rule else {
                 return cfg(format!(

@@ -101,7 +101,43 @@ fn run_in(preset: Preset, args: &TrainArgs, world: &World) -> Result<(), TrainEr
         world: world.clone(),
     };
     let model_config = config.model.clone();
-    let trained = fit(&config, &data, &run, options, |d| model_config.init(d))?;
+    // A torchvision checkpoint, checked against the model before training (a resumed run's
+    // own checkpoint holds everything).
+    let pretrained = match (&config.pretrained, mode) {
+        (Some(p), RunMode::New | RunMode::Overwrite) => {
+            let bad = |e: wt_models::CheckpointError| TrainError::Config(e.to_string());
+            let state = wt_models::StateDict::read(&p.path).map_err(bad)?;
+            let cpu = wt_nn::wt_core::device::parse_device("flex").map_err(TrainError::Config)?;
+            model_config
+                .init(&cpu)
+                .load_torchvision(&state, p.classifier, p.feedback)
+                .map_err(bad)?;
+            if !quiet {
+                println!(
+                    "pretrained: {} tensors from {} ({}B {})",
+                    state.tensors.len(),
+                    p.path.display(),
+                    if p.classifier {
+                        "classifier loaded; "
+                    } else {
+                        "classifier left at its initialisation; "
+                    },
+                    p.feedback
+                );
+            }
+            Some((state, p.classifier, p.feedback))
+        }
+        _ => None,
+    };
+    let trained = fit(&config, &data, &run, options, |d| {
+        let model = model_config.init(d);
+        match &pretrained {
+            Some((state, classifier, feedback)) => model
+                .load_torchvision(state, *classifier, *feedback)
+                .expect("the checkpoint was checked against this model above"),
+            None => model,
+        }
+    })?;
     if let Some(log) = &data.skipped {
         let files = log.files();
         eprintln!(
