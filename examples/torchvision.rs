@@ -110,7 +110,10 @@ fn read_input(path: &Path, device: &Device) -> Result<Tensor<4>, String> {
     let values: Vec<f32> = (view.data().chunks_exact(4))
         .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
         .collect();
-    Ok(Tensor::from_data(TensorData::new(values, [n, c, h, w]), device))
+    Ok(Tensor::from_data(
+        TensorData::new(values, [n, c, h, w]),
+        device,
+    ))
 }
 
 fn write_logits(path: &Path, logits: Tensor<2>) -> Result<(), String> {
@@ -151,7 +154,11 @@ fn main() -> Result<(), String> {
             let model = source.load(&device)?.valid();
             let logits = model.forward(read_input(&input, &device)?);
             write_logits(&out, logits)?;
-            println!("logits of {} → {}", source.checkpoint.display(), out.display());
+            println!(
+                "logits of {} → {}",
+                source.checkpoint.display(),
+                out.display()
+            );
         }
         Command::Export { run, source, out } => {
             let model = match (run, source) {
@@ -161,7 +168,11 @@ fn main() -> Result<(), String> {
             };
             let bytes = torchvision_safetensors(&model).map_err(|e| e.to_string())?;
             RunDir::write_atomic(&out, &bytes).map_err(|e| e.to_string())?;
-            println!("{} (torchvision's keys, {} bytes)", out.display(), bytes.len());
+            println!(
+                "{} (torchvision's keys, {} bytes)",
+                out.display(),
+                bytes.len()
+            );
         }
     }
     Ok(())

@@ -70,6 +70,14 @@ pub enum CheckpointError {
         /// The shape the model expects (torchvision's layout).
         expected: Vec<usize>,
     },
+    /// The state dict holds a tensor the model has no place for (another depth or
+    /// architecture).
+    Unexpected {
+        /// The file.
+        source: String,
+        /// torchvision's name of the first such tensor.
+        key: String,
+    },
     /// The model is not one of torchvision's ResNet layouts.
     Layout(String),
 }
@@ -108,6 +116,11 @@ impl std::fmt::Display for CheckpointError {
                 } else {
                     ""
                 }
+            ),
+            CheckpointError::Unexpected { source, key } => write!(
+                f,
+                "{source}: the model has no place for `{key}`: is the checkpoint another \
+                 ResNet depth?"
             ),
             CheckpointError::Layout(m) => write!(f, "{m}"),
         }
@@ -339,8 +352,9 @@ pub enum PretrainedFeedback {
 /// (scale, shift, running mean and variance) and, when `classifier`, the final `fc`; the rules'
 /// stored tensors as `feedback` says. Fails on the first tensor the model needs that is
 /// missing or misshapen, naming it (every key and shape is checked before any value is
-/// written, so no model is half loaded). Tensors the model does not read
-/// (`num_batches_tracked`, or `fc` when `classifier` is false) are ignored.
+/// written, so no model is half loaded), and, as torchvision's strict loading, on a tensor
+/// the model has no place for (another depth); `num_batches_tracked`, and `fc` when
+/// `classifier` is false, are ignored.
 pub fn load_torchvision(
     model: ResNet,
     state: &StateDict,
@@ -356,10 +370,22 @@ pub fn load_torchvision(
         path: PathStack::default(),
         error: None,
         apply: false,
+        used: std::collections::HashSet::new(),
     };
     let model = model.map(&mut check);
-    if let Some(e) = check.error {
+    if let Some(e) = check.error.take() {
         return Err(e);
+    }
+    // Like torchvision's strict loading, a tensor nothing reads is an error (but batch
+    // norm's counter, and the classifier when it is left out).
+    let ignored =
+        |k: &str| k.ends_with(".num_batches_tracked") || (k.starts_with("fc.") && !classifier);
+    let unexpected = (state.tensors.keys()).find(|k| !check.used.contains(*k) && !ignored(k));
+    if let Some(key) = unexpected {
+        return Err(CheckpointError::Unexpected {
+            source: state.source(),
+            key: key.clone(),
+        });
     }
     let mut load = Loader {
         apply: true,
@@ -409,6 +435,8 @@ struct Loader<'a> {
     path: PathStack,
     error: Option<CheckpointError>,
     apply: bool,
+    /// The state dict's keys the model reads.
+    used: std::collections::HashSet<String>,
 }
 
 impl ModuleMapper for Loader<'_> {
@@ -456,6 +484,7 @@ impl ModuleMapper for Loader<'_> {
             return param;
         }
         if !self.apply {
+            self.used.insert(key);
             return param;
         }
         // The classifier's values laid out as Burn's `[d, classes]` here, so the tensor is a
@@ -778,6 +807,23 @@ mod tests {
         assert!(
             err.to_string()
                 .starts_with("r18.pth: no tensor `layer3.1.bn2.running_var`")
+        );
+        // A ResNet-34's file holds every ResNet-18 key and more: refused, not half read.
+        let mut state = torchvision_resnet18(10);
+        state.tensors.insert(
+            "layer1.2.conv1.weight".into(),
+            StateTensor {
+                shape: vec![64, 64, 3, 3],
+                values: vec![0.0; 64 * 64 * 9],
+            },
+        );
+        let err = load_torchvision(model(), &state, true, PretrainedFeedback::Rule).unwrap_err();
+        assert_eq!(
+            err,
+            CheckpointError::Unexpected {
+                source: "the state dict".into(),
+                key: "layer1.2.conv1.weight".into(),
+            }
         );
     }
 

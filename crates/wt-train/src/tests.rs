@@ -766,3 +766,69 @@ fn the_data_checksum_tells_data_sets_apart() {
     fashion.dir = shared_data("fashion-mnist");
     assert_ne!(mnist, sum(&fashion));
 }
+
+/// `--pretrained FILE` starts a ResNet-18 from a torchvision state dict (here written by wt's
+/// own exporter, safetensors): after one step at a negligible rate the run's convolutions are
+/// the file's; a file of another depth stops the run before training with the key it cannot
+/// place.
+#[test]
+fn a_run_starts_from_a_torchvision_checkpoint() {
+    use clap::Parser;
+    use wt_models::torchvision::{torchvision_safetensors, torchvision_state_dict};
+    let _serial = serial();
+    let dir = temp_run("pretrained");
+    std::fs::create_dir_all(&dir).unwrap();
+    let device = Device::flex();
+    device.seed(5);
+    let file = |depth: wt_models::ResNetDepth, name: &str| {
+        let r = wt_models::ResNetConfig::new(depth, 1000).init(&device);
+        let path = dir.join(name);
+        std::fs::write(&path, torchvision_safetensors(&r).unwrap()).unwrap();
+        (path, torchvision_state_dict(&r).unwrap())
+    };
+    let (r18, state) = file(wt_models::ResNetDepth::R18, "r18.safetensors");
+    let args = |checkpoint: &std::path::Path, out: &str| {
+        let line = format!(
+            "imagenet --data {} --image-size 32 --stem imagenet --train-subset 8 \
+             --test-subset 10 --batch 8 --epochs 1 --lr 1e-12 --rule kp --quiet \
+             --pretrained {} --pretrained-skip-fc --out {}",
+            shared_data("imagenette-mini").display(),
+            checkpoint.display(),
+            dir.join(out).display()
+        );
+        crate::cli::TrainArgs::try_parse_from(line.split_whitespace()).unwrap()
+    };
+    crate::cli::run(crate::cli::Preset::imagenet(), &args(&r18, "run")).unwrap();
+    let run = RunDir::existing(dir.join("run")).unwrap();
+    let config = TrainConfig::load(&run.config()).unwrap();
+    assert_eq!(
+        config.pretrained.as_ref().map(|p| p.path.clone()),
+        Some(r18)
+    );
+    let wt_models::Model::ResNet(model) = config.model.init(&device).load_file(run.model()) else {
+        panic!("a ResNet")
+    };
+    let wt_models::ResNetBlock::Basic(block) = &model.blocks[1] else {
+        panic!("basic blocks")
+    };
+    let trained: Vec<f32> = block
+        .conv2
+        .weight()
+        .val()
+        .into_data()
+        .iter::<f32>()
+        .collect();
+    let want = &state.tensors["layer1.1.conv2.weight"].values;
+    let worst = (trained.iter().zip(want))
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f32, f32::max);
+    assert!(
+        worst < 1e-6,
+        "layer1.1.conv2 moved {worst} from the checkpoint"
+    );
+
+    let (r34, _) = file(wt_models::ResNetDepth::R34, "r34.safetensors");
+    let err = crate::cli::run(crate::cli::Preset::imagenet(), &args(&r34, "run34")).unwrap_err();
+    assert!(err.to_string().contains("no place for `layer1.2."), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
