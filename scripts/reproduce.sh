@@ -92,8 +92,11 @@ if [ "$row" = mnist-mlp-wm ] || [ -n "$slow_mirror" ]; then args+=(--mirror-lr 0
 # positions").
 case "$row" in
 # Kunin et al.'s rules at the coefficients the MNIST validation search chose (docs/results.md).
-mnist-mlp-sa | mnist-mlp-aa) args+=(--alpha 0.3 --beta 0.6) ;;
-mnist-mlp-ia) args+=(--alpha 0.2 --beta 0.1 --gamma 0.1) ;;
+# The CIFAR LeNet rows take the MNIST choice as it is (not searched on CIFAR).
+mnist-mlp-sa | mnist-mlp-aa | cifar-lenet-sa | cifar-lenet-aa) args+=(--alpha 0.3 --beta 0.6) ;;
+mnist-mlp-ia | cifar-lenet-ia) args+=(--alpha 0.2 --beta 0.1 --gamma 0.1) ;;
+# DRTP's LeNet: DFA's row's settings (e/P per conv position, lr 1e-3), not searched.
+cifar-lenet-drtp) args+=(--dfa-position-mean --lr 1e-3) ;;
 fmnist-lenet-dfa | cifar-lenet-dfa) args+=(--dfa-position-mean --lr 1e-3) ;;
 fmnist-lenet-dkp) args+=(--dfa-position-mean --lr 1e-4) ;;
 cifar-lenet-dkp) args+=(--dfa-position-mean --lr 1e-3) ;;
