@@ -93,14 +93,7 @@ impl ErrorCell {
     }
 
     fn get<T: Any + Clone>(&self) -> Option<T> {
-        let state = self.state();
-        let error = state.error.as_ref()?;
-        Some(
-            error
-                .downcast_ref::<T>()
-                .expect("the output error is a tensor of the layer's backend")
-                .clone(),
-        )
+        slot_value(&self.state().error)
     }
 
     fn put_targets<T: Any + Send>(&self, signal: T) {
@@ -108,14 +101,7 @@ impl ErrorCell {
     }
 
     fn targets<T: Any + Clone>(&self) -> Option<T> {
-        let state = self.state();
-        let signal = state.targets.as_ref()?;
-        Some(
-            signal
-                .downcast_ref::<T>()
-                .expect("the target signal is a tensor of the layer's backend")
-                .clone(),
-        )
+        slot_value(&self.state().targets)
     }
 
     /// Whether `layer` already joined this cell.
@@ -134,6 +120,16 @@ impl ErrorCell {
     fn is_last(&self, index: usize) -> bool {
         self.state().layers.len() == index + 1
     }
+}
+
+/// A copy of the tensor a cell's slot holds, if any.
+fn slot_value<T: Any + Clone>(slot: &Option<Box<dyn Any + Send>>) -> Option<T> {
+    let value = slot.as_ref()?.downcast_ref::<T>();
+    Some(
+        value
+            .expect("a cell holds tensors of the layers' backend")
+            .clone(),
+    )
 }
 
 thread_local! {

@@ -184,33 +184,18 @@ fn read_pytorch(path: &Path) -> Result<BTreeMap<String, StateTensor>, Checkpoint
     }
     let mut out = BTreeMap::new();
     for (name, tensor) in reader.into_tensors() {
-        let bytes = || tensor.read().map_err(|e| read_error(path, e));
-        let values: Vec<f32> = match tensor.dtype() {
-            DType::F32 => bytes()?
-                .chunks_exact(4)
-                .map(|c| f32::from_ne_bytes([c[0], c[1], c[2], c[3]]))
-                .collect(),
-            DType::F64 => bytes()?
-                .chunks_exact(8)
-                .map(|c| f64::from_ne_bytes(c.try_into().expect("8 bytes")) as f32)
-                .collect(),
-            DType::F16 => bytes()?
-                .chunks_exact(2)
-                .map(|c| half_to_f32(u16::from_ne_bytes([c[0], c[1]])))
-                .collect(),
-            DType::BF16 => bytes()?
-                .chunks_exact(2)
-                .map(|c| f32::from_bits((u16::from_ne_bytes([c[0], c[1]]) as u32) << 16))
-                .collect(),
+        let kind = match tensor.dtype() {
+            DType::F32 => Float::F32,
+            DType::F64 => Float::F64,
+            DType::F16 => Float::F16,
+            DType::BF16 => Float::BF16,
             _ => continue,
         };
-        out.insert(
-            name,
-            StateTensor {
-                shape: tensor.shape().to_vec(),
-                values,
-            },
-        );
+        // The reader gives native-endian bytes.
+        let bytes = tensor.read().map_err(|e| read_error(path, e))?;
+        let values = kind.decode(&bytes, cfg!(target_endian = "little"));
+        let shape = tensor.shape().to_vec();
+        out.insert(name, StateTensor { shape, values });
     }
     Ok(out)
 }
@@ -221,35 +206,55 @@ fn read_safetensors(path: &Path) -> Result<BTreeMap<String, StateTensor>, Checkp
     let file = SafeTensors::deserialize(&bytes).map_err(|e| read_error(path, e))?;
     let mut out = BTreeMap::new();
     for (name, view) in file.tensors() {
-        let data = view.data();
-        let values: Vec<f32> = match view.dtype() {
-            Dtype::F32 => data
-                .chunks_exact(4)
-                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                .collect(),
-            Dtype::F64 => data
-                .chunks_exact(8)
-                .map(|c| f64::from_le_bytes(c.try_into().expect("8 bytes")) as f32)
-                .collect(),
-            Dtype::F16 => data
-                .chunks_exact(2)
-                .map(|c| half_to_f32(u16::from_le_bytes([c[0], c[1]])))
-                .collect(),
-            Dtype::BF16 => data
-                .chunks_exact(2)
-                .map(|c| f32::from_bits((u16::from_le_bytes([c[0], c[1]]) as u32) << 16))
-                .collect(),
+        let kind = match view.dtype() {
+            Dtype::F32 => Float::F32,
+            Dtype::F64 => Float::F64,
+            Dtype::F16 => Float::F16,
+            Dtype::BF16 => Float::BF16,
             _ => continue,
         };
-        out.insert(
-            name,
-            StateTensor {
-                shape: view.shape().to_vec(),
-                values,
-            },
-        );
+        // safetensors is little-endian.
+        let values = kind.decode(view.data(), true);
+        let shape = view.shape().to_vec();
+        out.insert(name, StateTensor { shape, values });
     }
     Ok(out)
+}
+
+/// The floating-point element types a checkpoint may hold.
+#[derive(Clone, Copy)]
+enum Float {
+    F32,
+    F64,
+    F16,
+    BF16,
+}
+
+impl Float {
+    /// `bytes` as `f32` values; `little`: the bytes are little-endian (else big-endian).
+    fn decode(self, bytes: &[u8], little: bool) -> Vec<f32> {
+        let width = match self {
+            Float::F64 => 8,
+            Float::F32 => 4,
+            Float::F16 | Float::BF16 => 2,
+        };
+        (bytes.chunks_exact(width))
+            .map(|chunk| {
+                let mut b = [0u8; 8];
+                b[..width].copy_from_slice(chunk);
+                if !little {
+                    b[..width].reverse();
+                }
+                let half = u16::from_le_bytes([b[0], b[1]]);
+                match self {
+                    Float::F32 => f32::from_le_bytes([b[0], b[1], b[2], b[3]]),
+                    Float::F64 => f64::from_le_bytes(b) as f32,
+                    Float::F16 => half_to_f32(half),
+                    Float::BF16 => f32::from_bits((half as u32) << 16),
+                }
+            })
+            .collect()
+    }
 }
 
 /// IEEE half to single precision.
@@ -875,5 +880,13 @@ mod tests {
             assert_eq!(half_to_f32(h).to_bits(), f.to_bits(), "{h:#06x}");
         }
         assert!(half_to_f32(0x7E00).is_nan());
+        // Every width in either byte order.
+        let le: Vec<u8> = [1.5f32, -0.25].iter().flat_map(|v| v.to_le_bytes()).collect();
+        let be: Vec<u8> = [1.5f32, -0.25].iter().flat_map(|v| v.to_be_bytes()).collect();
+        assert_eq!(Float::F32.decode(&le, true), [1.5, -0.25]);
+        assert_eq!(Float::F32.decode(&be, false), [1.5, -0.25]);
+        assert_eq!(Float::F64.decode(&(-3.5f64).to_be_bytes(), false), [-3.5]);
+        assert_eq!(Float::F16.decode(&[0x00, 0x3C], true), [1.0]);
+        assert_eq!(Float::BF16.decode(&[0xC0, 0x3F], true), [1.5]);
     }
 }
