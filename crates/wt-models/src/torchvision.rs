@@ -881,8 +881,14 @@ mod tests {
         }
         assert!(half_to_f32(0x7E00).is_nan());
         // Every width in either byte order.
-        let le: Vec<u8> = [1.5f32, -0.25].iter().flat_map(|v| v.to_le_bytes()).collect();
-        let be: Vec<u8> = [1.5f32, -0.25].iter().flat_map(|v| v.to_be_bytes()).collect();
+        let le: Vec<u8> = [1.5f32, -0.25]
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
+        let be: Vec<u8> = [1.5f32, -0.25]
+            .iter()
+            .flat_map(|v| v.to_be_bytes())
+            .collect();
         assert_eq!(Float::F32.decode(&le, true), [1.5, -0.25]);
         assert_eq!(Float::F32.decode(&be, false), [1.5, -0.25]);
         assert_eq!(Float::F64.decode(&(-3.5f64).to_be_bytes(), false), [-3.5]);
