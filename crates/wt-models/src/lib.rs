@@ -15,6 +15,9 @@
 //! | [`ResNet`] ResNet-18 / ResNet-50 (ImageNet stem) | `[n, 3, 224, 224]` | 11,689,512 / 25,557,032 |
 //! | [`ResNet`] ResNet-18 (CIFAR stem) | `[n, 3, 32, 32]` | 11,173,962 |
 //!
+//! The [`ResNet`]s read and write torchvision's state dicts ([`torchvision`]: `.pth` and
+//! safetensors, torchvision's key names, logits checked against torchvision's).
+//!
 //! All models implement [`ImageClassifier`] (images `[n, c, h, w]` → logits `[n, classes]`),
 //! the interface the training loop uses; a user's own model implements it too. Each passes its
 //! logits through [`wt_nn::direct_error`] (a no-op unless a layer runs direct feedback

@@ -102,7 +102,7 @@ fn expected_feedback<const D: usize>(
     let w = weight.clone().inner();
     match rule.name() {
         "bp" => w,
-        "fa" | "kp" | "wm" => stored.expect("stored B").inner(),
+        "fa" | "kp" | "wm" | "sa" | "aa" | "ia" => stored.expect("stored B").inner(),
         "usf" => w.sign().mul_scalar(scale),
         "frsf" => stored.expect("stored |R0|").inner() * w.sign(),
         other => panic!("no closed form for {other}"),
@@ -360,9 +360,13 @@ struct TwoLayer {
 fn a_two_layer_model_learns_with_every_rule() {
     let _serial = wt_core::device::device_test_lock();
     for (name, device) in test_devices() {
-        for rule in all_rules_for(3) {
+        // DRTP projects class labels, which this regression task has none of (its MNIST and
+        // zoo tests train it).
+        let rules = all_rules_for(3).into_iter();
+        for rule in rules.filter(|r| !matches!(r, Rule::DirectRandomTargetProjection(_))) {
             device.seed(5);
             let model = two_layers(rule, &device);
+            let angle_before = weight_alignment(&model)[0].weight.angle_deg;
             let w0 = model.a.weight().val().inner();
             let (first, last, trained) = train_two_layers(model, &device, 30);
             let what = format!("{} on {name}", rule.name());
@@ -393,8 +397,18 @@ fn a_two_layer_model_learns_with_every_rule() {
                 rule,
                 Rule::FeedbackAlignment(_) | Rule::DirectFeedbackAlignment(_)
             );
+            // Kunin et al.'s rules at their default coefficients move B toward W by about 10°
+            // in 30 steps (SA, AA, IA: 89.5° → 78.6–79.5° on Flex and NdArray, 94.3° →
+            // 80.4–82.2° on wgpu), too little for the update bound (their update angles
+            // 65–87°): their check is that B moved toward W.
+            let local = rule.alignment_terms(0.0).is_some();
+            let angle_after = weight_alignment(&trained)[0].weight.angle_deg;
             assert!(
-                fixed_random || hidden.update_angle_deg < 65.0,
+                !local || angle_after < angle_before - 5.0,
+                "{what}: B–W angle {angle_before:.1}° → {angle_after:.1}°"
+            );
+            assert!(
+                fixed_random || local || hidden.update_angle_deg < 65.0,
                 "{what}: the hidden layer's update is {:.1}° from backprop's (bound 65°)",
                 hidden.update_angle_deg
             );

@@ -250,7 +250,7 @@ mod tests {
             ("--lr fast", "--lr"),
             (
                 "--rule xx",
-                "[possible values: bp, fa, usf, brsf, frsf, kp, wm, dfa, dkp]",
+                "[possible values: bp, fa, usf, brsf, frsf, kp, wm, dfa, dkp, drtp, sa, aa, ia]",
             ),
             ("--frobnicate 1", "unexpected argument '--frobnicate'"),
             ("--model vgg", "vgg"),
