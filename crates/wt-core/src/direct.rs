@@ -202,14 +202,14 @@ pub fn take_missing_output_error() -> Result<(), MissingOutputError> {
 }
 
 /// Joins `layer` to the forward pass running on this thread: the pending cell, or a new one
-/// when there is none or `layer` is already in it (a new pass). Returns the cell and the
-/// layer's place in the pass.
+/// when there is none or `layer` is already in it (a new pass). Returns the layer's link to
+/// the pass: the cell, its place in it and the signal it receives.
 ///
 /// # Panics
 /// When an earlier backward pass on this thread left a [`MissingOutputError`] that nobody took
 /// (a training loop without `wt_nn::FeedbackOptimizer` or its own check): training on would
 /// give the hidden DFA layers no error at all.
-fn join_pending_cell(layer: ParamId, signal: DirectSignal, outputs: usize) -> (ErrorCell, usize) {
+fn join_pending_cell(layer: ParamId, signal: DirectSignal, outputs: usize) -> PassLink {
     if let Some(missing) = MISSING_OUTPUT_ERROR.with(std::cell::Cell::take) {
         panic!("{missing}");
     }
@@ -225,7 +225,11 @@ fn join_pending_cell(layer: ParamId, signal: DirectSignal, outputs: usize) -> (E
         if signal == DirectSignal::Targets {
             cell.state().target_outputs = Some(outputs);
         }
-        (cell, index)
+        PassLink {
+            cell,
+            index,
+            signal,
+        }
     })
 }
 
@@ -571,12 +575,7 @@ pub fn direct_feedback_linear_with<const D: usize>(
         "direct_feedback_linear: the direct matrix must be [d_input, classes]"
     );
     let outputs = direct.dims()[1];
-    let (cell, index) = join_pending_cell(layer, signal, outputs);
-    let link = PassLink {
-        cell,
-        index,
-        signal,
-    };
+    let link = join_pending_cell(layer, signal, outputs);
     Tensor::from_dispatch(<Ext as DirectFeedbackBackend>::direct_feedback_linear(
         y.into_dispatch(),
         x.into_dispatch(),
@@ -629,12 +628,7 @@ pub fn direct_feedback_conv2d_with(
         "direct_feedback_conv2d: the direct kernel must be [classes, c_in, kh, kw]"
     );
     let outputs = direct.dims()[0];
-    let (cell, index) = join_pending_cell(layer, signal, outputs);
-    let link = PassLink {
-        cell,
-        index,
-        signal,
-    };
+    let link = join_pending_cell(layer, signal, outputs);
     Tensor::from_dispatch(<Ext as DirectFeedbackBackend>::direct_feedback_conv2d(
         y.into_dispatch(),
         x.into_dispatch(),
