@@ -235,12 +235,13 @@ fn join_pending_cell(layer: ParamId, signal: DirectSignal, outputs: usize) -> Pa
 
 /// Gives the DRTP layers of this thread's latest forward pass their signal,
 /// `−scale·onehot(targets)`: call it after the forward pass and before its backward, with the
-/// batch's labels `targets` (`[batch]`, class indices) and `scale` the factor the loss puts on
-/// each example's output error (Burn's `CrossEntropyLoss`, a mean: `1 / batch`, times any weight
-/// the loss is multiplied by), so that DRTP's steps are the size of DFA's. Does nothing when
-/// the pass has no DRTP layer (any other rule, evaluation), so a training loop may call it
-/// always; `wt_train::fit` does.
-pub fn direct_targets(targets: Tensor<1, Int>, scale: f64) {
+/// batch's labels `targets` (`[batch]`, class indices; a language model's `[batch, tokens]`,
+/// one a position, reaching each position's rows of the dense layers) and `scale` the factor
+/// the loss puts on each prediction's output error (Burn's `CrossEntropyLoss`, a mean:
+/// `1 / batch`, or `1 / (batch·tokens)`, times any weight the loss is multiplied by), so that
+/// DRTP's steps are the size of DFA's. Does nothing when the pass has no DRTP layer (any other
+/// rule, evaluation), so a training loop may call it always; `wt_train::fit` does.
+pub fn direct_targets<const D: usize>(targets: Tensor<D, Int>, scale: f64) {
     let Some(cell) = LATEST.with(|l| l.borrow().clone()) else {
         return;
     };
@@ -248,6 +249,7 @@ pub fn direct_targets(targets: Tensor<1, Int>, scale: f64) {
         return;
     };
     let signal = targets
+        .flatten::<1>(0, D - 1)
         .one_hot::<2>(outputs)
         .float()
         .mul_scalar(-scale)
@@ -412,30 +414,46 @@ impl<B: Kernels> Backward<B, 3> for DirectFeedbackBackward {
         };
         let x_shape = x.shape();
         let rank = x_shape.num_dims();
-        let [batch, classes] = error.shape().dims::<2>();
+        let error_shape = error.shape();
+        let classes = error_shape[error_shape.num_dims() - 1];
         match geometry {
             Geometry::Linear => {
                 let d_input = x_shape[rank - 1];
+                // `e` is `[rows..., classes]` with its rows a leading part of `x`'s
+                // (`[batch]`: one error an example; `[batch, tokens]`: one a position); `x`'s
+                // remaining middle dimensions share their row's error.
+                let rows = error_shape.num_elements() / classes;
+                let shared = x_shape.num_elements() / d_input / rows;
+                assert!(
+                    leading_rows(&x_shape, rows),
+                    "direct feedback: the signal's shape {error_shape:?} does not lead the layer \
+                     input's {x_shape:?} (it must be [batch, classes] or [batch, ..., classes] \
+                     with the input's leading dimensions)"
+                );
+                let error = B::float_reshape(error, Shape::new([rows, classes]));
                 if let Some(node) = direct_node {
-                    // xᵀ·e, x summed over its middle dimensions first: [d_input, classes].
-                    let x = B::float_reshape(
-                        x,
-                        Shape::new([batch, x_shape.num_elements() / batch / d_input, d_input]),
-                    );
-                    let x = B::float_reshape(B::float_sum_dim(x, 1), Shape::new([batch, d_input]));
+                    // xᵀ·e, x summed over the dimensions that share a row's error first:
+                    // [d_input, classes].
+                    let x = B::float_reshape(x, Shape::new([rows, shared, d_input]));
+                    let x = B::float_reshape(B::float_sum_dim(x, 1), Shape::new([rows, d_input]));
                     grads.register::<B>(node.id, B::linear_weight_backward(x, error.clone()));
                 }
                 if let Some(node) = x_node {
-                    // [batch, classes]·[classes, d_input], repeated over x's middle dims.
+                    // [rows, classes]·[classes, d_input], repeated over the shared dimensions.
                     let dx = B::linear_x_backward(direct, error);
-                    let mut ones = vec![1; rank];
-                    ones[0] = batch;
-                    ones[rank - 1] = d_input;
-                    let dx = B::float_reshape(dx, Shape::from(ones));
-                    grads.register::<B>(node.id, B::float_expand(dx, x_shape));
+                    let dx = B::float_reshape(dx, Shape::new([rows, 1, d_input]));
+                    let dx = B::float_expand(dx, Shape::new([rows, shared, d_input]));
+                    grads.register::<B>(node.id, B::float_reshape(dx, x_shape));
                 }
             }
             Geometry::Conv2d(options, scale) => {
+                assert_eq!(
+                    error_shape.num_dims(),
+                    2,
+                    "direct feedback: a convolution's signal must be [batch, classes], not \
+                     {error_shape:?}"
+                );
+                let batch = error_shape[0];
                 let [_, _, h_out, w_out] = y_shape.dims::<4>();
                 let error = if scale == 1.0 {
                     error
@@ -463,6 +481,21 @@ impl<B: Kernels> Backward<B, 3> for DirectFeedbackBackward {
             }
         }
     }
+}
+
+/// Whether `rows` is the product of some leading dimensions of `x_shape` (its last left out).
+fn leading_rows(x_shape: &Shape, rows: usize) -> bool {
+    let mut product = 1;
+    for i in 0..x_shape.num_dims() {
+        if product == rows {
+            return true;
+        }
+        if i + 1 == x_shape.num_dims() {
+            break;
+        }
+        product *= x_shape[i];
+    }
+    product == rows
 }
 
 fn autodiff_direct<B: Kernels, C: CheckpointStrategy>(
@@ -532,12 +565,15 @@ impl<B: DirectFeedbackBackend, C: CheckpointStrategy> DirectFeedbackBackend for 
 
 type Ext = burn::backend::Dispatch;
 
-/// Marks the network's output (`[batch, classes]`, the logits the loss reads) for direct
-/// feedback alignment: the gradient the loss sends back to it is the error `e` that every DFA
-/// layer of the same forward pass receives. Returns `output` itself when no DFA layer ran in
-/// this forward pass, so it costs nothing under the other rules. Needed unless the network's
-/// last DFA layer produces the output (see the module docs).
-pub fn direct_error(output: Tensor<2>) -> Tensor<2> {
+/// Marks the network's output (`[batch, classes]`, the logits the loss reads; or
+/// `[batch, tokens, classes]`, one prediction a position) for direct feedback alignment: the
+/// gradient the loss sends back to it is the error `e` that every DFA layer of the same forward
+/// pass receives — a dense layer's input `[batch, tokens, ..., d]` each position's own row of
+/// `e`, an input with more middle dimensions than `e` the row of its leading ones. Returns
+/// `output` itself when no DFA layer ran in this forward pass, so it costs nothing under the
+/// other rules. Needed unless the network's last DFA layer produces the output (see the module
+/// docs).
+pub fn direct_error<const D: usize>(output: Tensor<D>) -> Tensor<D> {
     match take_pending_cell() {
         Some(cell) => Tensor::from_dispatch(<Ext as DirectFeedbackBackend>::direct_error(
             output.into_dispatch(),

@@ -5,7 +5,9 @@
 //! - [`CifarDataset`]: CIFAR-10 and CIFAR-100 binary batches, from the `.tar.gz` archive, the
 //!   extracted folder, or single batch files;
 //! - [`ImageFolderDataset`]: ImageNet-style `train/<wnid>/*.JPEG` trees with the ILSVRC class
-//!   index ([`ClassIndex`]) and the standard transforms ([`ImageNetTransform`]).
+//!   index ([`ClassIndex`]) and the standard transforms ([`ImageNetTransform`]);
+//! - [`CharCorpus`]: a UTF-8 text (Tiny Shakespeare) as characters, split 90 % / 10 % by
+//!   position, with seeded windows ([`CharWindows`]) for a character language model.
 //!
 //! Every reader implements Burn's `Dataset`; [`batch`] has batchers for Burn's data loader and
 //! [`augment`] the seeded CIFAR augmentation. Bad input gives a [`DataError`] naming the file,
@@ -35,6 +37,7 @@ mod split;
 #[cfg(any(test, feature = "test-util"))]
 #[doc(hidden)]
 pub mod testdata;
+pub mod text;
 
 pub use augment::{CifarTransform, ItemRng};
 pub use batch::{AtEpoch, CifarBatcher, ImageBatch, ImageNetBatcher, Indexed, MnistBatcher};
@@ -47,3 +50,4 @@ pub use imagenet::{
 };
 pub use mnist::{MnistDataset, MnistItem};
 pub use split::Split;
+pub use text::{CharCorpus, CharWindows};

@@ -11,7 +11,7 @@ use wt_nn::{LayerRules, Rule, UnmatchedPattern, set_layer_rules};
 
 use crate::{
     CifarResNet, CifarResNetConfig, ImageClassifier, LeNet, LeNetConfig, Mlp, MlpConfig, ResNet,
-    ResNetConfig, ResNetDepth, Shortcut, Stem,
+    ResNetConfig, ResNetDepth, Shortcut, Stem, TransformerShape, Vit, VitConfig,
 };
 
 /// The architectures of the zoo.
@@ -36,6 +36,8 @@ pub enum Architecture {
     Resnet101,
     /// [`ResNet`] 152, stem chosen as for ResNet-18.
     Resnet152,
+    /// [`Vit`] with [`ModelConfig::transformer`]'s shape.
+    Vit,
 }
 
 impl Named for Architecture {
@@ -52,6 +54,7 @@ impl Named for Architecture {
             Self::Resnet50,
             Self::Resnet101,
             Self::Resnet152,
+            Self::Vit,
         ]
     }
 
@@ -62,7 +65,7 @@ impl Named for Architecture {
 
 impl Architecture {
     /// Command-line and serde name: `mlp`, `lenet`, `resnet20`, `resnet56`, `resnet18`,
-    /// `resnet34`, `resnet50`, `resnet101`, `resnet152`.
+    /// `resnet34`, `resnet50`, `resnet101`, `resnet152`, `vit`.
     pub fn name(self) -> &'static str {
         match self {
             Self::Mlp => "mlp",
@@ -74,6 +77,7 @@ impl Architecture {
             Self::Resnet50 => "resnet50",
             Self::Resnet101 => "resnet101",
             Self::Resnet152 => "resnet152",
+            Self::Vit => "vit",
         }
     }
 }
@@ -174,6 +178,9 @@ pub struct ModelConfig {
     /// and below.
     #[serde(default)]
     pub stem: Option<Stem>,
+    /// Shape of the [`Vit`] (ignored by the other models).
+    #[serde(default)]
+    pub transformer: TransformerShape,
 }
 
 fn default_hidden() -> Vec<usize> {
@@ -202,6 +209,7 @@ impl ModelConfig {
             hidden: default_hidden(),
             shortcut: Shortcut::A,
             stem: None,
+            transformer: TransformerShape::default(),
         }
     }
 
@@ -321,6 +329,13 @@ impl ModelConfig {
                         .init(device),
                 )
             }
+            Architecture::Vit => Model::Vit(
+                VitConfig::new(self.in_channels, self.image_side, classes)
+                    .with_shape(self.transformer)
+                    .with_rule(rule)
+                    .with_initializer(init)
+                    .init(device),
+            ),
         }
     }
 }
@@ -338,6 +353,8 @@ pub enum Model {
     CifarResNet(CifarResNet),
     /// A [`ResNet`] (ResNet-18, ResNet-50).
     ResNet(ResNet),
+    /// A [`Vit`].
+    Vit(Vit),
 }
 
 impl ImageClassifier for Model {
@@ -347,6 +364,7 @@ impl ImageClassifier for Model {
             Self::LeNet(m) => m.forward(images),
             Self::CifarResNet(m) => m.forward(images),
             Self::ResNet(m) => m.forward(images),
+            Self::Vit(m) => m.forward(images),
         }
     }
 }
@@ -366,6 +384,7 @@ impl Model {
             Model::Mlp(_) => Some("mlp"),
             Model::LeNet(_) => Some("lenet"),
             Model::CifarResNet(_) => Some("a CIFAR ResNet (resnet20 / resnet56)"),
+            Model::Vit(_) => Some("vit"),
         };
         match (self, kind) {
             (Model::ResNet(r), _) => {

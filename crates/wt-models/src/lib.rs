@@ -14,6 +14,10 @@
 //! | [`CifarResNet`] ResNet-20 / ResNet-56, option A | `[n, 3, 32, 32]` | 269,722 / 853,018 |
 //! | [`ResNet`] ResNet-18 / ResNet-50 (ImageNet stem) | `[n, 3, 224, 224]` | 11,689,512 / 25,557,032 |
 //! | [`ResNet`] ResNet-18 (CIFAR stem) | `[n, 3, 32, 32]` | 11,173,962 |
+//! | [`Vit`] patch 4, 6 blocks of 192, 3 heads, MLP 384 | `[n, 3, 32, 32]` | 1,806,154 |
+//!
+//! [`CharTransformer`] is a character-level causal language model (`[n, tokens]` characters →
+//! `[n, tokens, vocab]` logits), trained by `examples/charlm.rs`.
 //!
 //! The [`ResNet`]s read and write torchvision's state dicts ([`torchvision`]: `.pth` and
 //! safetensors, torchvision's key names, logits checked against torchvision's).
@@ -25,19 +29,23 @@
 
 #![warn(missing_docs)]
 
+mod char_lm;
 mod config;
 mod lenet;
 mod mlp;
 mod resnet;
 mod resnet_cifar;
 pub mod torchvision;
+mod vit;
 
+pub use char_lm::{CharTransformer, CharTransformerConfig};
 pub use config::{Architecture, InitScheme, Model, ModelConfig};
 pub use lenet::{LeNet, LeNetConfig};
 pub use mlp::{Mlp, MlpConfig};
 pub use resnet::{Bottleneck, ResNet, ResNetBlock, ResNetConfig, ResNetDepth, Stem};
 pub use resnet_cifar::{BasicBlock, CifarResNet, CifarResNetConfig, Shortcut};
 pub use torchvision::{CheckpointError, PretrainedFeedback, StateDict, load_torchvision};
+pub use vit::{TransformerShape, Vit, VitConfig};
 pub use wt_nn::{self, Rule};
 
 use burn::module::Module;

@@ -1066,3 +1066,98 @@ fn a_dfa_model_without_its_output_error_stops_at_the_step() {
         }
     }
 }
+
+/// The direct rules on a language model's shapes: logits `[batch, tokens, classes]` marked with
+/// `direct_error` give each position's row of a direct layer's input `[batch, tokens, d]` that
+/// position's own error through `D` (DKP's `D` receives `Σ_rows xᵀ·e`), DRTP's targets
+/// `[batch, tokens]` each position's `−scale·onehot(y)·Dᵀ`; an input with a middle dimension
+/// more than the error (`[batch, tokens, 2, d]`) shares its position's row. Every backend.
+#[test]
+fn direct_rules_send_each_positions_own_signal_to_its_rows() {
+    use burn::tensor::activation::relu;
+    use burn::tensor::{Int, TensorData};
+    let _serial = wt_core::device::device_test_lock();
+    for (name, device) in test_devices() {
+        let ad = device.autodiff();
+        ad.seed(17);
+        for rule in ["dfa", "dkp", "drtp"] {
+            for extra in [false, true] {
+                let what = format!("{name} {rule} extra={extra}");
+                let rule = rule.parse::<Rule>().unwrap().with_outputs(6);
+                let l1 = FeedbackLinearConfig::new(4, 5).with_rule(rule).init(&ad);
+                let l2 = FeedbackLinearConfig::new(5, 6).init(&ad);
+                let x = rand([2, 3, 2, 4], &ad).require_grad();
+                let (signal_rows, dx) = if extra {
+                    // [2, 3, 2, 4] → logits [2, 3, 6] (the middle pair summed).
+                    let h = relu(l1.forward(x.clone())).sum_dim(2).squeeze_dim::<3>(2);
+                    let logits = direct_error(l2.forward(h));
+                    let r = rand([2, 3, 6], &ad);
+                    let targets = Tensor::<2, Int>::from_data(
+                        TensorData::new(vec![0i64, 5, 2, 2, 1, 4], [2, 3]),
+                        &ad,
+                    );
+                    direct_targets(targets.clone(), 0.5);
+                    let g = (logits * r.clone()).sum().backward();
+                    let signal = if rule.name() == "drtp" {
+                        targets.one_hot::<3>(6).float().mul_scalar(-0.5)
+                    } else {
+                        r
+                    };
+                    (
+                        signal.inner(),
+                        (x.grad(&g).unwrap(), l1.feedback().unwrap().grad(&g)),
+                    )
+                } else {
+                    let x3 = x
+                        .clone()
+                        .slice([0..2, 0..3, 0..1, 0..4])
+                        .squeeze_dim::<3>(2);
+                    let logits = direct_error(l2.forward(relu(l1.forward(x3))));
+                    let r = rand([2, 3, 6], &ad);
+                    let targets = Tensor::<2, Int>::from_data(
+                        TensorData::new(vec![3i64, 1, 0, 5, 5, 2], [2, 3]),
+                        &ad,
+                    );
+                    direct_targets(targets.clone(), 0.25);
+                    let g = (logits * r.clone()).sum().backward();
+                    let signal = if rule.name() == "drtp" {
+                        targets.one_hot::<3>(6).float().mul_scalar(-0.25)
+                    } else {
+                        r
+                    };
+                    (
+                        signal.inner(),
+                        (x.grad(&g).unwrap(), l1.feedback().unwrap().grad(&g)),
+                    )
+                };
+                let (dx, d_grad) = dx;
+                let d = l1.feedback().unwrap().val().inner(); // [4, 6]
+                // Each position's row: signal [2, 3, 6] · Dᵀ → [2, 3, 4].
+                let per_row = signal_rows
+                    .clone()
+                    .matmul(d.clone().transpose().unsqueeze::<3>());
+                let (expected, x_rows) = if extra {
+                    let e = per_row.unsqueeze_dim::<4>(2).expand([2, 3, 2, 4]);
+                    (e, x.clone().inner().sum_dim(2).reshape([6, 4]))
+                } else {
+                    let zero = Tensor::zeros([2, 3, 1, 4], &d.device());
+                    let e = Tensor::cat(vec![per_row.unsqueeze_dim::<4>(2), zero], 2);
+                    (
+                        e,
+                        x.clone()
+                            .inner()
+                            .slice([0..2, 0..3, 0..1, 0..4])
+                            .reshape([6, 4]),
+                    )
+                };
+                close(&format!("{what}: dx"), dx.inner(), expected);
+                if rule.name() == "dkp" {
+                    let expected_d = x_rows.transpose().matmul(signal_rows.reshape([6, 6]));
+                    close(&format!("{what}: dD"), d_grad.unwrap().inner(), expected_d);
+                } else {
+                    assert!(d_grad.is_none(), "{what}: a fixed D received a gradient");
+                }
+            }
+        }
+    }
+}

@@ -123,6 +123,11 @@ pub enum OptimizerKind {
     Sgd,
     /// Adam with L2 weight decay.
     Adam,
+    /// AdamW (Loshchilov & Hutter): Adam with the weight decay decoupled from the gradient,
+    /// `θ ← θ − lr·λ·θ` beside Adam's step, on every parameter (`B` of KP, WM, SA, AA and IA
+    /// included, as SGD's decay is); the usual optimizer of transformers.
+    #[serde(rename = "adamw")]
+    AdamW,
     /// Batch-Manhattan SGD: SGD on the sign of the gradient, with momentum and L2 weight
     /// decay as SGD's ([`BatchManhattanSgd`](crate::BatchManhattanSgd)).
     #[serde(rename = "bm_sgd", alias = "bm-sgd")]
@@ -133,13 +138,14 @@ impl Named for OptimizerKind {
     const WHAT: &'static str = "optimizer";
 
     fn all() -> Vec<Self> {
-        vec![Self::Sgd, Self::Adam, Self::BmSgd]
+        vec![Self::Sgd, Self::Adam, Self::AdamW, Self::BmSgd]
     }
 
     fn name(&self) -> &'static str {
         match self {
             Self::Sgd => "sgd",
             Self::Adam => "adam",
+            Self::AdamW => "adamw",
             Self::BmSgd => "bm_sgd",
         }
     }
@@ -148,7 +154,7 @@ impl Named for OptimizerKind {
 /// Optimizer settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct OptimizerConfig {
-    /// SGD, Adam or Batch-Manhattan SGD.
+    /// SGD, Adam, AdamW or Batch-Manhattan SGD.
     pub kind: OptimizerKind,
     /// Base learning rate.
     pub lr: f64,
@@ -158,11 +164,12 @@ pub struct OptimizerConfig {
     /// Nesterov momentum (SGD).
     #[serde(default)]
     pub nesterov: bool,
-    /// L2 weight decay, applied by the optimizer to every parameter with a gradient (W, b,
-    /// batch norm, and B for KP and WM: the decay KP needs to align).
+    /// Weight decay, applied by the optimizer to every parameter with a gradient (W, b,
+    /// batch and layer norm, and B for KP and WM: the decay KP needs to align): L2 for SGD,
+    /// Adam and Batch-Manhattan SGD, decoupled for AdamW.
     #[serde(default)]
     pub weight_decay: f64,
-    /// Adam's β₁, β₂.
+    /// Adam's and AdamW's β₁, β₂.
     #[serde(default = "adam_betas")]
     pub betas: (f32, f32),
 }
@@ -191,7 +198,7 @@ impl OptimizerConfig {
     pub fn init(&self) -> wt_nn::FeedbackOptimizer {
         let momentum = match self.kind {
             OptimizerKind::Sgd | OptimizerKind::BmSgd => self.momentum,
-            OptimizerKind::Adam => 0.0,
+            OptimizerKind::Adam | OptimizerKind::AdamW => 0.0,
         };
         wt_nn::FeedbackOptimizer::wrap(crate::feedback_optimizer::optimizer(self), momentum)
     }

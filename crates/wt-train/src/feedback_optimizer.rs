@@ -1,9 +1,9 @@
 //! [`FeedbackOptimizer`] (defined in wt-nn, beside the layers) and the optimizer an
-//! [`OptimizerConfig`] asks for: Burn's ([`optimizer`]: SGD, Adam or Batch-Manhattan SGD),
+//! [`OptimizerConfig`] asks for: Burn's ([`optimizer`]: SGD, Adam, AdamW or Batch-Manhattan SGD),
 //! wrapped with the rules' work around its step by [`OptimizerConfig::init`].
 
 use burn::optim::decay::WeightDecayConfig;
-use burn::optim::{AdamConfig, ModuleOptimizer};
+use burn::optim::{AdamConfig, AdamWConfig, ModuleOptimizer};
 
 use crate::bm_sgd::BatchManhattanSgdConfig;
 use crate::config::{OptimizerConfig, OptimizerKind};
@@ -22,6 +22,11 @@ pub fn optimizer(config: &OptimizerConfig) -> ModuleOptimizer {
             .with_beta_1(config.betas.0)
             .with_beta_2(config.betas.1)
             .with_weight_decay(decay)
+            .init(),
+        OptimizerKind::AdamW => AdamWConfig::new()
+            .with_beta_1(config.betas.0)
+            .with_beta_2(config.betas.1)
+            .with_weight_decay(config.weight_decay as f32)
             .init(),
         OptimizerKind::BmSgd => BatchManhattanSgdConfig {
             weight_decay: decay,

@@ -257,9 +257,9 @@ pub struct OptimArgs {
     /// Step schedule: epochs after which the rate drops
     #[arg(long, value_name = "E,E,..", value_delimiter = ',')]
     pub milestones: Vec<usize>,
-    /// Step schedule: factor of each drop
-    #[arg(long, value_name = "X")]
-    pub gamma: Option<f64>,
+    /// Step schedule: factor of each drop (`--gamma` is information alignment's γ)
+    #[arg(long = "step-gamma", value_name = "X")]
+    pub step_gamma: Option<f64>,
     /// Epochs of linear warm-up
     #[arg(long, value_name = "EPOCHS")]
     pub warmup: Option<f64>,
