@@ -37,7 +37,10 @@ use wt::wt_train::{RunDir, TrainError};
 use wt_data::{CharCorpus, CharWindows};
 
 #[derive(Parser, Debug, Clone, serde::Serialize)]
-#[command(about = "Trains a character-level transformer with a learning rule")]
+#[command(
+    about = "Trains a character-level transformer with a learning rule",
+    args_override_self = true
+)]
 struct Args {
     /// The text (UTF-8); default $WT_DATA/tinyshakespeare/input.txt
     #[arg(long, value_name = "FILE")]
