@@ -43,9 +43,10 @@ fn shape(name: &str) -> Result<(Architecture, usize, usize, usize), String> {
         "resnet101" => Ok((Architecture::Resnet101, 32, 3, 32)),
         "resnet152" => Ok((Architecture::Resnet152, 32, 3, 32)),
         "lenet" => Ok((Architecture::Lenet, 128, 3, 32)),
+        "vit" => Ok((Architecture::Vit, 128, 3, 32)),
         _ => Err(format!(
             "--models: unknown model `{name}` (mlp, resnet20, resnet56, resnet18, resnet34, \
-             resnet50, resnet101, resnet152, lenet)"
+             resnet50, resnet101, resnet152, lenet, vit)"
         )),
     }
 }

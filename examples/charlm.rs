@@ -154,7 +154,29 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
         )?)
         .join("tinyshakespeare/input.txt"),
     };
+    for (flag, value) in [
+        ("--batch", args.batch),
+        ("--context", args.context),
+        ("--d-model", args.d_model),
+        ("--depth", args.depth),
+        ("--heads", args.heads),
+        ("--d-ff", args.d_ff),
+    ] {
+        if value == 0 {
+            return Err(format!("{flag} must be at least 1").into());
+        }
+    }
     let corpus = CharCorpus::read(&path, args.validation)?;
+    if corpus.valid.len() <= args.context {
+        return Err(format!(
+            "{}: {} validation characters, a window needs {} (lower --context or raise \
+             --validation)",
+            path.display(),
+            corpus.valid.len(),
+            args.context + 1
+        )
+        .into());
+    }
     if corpus.train.len() <= args.context + 1 {
         return Err(format!(
             "{}: {} training characters, a window needs {}",
@@ -194,7 +216,7 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
             Positions::Learned
         },
     };
-    if args.heads == 0 || !args.d_model.is_multiple_of(args.heads) {
+    if !args.d_model.is_multiple_of(args.heads) {
         return Err(format!(
             "--d-model {} is not a multiple of --heads {}",
             args.d_model, args.heads

@@ -431,6 +431,18 @@ fn vit_lowers_the_loss_of_real_cifar_images_with_every_rule() {
             let Model::Vit(vit) = cfg.init(&device) else {
                 unreachable!()
             };
+            // The alignment metrics reach every feedback layer of the ViT: the patch
+            // convolution, six per block, the head (a direct rule's `D` has no angle).
+            let angles = weight_alignment(&vit);
+            assert_eq!(angles.len(), 2 + 6 * 2, "vit {backend} {rule}");
+            if rule == "bp" {
+                assert!(angles.iter().all(|a| a.weight.angle_deg == 0.0));
+            } else if rule == "fa" {
+                assert!(
+                    angles.iter().all(|a| a.weight.angle_deg > 60.0),
+                    "{angles:?}"
+                );
+            }
             let (first, last) = adamw_steps(vit, 15, 2e-3, |m: &Vit| {
                 let logits = m.forward(x.clone());
                 wt_nn::direct_targets(y.clone(), 1.0 / n as f64);
