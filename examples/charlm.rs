@@ -51,6 +51,10 @@ struct Args {
     /// Learning rule of every feedback layer
     #[arg(long, default_value = "bp", value_parser = one_of::<Rule>())]
     rule: Rule,
+    /// Hold out the last F of the training text as the validation text (the real validation
+    /// text is then never read): for choosing a recipe
+    #[arg(long, value_name = "F")]
+    holdout: Option<f64>,
     /// Rules of their own for the layers a path pattern names, e.g. 'blocks.*.attn.*=bp'
     #[arg(long, value_name = "PATTERN=RULE", value_delimiter = ',', value_parser = rule_override)]
     rule_for: Vec<(String, Rule)>,
@@ -166,7 +170,10 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
             return Err(format!("{flag} must be at least 1").into());
         }
     }
-    let corpus = CharCorpus::read(&path, args.validation)?;
+    let mut corpus = CharCorpus::read(&path, args.validation)?;
+    if let Some(f) = args.holdout {
+        corpus = corpus.holdout(f)?;
+    }
     if corpus.valid.len() <= args.context {
         return Err(format!(
             "{}: {} validation characters, a window needs {} (lower --context or raise \

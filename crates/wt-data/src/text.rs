@@ -70,6 +70,32 @@ impl CharCorpus {
         })
     }
 
+    /// The same corpus with the last `fraction` of the training part as its validation part and
+    /// the rest as its training part: a split for choosing a recipe that never reads the real
+    /// validation text.
+    ///
+    /// # Errors
+    /// `fraction` outside (0, 1), or a part shorter than two characters.
+    pub fn holdout(&self, fraction: f64) -> Result<Self, DataError> {
+        let n = self.train.len();
+        let keep = ((n as f64) * (1.0 - fraction)).round() as usize;
+        if !(fraction > 0.0 && fraction < 1.0) || keep < 2 || n - keep < 2 {
+            return Err(DataError::file(
+                &self.path,
+                format!(
+                    "cannot hold out {fraction} of {n} training characters (a fraction in \
+                     (0, 1) leaving two characters on each side)"
+                ),
+            ));
+        }
+        Ok(Self {
+            path: self.path.clone(),
+            vocab: self.vocab.clone(),
+            train: self.train[..keep].to_vec(),
+            valid: self.train[keep..].to_vec(),
+        })
+    }
+
     /// The token of `c`, if it is in the vocabulary.
     pub fn token(&self, c: char) -> Option<u32> {
         self.vocab.binary_search(&c).ok().map(|i| i as u32)
@@ -172,6 +198,9 @@ mod tests {
         let w = CharWindows::at(&c.train, &[0, 4], 3);
         assert_eq!(w.inputs, vec![0, 1, 2, 1, 2, 0]);
         assert_eq!(w.targets, vec![1, 2, 0, 2, 0, 1]);
+        let h = c.holdout(0.25).unwrap();
+        assert_eq!((h.train, h.valid), (vec![0, 1, 2, 0, 1, 2], vec![0, 1]));
+        assert!(c.holdout(0.0).is_err() && c.holdout(0.9).is_err());
         let seq = CharWindows::sequential(&c.train, 2, 3);
         assert_eq!(seq.len(), 1);
         assert_eq!(seq[0].inputs, vec![0, 1, 2, 0, 1, 2]);
