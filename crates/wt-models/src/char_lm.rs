@@ -2,11 +2,11 @@
 
 use burn::config::Config;
 use burn::module::Module;
-use burn::nn::{Embedding, EmbeddingConfig, Initializer, LayerNorm, LayerNormConfig};
+use burn::nn::{Embedding, EmbeddingConfig, Initializer, LayerNorm};
 use burn::tensor::{Device, Int, Tensor};
 use wt_nn::{
-    FeedbackLinear, FeedbackLinearConfig, FeedbackTransformerBlock, FeedbackTransformerBlockConfig,
-    PositionEmbedding, PositionEmbeddingConfig, Rule, causal_mask, direct_error,
+    FeedbackLinear, FeedbackTransformerBlock, PositionEmbedding, PositionEmbeddingConfig, Rule,
+    causal_mask, direct_error,
 };
 
 use crate::TransformerShape;
@@ -61,10 +61,8 @@ impl CharTransformerConfig {
     pub fn init(&self, device: &Device) -> CharTransformer {
         let s = self.shape;
         let rule = self.rule.with_outputs(self.vocab);
-        let init = self
-            .initializer
-            .clone()
-            .unwrap_or_else(|| FeedbackLinearConfig::new(1, 1).initializer);
+        let init = crate::vit::layer_initializer(&self.initializer);
+        let (blocks, norm, head) = s.trunk(self.vocab, rule, &init, device);
         CharTransformer {
             tokens: EmbeddingConfig::new(self.vocab, s.d_model)
                 .with_initializer(Initializer::Normal {
@@ -75,19 +73,9 @@ impl CharTransformerConfig {
             positions: PositionEmbeddingConfig::new(self.context, s.d_model)
                 .with_kind(s.positions)
                 .init(device),
-            blocks: (0..s.depth)
-                .map(|_| {
-                    FeedbackTransformerBlockConfig::new(s.d_model, s.n_heads, s.d_ff)
-                        .with_initializer(init.clone())
-                        .with_rule(rule)
-                        .init(device)
-                })
-                .collect(),
-            norm: LayerNormConfig::new(s.d_model).init(device),
-            head: FeedbackLinearConfig::new(s.d_model, self.vocab)
-                .with_initializer(init)
-                .with_rule(rule)
-                .init(device),
+            blocks,
+            norm,
+            head,
         }
     }
 }

@@ -46,6 +46,44 @@ impl Default for TransformerShape {
     }
 }
 
+impl TransformerShape {
+    /// The part a ViT and a language model share: `depth` blocks, the final layer norm and a
+    /// linear head to `outputs`, every feedback layer on `rule` from `init`.
+    pub(crate) fn trunk(
+        &self,
+        outputs: usize,
+        rule: Rule,
+        init: &Initializer,
+        device: &Device,
+    ) -> (Vec<FeedbackTransformerBlock>, LayerNorm, FeedbackLinear) {
+        let blocks = (0..self.depth)
+            .map(|_| {
+                FeedbackTransformerBlockConfig::new(self.d_model, self.n_heads, self.d_ff)
+                    .with_initializer(init.clone())
+                    .with_rule(rule)
+                    .init(device)
+            })
+            .collect();
+        let head = FeedbackLinearConfig::new(self.d_model, outputs)
+            .with_initializer(init.clone())
+            .with_rule(rule)
+            .init(device);
+        (
+            blocks,
+            LayerNormConfig::new(self.d_model).init(device),
+            head,
+        )
+    }
+}
+
+/// The initialiser of a model's feedback layers: the given one, else the layers' default
+/// (Burn's, PyTorch's Kaiming-uniform).
+pub(crate) fn layer_initializer(given: &Option<Initializer>) -> Initializer {
+    given
+        .clone()
+        .unwrap_or_else(|| FeedbackLinearConfig::new(1, 1).initializer)
+}
+
 /// Configuration of a [`Vit`].
 #[derive(Config, Debug)]
 pub struct VitConfig {
@@ -104,32 +142,20 @@ impl VitConfig {
             s.patch
         );
         let rule = self.rule.with_outputs(self.num_classes);
-        let init = self
-            .initializer
-            .clone()
-            .unwrap_or_else(|| FeedbackLinearConfig::new(1, 1).initializer);
+        let init = layer_initializer(&self.initializer);
         let tokens = (self.image_side / s.patch).pow(2);
+        let (blocks, norm, head) = s.trunk(self.num_classes, rule, &init, device);
         Vit {
             patches: PatchEmbeddingConfig::new(self.in_channels, s.patch, s.d_model)
-                .with_initializer(init.clone())
+                .with_initializer(init)
                 .with_rule(rule)
                 .init(device),
             positions: PositionEmbeddingConfig::new(tokens, s.d_model)
                 .with_kind(s.positions)
                 .init(device),
-            blocks: (0..s.depth)
-                .map(|_| {
-                    FeedbackTransformerBlockConfig::new(s.d_model, s.n_heads, s.d_ff)
-                        .with_initializer(init.clone())
-                        .with_rule(rule)
-                        .init(device)
-                })
-                .collect(),
-            norm: LayerNormConfig::new(s.d_model).init(device),
-            head: FeedbackLinearConfig::new(s.d_model, self.num_classes)
-                .with_initializer(init)
-                .with_rule(rule)
-                .init(device),
+            blocks,
+            norm,
+            head,
         }
     }
 }

@@ -1081,78 +1081,47 @@ fn direct_rules_send_each_positions_own_signal_to_its_rows() {
         let ad = device.autodiff();
         ad.seed(17);
         for rule in ["dfa", "dkp", "drtp"] {
-            for extra in [false, true] {
-                let what = format!("{name} {rule} extra={extra}");
+            // k = 1: the layer reads [2, 3, 4] (a language model's rows); k = 2: [2, 3, 2, 4],
+            // its outputs summed over the extra dimension before the head.
+            for (k, labels, scale) in [
+                (1, [3i64, 1, 0, 5, 5, 2], 0.25),
+                (2, [0, 5, 2, 2, 1, 4], 0.5),
+            ] {
+                let what = format!("{name} {rule} k={k}");
                 let rule = rule.parse::<Rule>().unwrap().with_outputs(6);
                 let l1 = FeedbackLinearConfig::new(4, 5).with_rule(rule).init(&ad);
                 let l2 = FeedbackLinearConfig::new(5, 6).init(&ad);
-                let x = rand([2, 3, 2, 4], &ad).require_grad();
-                let (signal_rows, dx) = if extra {
-                    // [2, 3, 2, 4] → logits [2, 3, 6] (the middle pair summed).
-                    let h = relu(l1.forward(x.clone())).sum_dim(2).squeeze_dim::<3>(2);
-                    let logits = direct_error(l2.forward(h));
-                    let r = rand([2, 3, 6], &ad);
-                    let targets = Tensor::<2, Int>::from_data(
-                        TensorData::new(vec![0i64, 5, 2, 2, 1, 4], [2, 3]),
-                        &ad,
-                    );
-                    direct_targets(targets.clone(), 0.5);
-                    let g = (logits * r.clone()).sum().backward();
-                    let signal = if rule.name() == "drtp" {
-                        targets.one_hot::<3>(6).float().mul_scalar(-0.5)
-                    } else {
-                        r
-                    };
-                    (
-                        signal.inner(),
-                        (x.grad(&g).unwrap(), l1.feedback().unwrap().grad(&g)),
-                    )
+                let x = rand([2, 3, k, 4], &ad).require_grad();
+                let h = if k == 1 {
+                    relu(l1.forward(x.clone().squeeze_dim::<3>(2)))
                 } else {
-                    let x3 = x
-                        .clone()
-                        .slice([0..2, 0..3, 0..1, 0..4])
-                        .squeeze_dim::<3>(2);
-                    let logits = direct_error(l2.forward(relu(l1.forward(x3))));
-                    let r = rand([2, 3, 6], &ad);
-                    let targets = Tensor::<2, Int>::from_data(
-                        TensorData::new(vec![3i64, 1, 0, 5, 5, 2], [2, 3]),
-                        &ad,
-                    );
-                    direct_targets(targets.clone(), 0.25);
-                    let g = (logits * r.clone()).sum().backward();
-                    let signal = if rule.name() == "drtp" {
-                        targets.one_hot::<3>(6).float().mul_scalar(-0.25)
-                    } else {
-                        r
-                    };
-                    (
-                        signal.inner(),
-                        (x.grad(&g).unwrap(), l1.feedback().unwrap().grad(&g)),
-                    )
+                    relu(l1.forward(x.clone())).sum_dim(2).squeeze_dim::<3>(2)
                 };
-                let (dx, d_grad) = dx;
+                let logits = direct_error(l2.forward(h));
+                let r = rand([2, 3, 6], &ad);
+                let targets =
+                    Tensor::<2, Int>::from_data(TensorData::new(labels.to_vec(), [2, 3]), &ad);
+                direct_targets(targets.clone(), scale);
+                let g = (logits * r.clone()).sum().backward();
+                let signal = if rule.name() == "drtp" {
+                    targets.one_hot::<3>(6).float().mul_scalar(-scale)
+                } else {
+                    r
+                }
+                .inner();
                 let d = l1.feedback().unwrap().val().inner(); // [4, 6]
-                // Each position's row: signal [2, 3, 6] · Dᵀ → [2, 3, 4].
-                let per_row = signal_rows
-                    .clone()
-                    .matmul(d.clone().transpose().unsqueeze::<3>());
-                let (expected, x_rows) = if extra {
-                    let e = per_row.unsqueeze_dim::<4>(2).expand([2, 3, 2, 4]);
-                    (e, x.clone().inner().sum_dim(2).reshape([6, 4]))
-                } else {
-                    let zero = Tensor::zeros([2, 3, 1, 4], &d.device());
-                    let e = Tensor::cat(vec![per_row.unsqueeze_dim::<4>(2), zero], 2);
-                    (
-                        e,
-                        x.clone()
-                            .inner()
-                            .slice([0..2, 0..3, 0..1, 0..4])
-                            .reshape([6, 4]),
-                    )
-                };
-                close(&format!("{what}: dx"), dx.inner(), expected);
+                // Each position's row: signal [2, 3, 6] · Dᵀ → [2, 3, 4], shared over k.
+                let per_row = signal.clone().matmul(d.transpose().unsqueeze::<3>());
+                let expected = per_row.unsqueeze_dim::<4>(2).expand([2, 3, k, 4]);
+                close(
+                    &format!("{what}: dx"),
+                    x.grad(&g).unwrap().inner(),
+                    expected,
+                );
+                let d_grad = l1.feedback().unwrap().grad(&g);
                 if rule.name() == "dkp" {
-                    let expected_d = x_rows.transpose().matmul(signal_rows.reshape([6, 6]));
+                    let x_rows = x.clone().inner().sum_dim(2).reshape([6, 4]);
+                    let expected_d = x_rows.transpose().matmul(signal.reshape([6, 6]));
                     close(&format!("{what}: dD"), d_grad.unwrap().inner(), expected_d);
                 } else {
                     assert!(d_grad.is_none(), "{what}: a fixed D received a gradient");
