@@ -99,7 +99,7 @@ struct Cli {
     /// Models (ResNet-18 to ResNet-152 at batch 32, the others at batch 128)
     #[arg(long, value_delimiter = ',', default_value = "mlp,resnet20,resnet18",
           value_parser = ["mlp", "resnet20", "resnet56", "resnet18", "resnet34", "resnet50",
-                          "resnet101", "resnet152", "lenet"])]
+                          "resnet101", "resnet152", "lenet", "vit"])]
     models: Vec<String>,
     /// Rules (default: all)
     #[arg(long, value_delimiter = ',', value_parser = one_of::<Rule>())]
