@@ -13,6 +13,9 @@
 #                   the full Imagenette (scripts/get_imagenette.sh), ResNet-18 with the ImageNet
 #                   stem at 64 pixels, 1,000 outputs, 15 epochs, cosine after 1 warm-up epoch,
 #                   weight decay 5e-3 for every rule (docs/results.md, "ResNet-18 on Imagenette")
+#   charlm          Tiny Shakespeare ($WT_DATA/tinyshakespeare/input.txt), examples/charlm.rs's
+#                   defaults (4 blocks of 128, context 128, batch 32, 2,000 steps) at AdamW lr 3e-3,
+#                   the rate BP's search on the training text's held-out tail chose
 # A ROW ending in -wm-slow (e.g. imagenette-resnet18-wm-slow) is the table's WM row with the slow
 # mirror (η_B = 0.005).
 # e.g. scripts/reproduce.sh cifar-lenet-kp
@@ -77,11 +80,12 @@ fmnist-lenet) args=(--example mnist -- --dataset fashion_mnist --model lenet --r
 cifar-lenet) args=(--example cifar10 -- --data "$cifar" --model lenet --rule "$rule" --epochs 5) ;;
 cifar-resnet20) args=(--example cifar10 -- --data "$cifar" --model resnet20 --rule "$rule"
   --epochs 5) ;;
+charlm) args=(--example charlm -- --rule "$rule" --lr 3e-3 --steps 2000) ;;
 imagenette-resnet18) args=(--example imagenet -- --data "$imagenette" --model resnet18 --stem imagenet
   --image-size 64 --rule "$rule" --epochs 15 --batch 128 --lr 0.1 --momentum 0.9
   --weight-decay 5e-3 --schedule cosine --warmup 1) ;;
 *)
-  echo "unknown table '$table' in '$row': expected mnist-mlp fmnist-lenet cifar-lenet cifar-resnet20 imagenette-resnet18" >&2
+  echo "unknown table '$table' in '$row': expected mnist-mlp fmnist-lenet cifar-lenet cifar-resnet20 imagenette-resnet18 charlm" >&2
   exit 2
   ;;
 esac
