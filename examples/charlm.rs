@@ -22,8 +22,7 @@ use std::time::Instant;
 use burn::module::Module;
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::{AdamWConfig, GradientsParams};
-use burn::store::ModuleRecord;
-use burn::tensor::{Bytes, Device, Int, Tensor, TensorData};
+use burn::tensor::{Device, Int, Tensor, TensorData};
 use clap::Parser;
 use wt::wt_core::device::parse_device;
 use wt::wt_models::{CharTransformer, CharTransformerConfig, TransformerShape};
@@ -33,7 +32,7 @@ use wt::wt_nn::{
 };
 use wt::wt_train::checkpoint::{self, Progress};
 use wt::wt_train::cli::{one_of, rule_override};
-use wt::wt_train::{RunDir, TrainError};
+use wt::wt_train::{RunDir, RunMode, TrainError};
 use wt_data::{CharCorpus, CharWindows};
 
 #[derive(Parser, Debug, Clone, serde::Serialize)]
@@ -199,12 +198,7 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
     let out = args.out.clone().unwrap_or_else(|| {
         PathBuf::from(format!("runs/charlm-{}-s{}", args.rule.name(), args.seed))
     });
-    let mode = match (args.resume, args.overwrite) {
-        (true, _) => wt::wt_train::RunMode::Resume,
-        (_, true) => wt::wt_train::RunMode::Overwrite,
-        _ => wt::wt_train::RunMode::New,
-    };
-    let run_dir = RunDir::open(&out, mode)?;
+    let run_dir = RunDir::open(&out, RunMode::from_flags(args.resume, args.overwrite))?;
     RunDir::write_atomic(
         &run_dir.root().join("config.json"),
         serde_json::to_string_pretty(args)?.as_bytes(),
@@ -237,36 +231,29 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
     let overrides: LayerRules = (args.rule_for.iter())
         .map(|(p, r)| (p.clone(), r.with_outputs(vocab)))
         .collect();
-    let mut model = set_layer_rules(model, &overrides)?;
-    let mut optim = FeedbackOptimizer::wrap(
+    let model = set_layer_rules(model, &overrides)?;
+    let optim = FeedbackOptimizer::wrap(
         AdamWConfig::new()
             .with_weight_decay(args.weight_decay as f32)
             .init(),
         0.0,
     );
-    let mut step = 0u64;
-    let mut rows: Vec<Row> = Vec::new();
-    if args.resume {
-        let ckpt = checkpoint::read(&run_dir.checkpoint())?;
-        let record = ModuleRecord::from_bytes(Bytes::from_bytes_vec(ckpt.model))
-            .map_err(|e| format!("{}: model record: {e}", run_dir.checkpoint().display()))?;
-        model = model
-            .try_load_record(record)
-            .map_err(|e| format!("{}: model record: {e}", run_dir.checkpoint().display()))?;
-        optim = optim.with_bytes(Bytes::from_bytes_vec(ckpt.optimizer))?;
-        step = ckpt.progress.global_step;
-        rows = read_rows(&run_dir.metrics_csv())?
+    let (mut model, mut optim, mut step, mut rows) = if args.resume {
+        let path = run_dir.checkpoint();
+        let (model, optim, progress) = checkpoint::restore(&path, model, optim)?;
+        let step = progress.global_step;
+        let rows: Vec<Row> = read_rows(&run_dir.metrics_csv())?
             .into_iter()
             .filter(|r| r.step <= step)
             .collect();
         say(
             args,
-            format!(
-                "resumed from {} at step {step}",
-                run_dir.checkpoint().display()
-            ),
+            format!("resumed from {} at step {step}", path.display()),
         );
-    }
+        (model, optim, step, rows)
+    } else {
+        (model, optim, 0u64, Vec::new())
+    };
     let params = model.num_params();
     say(
         args,
@@ -288,13 +275,9 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
     let offset = rows.last().map_or(0.0, |r| r.seconds);
     while step < args.steps {
         // The step's windows and draws (brSF's B, the mirror's noise) from (seed, step) alone.
-        ad.seed(mix(args.seed, step));
-        let w = CharWindows::random(
-            &corpus.train,
-            args.batch,
-            args.context,
-            mix(args.seed, step),
-        );
+        let step_seed = mix(args.seed, step);
+        ad.seed(step_seed);
+        let w = CharWindows::random(&corpus.train, args.batch, args.context, step_seed);
         let (x, y) = tensors(&w, &ad);
         let lr = learning_rate(args, step);
         let loss = lm_loss(&model, &loss_fn, &x, &y, vocab);
@@ -346,18 +329,11 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
                 global_step: step,
                 history: Vec::new(),
             };
-            let model_bytes = model.clone().into_record().into_bytes()?;
-            checkpoint::write(
-                &run_dir.checkpoint(),
-                &progress,
-                &model_bytes,
-                &optim.to_bytes()?,
-            )?;
+            checkpoint::save(&run_dir.checkpoint(), &progress, &model, &optim)?;
         }
     }
     let model = model.valid();
-    let bytes = model.clone().into_record().into_bytes()?;
-    RunDir::write_atomic(&run_dir.model(), &bytes)?;
+    RunDir::write_atomic(&run_dir.model(), &checkpoint::record_bytes(&model)?)?;
     let text = sample(&model, &corpus, args, &device);
     RunDir::write_atomic(&run_dir.root().join("sample.txt"), text.as_bytes())?;
     say(

@@ -423,13 +423,13 @@ impl<B: Kernels> Backward<B, 3> for DirectFeedbackBackward {
                 // (`[batch]`: one error an example; `[batch, tokens]`: one a position); `x`'s
                 // remaining middle dimensions share their row's error.
                 let rows = error_shape.num_elements() / classes;
-                let shared = x_shape.num_elements() / d_input / rows;
                 assert!(
                     leading_rows(&x_shape, rows),
                     "direct feedback: the signal's shape {error_shape:?} does not lead the layer \
                      input's {x_shape:?} (it must be [batch, classes] or [batch, ..., classes] \
                      with the input's leading dimensions)"
                 );
+                let shared = x_shape.num_elements() / d_input / rows;
                 let error = B::float_reshape(error, Shape::new([rows, classes]));
                 if let Some(node) = direct_node {
                     // xᵀ·e, x summed over the dimensions that share a row's error first:
@@ -485,17 +485,7 @@ impl<B: Kernels> Backward<B, 3> for DirectFeedbackBackward {
 
 /// Whether `rows` is the product of some leading dimensions of `x_shape` (its last left out).
 fn leading_rows(x_shape: &Shape, rows: usize) -> bool {
-    let mut product = 1;
-    for i in 0..x_shape.num_dims() {
-        if product == rows {
-            return true;
-        }
-        if i + 1 == x_shape.num_dims() {
-            break;
-        }
-        product *= x_shape[i];
-    }
-    product == rows
+    (0..x_shape.num_dims()).any(|k| (0..k).map(|i| x_shape[i]).product::<usize>() == rows)
 }
 
 fn autodiff_direct<B: Kernels, C: CheckpointStrategy>(

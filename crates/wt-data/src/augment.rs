@@ -22,6 +22,12 @@ impl ItemRng {
         Self(b)
     }
 
+    /// The generator whose state is `state`: its first number is SplitMix64's first output
+    /// from that seed.
+    pub fn from_state(state: u64) -> Self {
+        Self(state)
+    }
+
     /// Next 64 random bits.
     pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);

@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::DataError;
+use crate::{DataError, ItemRng};
 
 /// A text read as characters: its vocabulary (the distinct characters, sorted by code point)
 /// and the training and validation parts as indices into it.
@@ -152,9 +152,9 @@ impl CharWindows {
             context + 1
         );
         let span = (tokens.len() - context) as u64;
-        let mut state = seed;
+        let mut rng = ItemRng::from_state(seed);
         let starts: Vec<usize> = (0..batch)
-            .map(|_| (splitmix64(&mut state) % span) as usize)
+            .map(|_| (rng.next_u64() % span) as usize)
             .collect();
         Self::at(tokens, &starts, context)
     }
@@ -169,14 +169,6 @@ impl CharWindows {
             .map(|chunk| Self::at(tokens, chunk, context))
             .collect()
     }
-}
-
-fn splitmix64(state: &mut u64) -> u64 {
-    *state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    let mut z = *state;
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
 }
 
 #[cfg(test)]

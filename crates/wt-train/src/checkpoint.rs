@@ -8,9 +8,13 @@
 
 use std::path::Path;
 
+use burn::module::Module;
+use burn::store::ModuleRecord;
+use burn::tensor::Bytes;
 use serde::{Deserialize, Serialize};
 
 use crate::error::TrainError;
+use crate::feedback_optimizer::FeedbackOptimizer;
 use crate::metrics::EpochMetrics;
 use crate::run_dir::RunDir;
 
@@ -121,6 +125,54 @@ pub fn read(path: &Path) -> Result<Checkpoint, TrainError> {
         model,
         optimizer,
     })
+}
+
+/// The model's record as burnpack bytes (what `save_file` writes and `load_file` reads).
+pub fn record_bytes<M: Module>(model: &M) -> Result<Bytes, TrainError> {
+    model
+        .clone()
+        .into_record()
+        .into_bytes()
+        .map_err(|e| TrainError::Checkpoint(format!("serialising the model: {e}")))
+}
+
+/// Writes `progress`, `model`'s record and `optim`'s state to `path` ([`write`]: atomically);
+/// returns the model's record bytes.
+pub fn save<M: Module>(
+    path: &Path,
+    progress: &Progress,
+    model: &M,
+    optim: &FeedbackOptimizer,
+) -> Result<Bytes, TrainError> {
+    let model_bytes = record_bytes(model)?;
+    let optim_bytes = optim.to_bytes().map_err(TrainError::Checkpoint)?;
+    write(path, progress, &model_bytes, &optim_bytes)?;
+    Ok(model_bytes)
+}
+
+/// Reads the checkpoint at `path` ([`read`]) into `model` and `optim`; an error names the file
+/// and the part that does not fit them.
+pub fn restore<M: Module>(
+    path: &Path,
+    model: M,
+    optim: FeedbackOptimizer,
+) -> Result<(M, FeedbackOptimizer, Progress), TrainError> {
+    let ckpt = read(path)?;
+    let bad = |part: &str, e: String| {
+        TrainError::Checkpoint(format!(
+            "{}: {part} does not fit this model: {e}",
+            path.display()
+        ))
+    };
+    let record = ModuleRecord::from_bytes(Bytes::from_bytes_vec(ckpt.model))
+        .map_err(|e| bad("model record", e.to_string()))?;
+    let model = model
+        .try_load_record(record)
+        .map_err(|e| bad("model record", e.to_string()))?;
+    let optim = optim
+        .with_bytes(Bytes::from_bytes_vec(ckpt.optimizer))
+        .map_err(|e| bad("optimizer state", e))?;
+    Ok((model, optim, ckpt.progress))
 }
 
 #[cfg(test)]

@@ -48,7 +48,7 @@ mod tests {
 
     /// Every parameter and buffer of `m`: its record's bytes.
     fn values(m: &Model) -> Vec<u8> {
-        crate::trainer::record_bytes(m).unwrap().to_vec()
+        crate::checkpoint::record_bytes(m).unwrap().to_vec()
     }
 
     /// Two steps of the wrapper equal the three calls in their order (B's extra gradients,

@@ -17,6 +17,17 @@ pub enum RunMode {
     Overwrite,
 }
 
+impl RunMode {
+    /// The mode the `--resume` and `--overwrite` flags ask for (`--resume` first).
+    pub fn from_flags(resume: bool, overwrite: bool) -> Self {
+        match (resume, overwrite) {
+            (true, _) => Self::Resume,
+            (_, true) => Self::Overwrite,
+            _ => Self::New,
+        }
+    }
+}
+
 /// A run folder.
 #[derive(Debug, Clone)]
 pub struct RunDir {

@@ -306,10 +306,6 @@ pub struct RunningArgs {
 impl TrainArgs {
     /// The run mode `--resume` / `--overwrite` ask for.
     pub fn mode(&self) -> RunMode {
-        match (self.run.resume, self.run.overwrite) {
-            (true, _) => RunMode::Resume,
-            (_, true) => RunMode::Overwrite,
-            _ => RunMode::New,
-        }
+        RunMode::from_flags(self.run.resume, self.run.overwrite)
     }
 }

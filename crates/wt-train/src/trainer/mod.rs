@@ -19,7 +19,6 @@
 use std::time::Instant;
 
 use burn::nn::loss::CrossEntropyLossConfig;
-use burn::store::ModuleRecord;
 use burn::tensor::{Bytes, Device, Int, Tensor};
 use wt_models::ImageClassifier;
 use wt_nn::{ProbeAlignment, gradient_alignment, mirror_steps, weight_alignment};
@@ -308,7 +307,7 @@ fn fit_with_kernels<M: ImageClassifier>(
     // only when this call trained no epoch (a resume with nothing left to do).
     let model_bytes = match final_model_bytes {
         Some(bytes) => bytes,
-        None => record_bytes(&model)?,
+        None => checkpoint::record_bytes(&model)?,
     };
     RunDir::write_atomic(&run.model(), &model_bytes)?;
     Ok(Trained {
@@ -336,7 +335,7 @@ pub(crate) fn initialize<M: burn::module::Module>(model: &M) {
 /// resuming, else the fresh model after the weight mirror's warm-up.
 fn start<M: ImageClassifier>(
     mut model: M,
-    mut optim: FeedbackOptimizer,
+    optim: FeedbackOptimizer,
     config: &TrainConfig,
     run: &RunDir,
     resume: bool,
@@ -357,27 +356,13 @@ fn start<M: ImageClassifier>(
         };
         return Ok((model, optim, progress));
     }
-    let ckpt = checkpoint::read(&run.checkpoint())?;
-    let bad = |part: &str, e: String| {
-        TrainError::Checkpoint(format!(
-            "{}: {part} does not fit this model: {e}",
-            run.checkpoint().display()
-        ))
-    };
-    let record = ModuleRecord::from_bytes(Bytes::from_bytes_vec(ckpt.model))
-        .map_err(|e| bad("model record", e.to_string()))?;
-    model = model
-        .try_load_record(record)
-        .map_err(|e| bad("model record", e.to_string()))?;
-    optim = optim
-        .with_bytes(Bytes::from_bytes_vec(ckpt.optimizer))
-        .map_err(|e| bad("optimizer state", e))?;
+    let (model, optim, progress) = checkpoint::restore(&run.checkpoint(), model, optim)?;
     say.line(format!(
         "resumed from {} after epoch {}",
         run.checkpoint().display(),
-        ckpt.progress.epochs_done
+        progress.epochs_done
     ));
-    Ok((model, optim, ckpt.progress))
+    Ok((model, optim, progress))
 }
 
 /// What an epoch's steps measured.
@@ -593,9 +578,7 @@ fn save_epoch<M: ImageClassifier>(
     run: &RunDir,
     say: Say,
 ) -> Result<Bytes, TrainError> {
-    let model_bytes = record_bytes(model)?;
-    let optim_bytes = optim.to_bytes().map_err(TrainError::Checkpoint)?;
-    checkpoint::write(&run.checkpoint(), progress, &model_bytes, &optim_bytes)?;
+    let model_bytes = checkpoint::save(&run.checkpoint(), progress, model, optim)?;
     RunDir::write_atomic(
         &run.metrics_csv(),
         metrics::to_csv(&progress.history).as_bytes(),
@@ -611,15 +594,6 @@ fn save_epoch<M: ImageClassifier>(
         tensorboard::write(dir, &run.name(), &progress.history)?;
     }
     Ok(model_bytes)
-}
-
-/// The model's record as burnpack bytes (what `save_file` writes and `load_file` reads).
-pub(crate) fn record_bytes<M: burn::module::Module>(model: &M) -> Result<Bytes, TrainError> {
-    model
-        .clone()
-        .into_record()
-        .into_bytes()
-        .map_err(|e| TrainError::Checkpoint(format!("serialising the model: {e}")))
 }
 
 /// Each layer's error and update angles against backprop, averaged over the run's probe
