@@ -136,7 +136,7 @@ pub fn record_bytes<M: Module>(model: &M) -> Result<Bytes, TrainError> {
         .map_err(|e| TrainError::Checkpoint(format!("serialising the model: {e}")))
 }
 
-/// Writes `progress`, `model`'s record and `optim`'s state to `path` ([`write`]: atomically);
+/// Writes `progress`, `model`'s record and `optim`'s state to `path` ([`write()`]: atomically);
 /// returns the model's record bytes.
 pub fn save<M: Module>(
     path: &Path,
@@ -150,7 +150,7 @@ pub fn save<M: Module>(
     Ok(model_bytes)
 }
 
-/// Reads the checkpoint at `path` ([`read`]) into `model` and `optim`; an error names the file
+/// Reads the checkpoint at `path` ([`read()`]) into `model` and `optim`; an error names the file
 /// and the part that does not fit them.
 pub fn restore<M: Module>(
     path: &Path,
