@@ -23,7 +23,8 @@ use burn::module::Module;
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::{AdamWConfig, GradientsParams};
 use burn::tensor::{Device, Int, Tensor, TensorData};
-use clap::Parser;
+use clap::parser::ValueSource;
+use clap::{CommandFactory, FromArgMatches, Parser};
 use wt::wt_core::device::parse_device;
 use wt::wt_models::{CharTransformer, CharTransformerConfig, TransformerShape};
 use wt::wt_nn::{
@@ -35,7 +36,7 @@ use wt::wt_train::cli::{one_of, rule_override};
 use wt::wt_train::{RunDir, RunMode, TrainError};
 use wt_data::{CharCorpus, CharWindows};
 
-#[derive(Parser, Debug, Clone, serde::Serialize)]
+#[derive(Parser, Debug, Clone, serde::Serialize, serde::Deserialize)]
 #[command(
     about = "Trains a character-level transformer with a learning rule",
     args_override_self = true
@@ -114,7 +115,8 @@ struct Args {
     /// Run folder (default runs/charlm-<rule>-s<seed>)
     #[arg(long, value_name = "DIR")]
     out: Option<PathBuf>,
-    /// Continue the run in --out from its checkpoint (flags may extend --steps)
+    /// Continue the run in --out from its checkpoint with the run's saved settings
+    /// (`config.json`); flags given beside it override them (e.g. a larger --steps)
     #[arg(long, conflicts_with = "overwrite")]
     resume: bool,
     /// Delete the run files in --out and start again
@@ -141,11 +143,53 @@ struct Row {
 }
 
 fn main() {
-    let args = Args::parse();
-    if let Err(e) = run(&args) {
+    let matches = Args::command().get_matches();
+    let args = Args::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    if let Err(e) = resolved(args, &matches).and_then(|args| run(&args)) {
         eprintln!("error: {e}");
         std::process::exit(1);
     }
+}
+
+/// The settings a run goes by: the flags as given, or with `--resume` the run folder's saved
+/// `config.json` with the flags given on the command line laid over it (a flag left at its
+/// default does not reset a saved setting).
+fn resolved(args: Args, matches: &clap::ArgMatches) -> Result<Args, Box<dyn std::error::Error>> {
+    if !args.resume {
+        return Ok(args);
+    }
+    let out = args
+        .out
+        .clone()
+        .ok_or("--resume needs --out DIR (the run folder)")?;
+    let path = out.join("config.json");
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| format!("--resume: cannot read {}: {e}", path.display()))?;
+    let serde_json::Value::Object(mut saved) = serde_json::from_str(&text)
+        .map_err(|e| format!("{}: not a charlm config: {e}", path.display()))?
+    else {
+        return Err(format!(
+            "{}: not a charlm config (expected a JSON object)",
+            path.display()
+        )
+        .into());
+    };
+    let serde_json::Value::Object(given) = serde_json::to_value(&args)? else {
+        unreachable!("Args serialises to an object")
+    };
+    for (key, value) in given {
+        if matches.value_source(&key) == Some(ValueSource::CommandLine) {
+            saved.insert(key, value);
+        }
+    }
+    let merged: Args = serde_json::from_value(serde_json::Value::Object(saved))
+        .map_err(|e| format!("{}: not a charlm config: {e}", path.display()))?;
+    Ok(Args {
+        resume: true,
+        overwrite: false,
+        out: Some(out),
+        ..merged
+    })
 }
 
 fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
@@ -199,10 +243,6 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
         PathBuf::from(format!("runs/charlm-{}-s{}", args.rule.name(), args.seed))
     });
     let run_dir = RunDir::open(&out, RunMode::from_flags(args.resume, args.overwrite))?;
-    RunDir::write_atomic(
-        &run_dir.root().join("config.json"),
-        serde_json::to_string_pretty(args)?.as_bytes(),
-    )?;
 
     ad.seed(args.seed);
     let shape = TransformerShape {
@@ -254,6 +294,11 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
     } else {
         (model, optim, 0u64, Vec::new())
     };
+    // Written once the checkpoint (if any) has loaded, so a failed resume leaves it as it was.
+    RunDir::write_atomic(
+        &run_dir.root().join("config.json"),
+        serde_json::to_string_pretty(args)?.as_bytes(),
+    )?;
     let params = model.num_params();
     say(
         args,

@@ -40,7 +40,8 @@ if ! kill -KILL "$pid" 2>/dev/null || [ -e "$work/cut/model.bpk" ]; then
   exit 1
 fi
 wait "$pid" 2>/dev/null || true
-"$charlm" "${args[@]}" --out "$work/cut" --resume > "$work/resume.log" 2>&1
+# --resume alone: the run's saved config.json supplies every other setting.
+"$charlm" --out "$work/cut" --resume > "$work/resume.log" 2>&1
 here=$(cd "$(dirname "$0")" && pwd)
 if ! gap=$(python3 "$here/compare_models.py" "$work/whole/model.bpk" "$work/cut/model.bpk" 0 2>&1); then
   echo "transformer_check: the resumed charlm differs from the uninterrupted one: $gap" >&2
