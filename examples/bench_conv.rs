@@ -1,7 +1,10 @@
 //! The three convolutions of a training step, layer by layer, for every conv shape of
-//! ResNet-20 (batch 128) and ResNet-18 with the CIFAR stem (batch 32): wt's kernels (forward
+//! ResNet-20 (batch 128), ResNet-18 with the CIFAR stem (batch 32) and the Imagenette step's
+//! ResNet-18 (ImageNet stem, 64 × 64 pixels, batch 128): wt's kernels (forward
 //! `y = conv(x, W)`, input gradient `dx = conv_transpose(g, B)`, weight gradient
-//! `dW = corr(x, g)`) against Burn's own Flex ops on the same buffers. Rounds of one call per
+//! `dW = corr(x, g)`) against Burn's own Flex ops on the same buffers, beside the two kernels wt
+//! chooses between (`unfold_ms`: the unfolded products; `direct_ms`: the direct stride-1
+//! kernels, where they take the layer); `path` says which one wt runs. Rounds of one call per
 //! case, medians. `benches/reference/pytorch_conv.py` times PyTorch's
 //! `conv2d` / `conv2d_input` / `conv2d_weight` on the same shapes.
 //!
@@ -9,7 +12,8 @@
 //! cargo run --release --example bench_conv                 # about 2 minutes on 2 cores
 //! ```
 //! `--help` lists the options (rounds, warm-up, which models' layers). Prints a table and one JSON line per layer and op: `{"model":"resnet20","layer":"s1",
-//! "op":"forward","wt_ms":..,"burn_ms":..,"gflops":..}` (`gflops`: wt's, 2·MACs per second).
+//! "op":"forward","path":"direct","wt_ms":..,"burn_ms":..,"unfolded_ms":..,"direct_ms":..,
+//! "gflops":..}` (`direct_ms` null where the direct kernels do not take the layer) (`gflops`: wt's, 2·MACs per second).
 
 use burn::backend::Flex;
 use burn::backend::flex::FlexTensor;
@@ -17,6 +21,8 @@ use burn::tensor::TensorData;
 use burn::tensor::ops::ConvOptions;
 use clap::Parser;
 use wt::wt_core::Kernels;
+use wt::wt_core::kernels::conv2d::{self, KernelChoice};
+use wt::wt_core::kernels::direct;
 use wt::wt_core::kernels::{ConvGeometry, FlexKernels};
 
 #[path = "../benches/common/interleaved.rs"]
@@ -38,7 +44,7 @@ type Layer = (
 /// One timed operation: its name and a call.
 type Op<'a> = (&'static str, Box<dyn Fn() + 'a>);
 
-/// Every conv shape of the two ResNets.
+/// Every conv shape of the three ResNets.
 const LAYERS: &[Layer] = &[
     ("resnet20", "stem 3-16 32²", 128, 3, 16, 32, 3, 1),
     ("resnet20", "s1 16-16 32²", 128, 16, 16, 32, 3, 1),
@@ -57,6 +63,17 @@ const LAYERS: &[Layer] = &[
     ("resnet18", "l4 256-512 /2", 32, 256, 512, 8, 3, 2),
     ("resnet18", "l4 512-512 4²", 32, 512, 512, 4, 3, 1),
     ("resnet18", "l4 1x1 256-512 /2", 32, 256, 512, 8, 1, 2),
+    ("imagenette", "stem 7x7 3-64 /2", 128, 3, 64, 64, 7, 2),
+    ("imagenette", "l1 64-64 16²", 128, 64, 64, 16, 3, 1),
+    ("imagenette", "l2 64-128 /2", 128, 64, 128, 16, 3, 2),
+    ("imagenette", "l2 128-128 8²", 128, 128, 128, 8, 3, 1),
+    ("imagenette", "l2 1x1 64-128 /2", 128, 64, 128, 16, 1, 2),
+    ("imagenette", "l3 128-256 /2", 128, 128, 256, 8, 3, 2),
+    ("imagenette", "l3 256-256 4²", 128, 256, 256, 4, 3, 1),
+    ("imagenette", "l3 1x1 128-256 /2", 128, 128, 256, 8, 1, 2),
+    ("imagenette", "l4 256-512 /2", 128, 256, 512, 4, 3, 2),
+    ("imagenette", "l4 512-512 2²", 128, 512, 512, 2, 3, 1),
+    ("imagenette", "l4 1x1 256-512 /2", 128, 256, 512, 4, 1, 2),
 ];
 
 fn random(shape: [usize; 4], seed: u64) -> FlexTensor {
@@ -83,8 +100,8 @@ struct Cli {
     #[arg(long, default_value_t = 2)]
     warmup: usize,
     /// Models whose conv layers are timed
-    #[arg(long, value_delimiter = ',', default_value = "resnet20,resnet18",
-          value_parser = ["resnet20", "resnet18"])]
+    #[arg(long, value_delimiter = ',', default_value = "resnet20,resnet18,imagenette",
+          value_parser = ["resnet20", "resnet18", "imagenette"])]
     layers: Vec<String>,
 }
 
@@ -96,7 +113,9 @@ fn main() {
         layers: models,
     } = Cli::parse();
     let reps = reps.max(1);
-    println!("model     layer                op        wt_ms   burn_ms  burn/wt  wt_GFLOP/s");
+    println!(
+        "model      layer                op      path         wt_ms   burn_ms  burn/wt  unfold_ms  direct_ms  wt_GFLOP/s"
+    );
     let mut json = Vec::new();
     for &(model, layer, batch, c_in, c_out, side, k, stride) in LAYERS {
         if !models.iter().any(|m| m == model) {
@@ -152,8 +171,28 @@ fn main() {
                 }),
             ),
         ];
-        for (op, run) in &ops {
-            // Case 0: wt's kernels; case 1: Burn's op (the same call with the kernels off).
+        let slice = |t: &FlexTensor| t.as_slice::<f32>().expect("contiguous f32").to_vec();
+        let (xs, ws, outs) = (slice(&x), slice(&w), slice(&out));
+        let unfolded: [Box<dyn Fn() + '_>; 3] = [
+            Box::new(|| drop(conv2d::unfolded_forward(&xs, &ws, None, &g))),
+            Box::new(|| drop(conv2d::unfolded_input_gradient(&ws, &outs, &g))),
+            Box::new(|| drop(conv2d::unfolded_weight_gradient(&xs, &outs, &g))),
+        ];
+        let direct_kernels: [Box<dyn Fn() + '_>; 3] = [
+            Box::new(|| drop(direct::forward(&xs, &ws, None, &g))),
+            Box::new(|| drop(direct::input_gradient(&ws, &outs, &g))),
+            Box::new(|| drop(direct::weight_gradient(&xs, &outs, &g))),
+        ];
+        let choice = KernelChoice::of(&g);
+        let chosen = [
+            choice.direct_forward,
+            choice.direct_input_gradient,
+            choice.direct_weight_gradient,
+        ];
+        for (k, (op, run)) in ops.iter().enumerate() {
+            // Case 0: wt's kernels; case 1: Burn's op (the same call with the kernels off);
+            // case 2: wt's unfolded products; case 3: the direct kernel, where it takes the
+            // layer (cases 2 and 3 are the two wt chooses between).
             let mut cases: Vec<Box<dyn FnMut() -> Result<(), std::convert::Infallible> + '_>> = vec![
                 Box::new(|| {
                     FlexKernels::Wt.run(run);
@@ -163,21 +202,34 @@ fn main() {
                     FlexKernels::Burn.run(run);
                     Ok(())
                 }),
+                Box::new(|| {
+                    unfolded[k]();
+                    Ok(())
+                }),
             ];
+            let takes = direct::takes(&g);
+            if takes {
+                cases.push(Box::new(|| {
+                    direct_kernels[k]();
+                    Ok(())
+                }));
+            }
             let Ok(t) = interleaved(&mut cases, warmup, reps);
-            let (wt_s, burn_s) = (t[0].as_secs_f64(), t[1].as_secs_f64());
-            let gflops = 2.0 * macs / wt_s / 1e9;
+            let ms = |i: usize| t.get(i).map_or(f64::NAN, |d| d.as_secs_f64() * 1e3);
+            let (wt_ms, burn_ms, unfold_ms, direct_ms) = (ms(0), ms(1), ms(2), ms(3));
+            let gflops = 2.0 * macs / wt_ms / 1e6;
+            let path = if chosen[k] { "direct" } else { "unfolded" };
             println!(
-                "{model:<10}{layer:<21}{op:<8}{:>8.2}{:>10.2}{:>9.2}{:>12.1}",
-                wt_s * 1e3,
-                burn_s * 1e3,
-                burn_s / wt_s,
-                gflops
+                "{model:<11}{layer:<21}{op:<8}{path:<10}{wt_ms:>8.2}{burn_ms:>10.2}{:>9.2}{unfold_ms:>11.2}{direct_ms:>11.2}{gflops:>12.1}",
+                burn_ms / wt_ms,
             );
+            let direct_json = if takes {
+                format!("{direct_ms:.3}")
+            } else {
+                "null".into()
+            };
             json.push(format!(
-                "{{\"model\":\"{model}\",\"layer\":\"{layer}\",\"op\":\"{op}\",\"wt_ms\":{:.3},\"burn_ms\":{:.3},\"gflops\":{gflops:.1}}}",
-                wt_s * 1e3,
-                burn_s * 1e3
+                "{{\"model\":\"{model}\",\"layer\":\"{layer}\",\"op\":\"{op}\",\"path\":\"{path}\",\"wt_ms\":{wt_ms:.3},\"burn_ms\":{burn_ms:.3},\"unfolded_ms\":{unfold_ms:.3},\"direct_ms\":{direct_json},\"gflops\":{gflops:.1}}}"
             ));
         }
     }

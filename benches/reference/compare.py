@@ -10,7 +10,9 @@ each measuring the model's rules interleaved for --steps steps (the MLP: --mlp-s
 step, so a slow stretch of a noisy machine hits both sides alike; the spread (lowest and
 highest sitting) is printed beside it. Run it on an idle machine: PyTorch's thread pool slows
 badly when another process takes a core. Options: --bench PATH (the bench_models binary),
---device NAME, --models, --rules (of bp, fa, usf), --steps, --mlp-steps, --sittings.
+--device NAME, --models (default: mlp, resnet20, resnet18 with the CIFAR stem at batch 32, and
+resnet18-imagenet64, the Imagenette step: ImageNet stem, 64 px, 1,000 classes, batch 128),
+--rules (of bp, fa, usf), --steps, --mlp-steps, --sittings.
 """
 import argparse
 import json
@@ -22,9 +24,17 @@ import sys
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
-def rows(cmd):
+# The Imagenette step (ResNet-18, ImageNet stem, 64 px, 1,000 classes, batch 128): one name in
+# pytorch_models.py, these flags in bench_models.
+WT_MODEL_ARGS = {
+    "resnet18-imagenet64": ["--models", "resnet18", "--image-size", "64", "--stem", "imagenet",
+                            "--classes", "1000", "--batch", "128"],
+}
+
+
+def rows(cmd, name=None):
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
-    return {(r["model"], r["rule"]): r["step_ms"] for r in
+    return {(name or r["model"], r["rule"]): r["step_ms"] for r in
             (json.loads(l) for l in out.splitlines() if l.startswith("{"))}
 
 
@@ -33,7 +43,9 @@ def main():
     target = os.environ.get("CARGO_TARGET_DIR", os.path.join(HERE, "..", "..", "target"))
     p.add_argument("--bench", default=os.path.join(target, "release", "examples", "bench_models"))
     p.add_argument("--device", default="flex")
-    p.add_argument("--models", default="mlp,resnet20,resnet18")
+    p.add_argument("--models", default="mlp,resnet20,resnet18,resnet18-imagenet64",
+                   help="of mlp, resnet20, resnet18 (CIFAR stem, batch 32) and "
+                        "resnet18-imagenet64 (the Imagenette step)")
     p.add_argument("--rules", default="bp,fa", help="of bp, fa, usf (PyTorch's three)")
     p.add_argument("--steps", type=int, default=5)
     p.add_argument("--mlp-steps", type=int, default=41)
@@ -48,11 +60,11 @@ def main():
     for model in a.models.split(","):
         steps = str(a.mlp_steps if model == "mlp" else a.steps)
         for _ in range(a.sittings):
-            for into, cmd in (
-                    (wt, [a.bench, "--device", a.device]),
-                    (torch, [sys.executable, os.path.join(HERE, "pytorch_models.py")])):
-                for key, ms in rows(cmd + ["--models", model, "--rules", a.rules,
-                                           "--steps", steps]).items():
+            wt_cmd = [a.bench, "--device", a.device] + WT_MODEL_ARGS.get(model, ["--models", model])
+            torch_cmd = [sys.executable, os.path.join(HERE, "pytorch_models.py"), "--models", model]
+            for into, cmd in ((wt, wt_cmd), (torch, torch_cmd)):
+                for key, ms in rows(cmd + ["--rules", a.rules, "--steps", steps],
+                                    model).items():
                     into.setdefault(key, []).append(ms)
     print(f"{'model':<10}{'rule':<6}{'wt ms':>9}{'(range)':>17}{'torch ms':>10}{'(range)':>17}"
           f"{'wt/torch':>10}")

@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""PyTorch's side of examples/bench_conv.rs: for every conv shape of ResNet-20 (batch 128) and
-ResNet-18 with the CIFAR stem (batch 32), the forward `F.conv2d`, the input gradient
+"""PyTorch's side of examples/bench_conv.rs: for every conv shape of ResNet-20 (batch 128),
+ResNet-18 with the CIFAR stem (batch 32) and the Imagenette step's ResNet-18 (ImageNet stem,
+64 × 64 pixels, batch 128), the forward `F.conv2d`, the input gradient
 `torch.nn.grad.conv2d_input`, the weight gradient `torch.nn.grad.conv2d_weight`, and both
 gradients as autograd computes them in training (`torch.autograd.grad` of a recorded conv2d:
 oneDNN's backward kernels, op "backward"; compare with wt's input + weight), on the CPU with
@@ -37,6 +38,17 @@ LAYERS = [
     ("resnet18", "l4 256-512 /2", 32, 256, 512, 8, 3, 2),
     ("resnet18", "l4 512-512 4²", 32, 512, 512, 4, 3, 1),
     ("resnet18", "l4 1x1 256-512 /2", 32, 256, 512, 8, 1, 2),
+    ("imagenette", "stem 7x7 3-64 /2", 128, 3, 64, 64, 7, 2),
+    ("imagenette", "l1 64-64 16²", 128, 64, 64, 16, 3, 1),
+    ("imagenette", "l2 64-128 /2", 128, 64, 128, 16, 3, 2),
+    ("imagenette", "l2 128-128 8²", 128, 128, 128, 8, 3, 1),
+    ("imagenette", "l2 1x1 64-128 /2", 128, 64, 128, 16, 1, 2),
+    ("imagenette", "l3 128-256 /2", 128, 128, 256, 8, 3, 2),
+    ("imagenette", "l3 256-256 4²", 128, 256, 256, 4, 3, 1),
+    ("imagenette", "l3 1x1 128-256 /2", 128, 128, 256, 8, 1, 2),
+    ("imagenette", "l4 256-512 /2", 128, 256, 512, 4, 3, 2),
+    ("imagenette", "l4 512-512 2²", 128, 512, 512, 2, 3, 1),
+    ("imagenette", "l4 1x1 256-512 /2", 128, 256, 512, 4, 1, 2),
 ]
 
 

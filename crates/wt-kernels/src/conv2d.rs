@@ -21,6 +21,7 @@ use std::cell::RefCell;
 
 use rayon::prelude::*;
 
+use crate::direct;
 use crate::geometry::ConvGeometry;
 use crate::im2col::{col2im_add, im2col};
 
@@ -181,9 +182,83 @@ fn output_rows<'a>(
     rows
 }
 
+/// Which kernels a convolution's three products run on: [`crate::direct`]'s (stride 1, no
+/// unfolded copy) or the unfolded products on `gemm`. Chosen from the shapes by measurement
+/// (`docs/architecture.md`, "Kernels", has the per-layer table): the direct kernels compute
+/// the padding positions of their planes too and fill register tiles of 8 output channels
+/// (forward) or 16 input channels (weight gradient), so they win on feature maps of 8×8 and
+/// larger with channels to fill them, and lose on the small maps of the deep layers (where
+/// the unfolded product is short and the weights large) and on 3-channel stems.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KernelChoice {
+    /// The forward on the direct kernel.
+    pub direct_forward: bool,
+    /// The input gradient on the direct kernel (its output channels are the layer's inputs).
+    pub direct_input_gradient: bool,
+    /// The weight gradient on the direct kernel (input channels in its vector lanes).
+    pub direct_weight_gradient: bool,
+}
+
+impl KernelChoice {
+    /// The choice for `g`.
+    pub fn of(g: &ConvGeometry) -> Self {
+        if !direct::takes(g) {
+            return Self {
+                direct_forward: false,
+                direct_input_gradient: false,
+                direct_weight_gradient: false,
+            };
+        }
+        let positions = g.positions().min(g.input[0] * g.input[1]);
+        let (cig, cog) = (g.c_in_group(), g.c_out_group());
+        let map_fits = positions >= 256 || (positions >= 64 && cig.max(cog) <= 128);
+        Self {
+            direct_forward: map_fits,
+            direct_input_gradient: map_fits && cig >= 8,
+            direct_weight_gradient: cig >= 16 && (positions >= 64 || cig.max(cog) <= 256),
+        }
+    }
+}
+
 /// `y = conv2d(x, weight) + bias`: `x` `[batch, c_in, h, w]`, `weight`
 /// `[c_out, c_in/groups, kh, kw]`, `bias` `[c_out]`; returns `[batch, c_out, h_out, w_out]`.
+/// The direct kernel where [`KernelChoice::of`] says so, else [`unfolded_forward`].
 pub fn conv2d_forward(
+    x: &[f32],
+    weight: &[f32],
+    bias: Option<&[f32]>,
+    g: &ConvGeometry,
+) -> Vec<f32> {
+    if KernelChoice::of(g).direct_forward {
+        direct::forward(x, weight, bias, g)
+    } else {
+        unfolded_forward(x, weight, bias, g)
+    }
+}
+
+/// The error a conv2d sends to its input through `feedback`, as
+/// [`unfolded_input_gradient`] defines it; the direct kernel where [`KernelChoice::of`] says so.
+pub fn conv2d_input_gradient(feedback: &[f32], output_grad: &[f32], g: &ConvGeometry) -> Vec<f32> {
+    if KernelChoice::of(g).direct_input_gradient {
+        direct::input_gradient(feedback, output_grad, g)
+    } else {
+        unfolded_input_gradient(feedback, output_grad, g)
+    }
+}
+
+/// The weight gradient of a conv2d, as [`unfolded_weight_gradient`] defines it; the direct
+/// kernel where [`KernelChoice::of`] says so.
+pub fn conv2d_weight_gradient(x: &[f32], output_grad: &[f32], g: &ConvGeometry) -> Vec<f32> {
+    if KernelChoice::of(g).direct_weight_gradient {
+        direct::weight_gradient(x, output_grad, g)
+    } else {
+        unfolded_weight_gradient(x, output_grad, g)
+    }
+}
+
+/// The unfolded form of [`conv2d_forward`]: `y = conv2d(x, weight) + bias`: `x` `[batch, c_in, h, w]`, `weight`
+/// `[c_out, c_in/groups, kh, kw]`, `bias` `[c_out]`; returns `[batch, c_out, h_out, w_out]`.
+pub fn unfolded_forward(
     x: &[f32],
     weight: &[f32],
     bias: Option<&[f32]>,
@@ -254,7 +329,11 @@ pub fn conv2d_forward(
 /// dilation and groups, cropped to the input's size: the error a conv2d sends to its input
 /// through `feedback` (`[c_out, c_in/groups, kh, kw]`; `W` for backprop). `output_grad`
 /// `[batch, c_out, h_out, w_out]`; returns `[batch, c_in, h, w]`.
-pub fn conv2d_input_gradient(feedback: &[f32], output_grad: &[f32], g: &ConvGeometry) -> Vec<f32> {
+pub fn unfolded_input_gradient(
+    feedback: &[f32],
+    output_grad: &[f32],
+    g: &ConvGeometry,
+) -> Vec<f32> {
     let (p, k) = (g.positions(), g.patch_len());
     let c = g.c_out_group();
     let group_len = g.c_in_group() * g.input[0] * g.input[1];
@@ -314,7 +393,7 @@ pub fn conv2d_input_gradient(feedback: &[f32], output_grad: &[f32], g: &ConvGeom
 /// layer's response in place of the error, a weight mirror's correlation). `x`
 /// `[batch, c_in, h, w]`, `output_grad` `[batch, c_out, h_out, w_out]`; returns
 /// `[c_out, c_in/groups, kh, kw]`.
-pub fn conv2d_weight_gradient(x: &[f32], output_grad: &[f32], g: &ConvGeometry) -> Vec<f32> {
+pub fn unfolded_weight_gradient(x: &[f32], output_grad: &[f32], g: &ConvGeometry) -> Vec<f32> {
     let (p, k) = (g.positions(), g.patch_len());
     let c = g.c_out_group();
     let w_len = g.c_out * k;
@@ -507,6 +586,62 @@ mod tests {
                 "case {case}: dW adjoint {a} vs {c}"
             );
         }
+    }
+
+    /// The paths `docs/architecture.md` lists for the zoo's layers (on a CPU with AVX2 + FMA
+    /// or AVX-512; elsewhere every layer is unfolded).
+    #[test]
+    fn zoo_layers_take_the_documented_kernels() {
+        if !direct::takes(
+            &ConvGeometry::new(
+                [1, 16, 32, 32],
+                [16, 16, 3, 3],
+                [1, 1],
+                [(1, 1); 2],
+                [1, 1],
+                1,
+            )
+            .unwrap(),
+        ) {
+            return;
+        }
+        let choice = |batch, c_in, c_out, side, k, stride| {
+            let pad = k / 2;
+            let g = ConvGeometry::new(
+                [batch, c_in, side, side],
+                [c_out, c_in, k, k],
+                [stride; 2],
+                [(pad, pad); 2],
+                [1, 1],
+                1,
+            )
+            .unwrap();
+            let c = KernelChoice::of(&g);
+            (
+                c.direct_forward,
+                c.direct_input_gradient,
+                c.direct_weight_gradient,
+            )
+        };
+        let all = (true, true, true);
+        let none = (false, false, false);
+        // ResNet-20: the 3×3 stride-1 layers at 32², 16² and 8²; the 3-channel stem's input
+        // gradient and weight gradient stay unfolded; strided layers are unfolded.
+        assert_eq!(choice(128, 16, 16, 32, 3, 1), all);
+        assert_eq!(choice(128, 32, 32, 16, 3, 1), all);
+        assert_eq!(choice(128, 64, 64, 8, 3, 1), all);
+        assert_eq!(choice(128, 3, 16, 32, 3, 1), (true, false, false));
+        assert_eq!(choice(128, 16, 32, 32, 3, 2), none);
+        // ResNet-18: 64 and 128 channels direct, 256 at 8² and 4² only the weight gradient,
+        // 512 at 4² and 2², the 1×1 shortcuts and the 7×7 stem unfolded.
+        assert_eq!(choice(32, 64, 64, 32, 3, 1), all);
+        assert_eq!(choice(128, 128, 128, 8, 3, 1), all);
+        assert_eq!(choice(32, 256, 256, 8, 3, 1), (false, false, true));
+        assert_eq!(choice(128, 256, 256, 4, 3, 1), (false, false, true));
+        assert_eq!(choice(32, 512, 512, 4, 3, 1), none);
+        assert_eq!(choice(128, 512, 512, 2, 3, 1), none);
+        assert_eq!(choice(32, 64, 128, 32, 1, 2), none);
+        assert_eq!(choice(128, 3, 64, 64, 7, 2), none);
     }
 
     /// Same inputs, same bits: on repeated runs and on pools of 1, 2 and 3 threads.

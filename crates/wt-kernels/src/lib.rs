@@ -4,7 +4,8 @@
 //! in row-major (NCHW) order, with no Burn types in their API:
 //! - [`conv2d`]: the three convolutions of a training step (forward, input gradient, weight
 //!   gradient), unfolded by [`im2col`] into `gemm` micro-kernel products on rayon's threads,
-//!   for any stride, padding, dilation and groups ([`ConvGeometry`]),
+//!   for any stride, padding, dilation and groups ([`ConvGeometry`]), and [`direct`]'s
+//!   register-blocked kernels without the unfolded copy for stride-1 convolutions,
 //! - [`batch_norm`]: training-mode batch norm's forward and gradients,
 //! - [`sign`]: the sign-symmetry rules' feedback matrices (`s·sign(W)`, `|R0|·sign(W)`,
 //!   `|R|·sign(W)` with `|R|` from a counter-based generator).
@@ -17,6 +18,7 @@
 
 pub mod batch_norm;
 pub mod conv2d;
+pub mod direct;
 pub mod geometry;
 pub mod im2col;
 pub mod sign;
