@@ -2,9 +2,10 @@
 //! ResNet-20 (batch 128), ResNet-18 with the CIFAR stem (batch 32) and the Imagenette step's
 //! ResNet-18 (ImageNet stem, 64 × 64 pixels, batch 128): wt's kernels (forward
 //! `y = conv(x, W)`, input gradient `dx = conv_transpose(g, B)`, weight gradient
-//! `dW = corr(x, g)`) against Burn's own Flex ops on the same buffers, beside the two kernels wt
+//! `dW = corr(x, g)`) against Burn's own Flex ops on the same buffers, beside the kernels wt
 //! chooses between (`unfold_ms`: the unfolded products; `direct_ms`: the direct stride-1
-//! kernels, where they take the layer); `path` says which one wt runs. Rounds of one call per
+//! kernels; `winograd_ms`: the Winograd 3×3 kernels; each where it takes the layer); `path`
+//! says which one wt runs. Rounds of one call per
 //! case, medians. `benches/reference/pytorch_conv.py` times PyTorch's
 //! `conv2d` / `conv2d_input` / `conv2d_weight` on the same shapes.
 //!
@@ -13,7 +14,7 @@
 //! ```
 //! `--help` lists the options (rounds, warm-up, which models' layers). Prints a table and one JSON line per layer and op: `{"model":"resnet20","layer":"s1",
 //! "op":"forward","path":"direct","wt_ms":..,"burn_ms":..,"unfolded_ms":..,"direct_ms":..,
-//! "gflops":..}` (`direct_ms` null where the direct kernels do not take the layer) (`gflops`: wt's, 2·MACs per second).
+//! "winograd_ms":..,"gflops":..}` (null where a kernel does not take the layer) (`gflops`: wt's, 2·MACs per second).
 
 use burn::backend::Flex;
 use burn::backend::flex::FlexTensor;
@@ -22,8 +23,8 @@ use burn::tensor::ops::ConvOptions;
 use clap::Parser;
 use wt::wt_core::Kernels;
 use wt::wt_core::kernels::conv2d::{self, KernelChoice};
-use wt::wt_core::kernels::direct;
 use wt::wt_core::kernels::{ConvGeometry, FlexKernels};
+use wt::wt_core::kernels::{direct, winograd};
 
 #[path = "../benches/common/interleaved.rs"]
 mod interleaved;
@@ -114,9 +115,9 @@ fn main() {
     } = Cli::parse();
     let reps = reps.max(1);
     println!(
-        "model      layer                op      path         wt_ms   burn_ms  burn/wt  unfold_ms  direct_ms  wt_GFLOP/s"
+        "model      layer                op      path         wt_ms   burn_ms  burn/wt  unfold_ms  direct_ms  winograd_ms  wt_GFLOP/s"
     );
-    let mut json = Vec::new();
+    let mut json_lines = Vec::new();
     for &(model, layer, batch, c_in, c_out, side, k, stride) in LAYERS {
         if !models.iter().any(|m| m == model) {
             continue;
@@ -183,16 +184,21 @@ fn main() {
             Box::new(|| drop(direct::input_gradient(&ws, &outs, &g))),
             Box::new(|| drop(direct::weight_gradient(&xs, &outs, &g))),
         ];
+        let winograd_kernels: [Box<dyn Fn() + '_>; 3] = [
+            Box::new(|| drop(winograd::forward(&xs, &ws, None, &g))),
+            Box::new(|| drop(winograd::input_gradient(&ws, &outs, &g))),
+            Box::new(|| drop(winograd::weight_gradient(&xs, &outs, &g))),
+        ];
         let choice = KernelChoice::of(&g);
         let chosen = [
-            choice.direct_forward,
-            choice.direct_input_gradient,
-            choice.direct_weight_gradient,
+            choice.forward,
+            choice.input_gradient,
+            choice.weight_gradient,
         ];
         for (k, (op, run)) in ops.iter().enumerate() {
             // Case 0: wt's kernels; case 1: Burn's op (the same call with the kernels off);
-            // case 2: wt's unfolded products; case 3: the direct kernel, where it takes the
-            // layer (cases 2 and 3 are the two wt chooses between).
+            // then the kernels wt chooses between, where they take the layer: the unfolded
+            // products, the direct kernels, the Winograd kernels.
             let mut cases: Vec<Box<dyn FnMut() -> Result<(), std::convert::Infallible> + '_>> = vec![
                 Box::new(|| {
                     FlexKernels::Wt.run(run);
@@ -207,33 +213,42 @@ fn main() {
                     Ok(())
                 }),
             ];
-            let takes = direct::takes(&g);
-            if takes {
+            let (takes_direct, takes_winograd) = (direct::takes(&g), winograd::takes(&g));
+            if takes_direct {
                 cases.push(Box::new(|| {
                     direct_kernels[k]();
                     Ok(())
                 }));
             }
+            if takes_winograd {
+                cases.push(Box::new(|| {
+                    winograd_kernels[k]();
+                    Ok(())
+                }));
+            }
             let Ok(t) = interleaved(&mut cases, warmup, reps);
-            let ms = |i: usize| t.get(i).map_or(f64::NAN, |d| d.as_secs_f64() * 1e3);
-            let (wt_ms, burn_ms, unfold_ms, direct_ms) = (ms(0), ms(1), ms(2), ms(3));
+            let ms = |i: usize| t[i].as_secs_f64() * 1e3;
+            let (wt_ms, burn_ms, unfold_ms) = (ms(0), ms(1), ms(2));
+            let direct_ms = takes_direct.then(|| ms(3));
+            let winograd_ms = takes_winograd.then(|| ms(3 + usize::from(takes_direct)));
             let gflops = 2.0 * macs / wt_ms / 1e6;
-            let path = if chosen[k] { "direct" } else { "unfolded" };
+            let path = chosen[k].name();
+            let cell = |v: Option<f64>| v.map_or("—".to_string(), |v| format!("{v:.2}"));
             println!(
-                "{model:<11}{layer:<21}{op:<8}{path:<10}{wt_ms:>8.2}{burn_ms:>10.2}{:>9.2}{unfold_ms:>11.2}{direct_ms:>11.2}{gflops:>12.1}",
+                "{model:<11}{layer:<21}{op:<8}{path:<10}{wt_ms:>8.2}{burn_ms:>10.2}{:>9.2}{unfold_ms:>11.2}{:>11}{:>11}{gflops:>12.1}",
                 burn_ms / wt_ms,
+                cell(direct_ms),
+                cell(winograd_ms),
             );
-            let direct_json = if takes {
-                format!("{direct_ms:.3}")
-            } else {
-                "null".into()
-            };
-            json.push(format!(
-                "{{\"model\":\"{model}\",\"layer\":\"{layer}\",\"op\":\"{op}\",\"path\":\"{path}\",\"wt_ms\":{wt_ms:.3},\"burn_ms\":{burn_ms:.3},\"unfolded_ms\":{unfold_ms:.3},\"direct_ms\":{direct_json},\"gflops\":{gflops:.1}}}"
+            let json = |v: Option<f64>| v.map_or("null".to_string(), |v| format!("{v:.3}"));
+            json_lines.push(format!(
+                "{{\"model\":\"{model}\",\"layer\":\"{layer}\",\"op\":\"{op}\",\"path\":\"{path}\",\"wt_ms\":{wt_ms:.3},\"burn_ms\":{burn_ms:.3},\"unfolded_ms\":{unfold_ms:.3},\"direct_ms\":{},\"winograd_ms\":{},\"gflops\":{gflops:.1}}}",
+                json(direct_ms),
+                json(winograd_ms),
             ));
         }
     }
-    for line in json {
+    for line in json_lines {
         println!("{line}");
     }
 }

@@ -24,6 +24,7 @@ use rayon::prelude::*;
 use crate::direct;
 use crate::geometry::ConvGeometry;
 use crate::im2col::{col2im_add, im2col};
+use crate::winograd;
 
 /// The most partial sums the weight gradient splits the batch into.
 const MAX_WEIGHT_PARTS: usize = 16;
@@ -182,77 +183,114 @@ fn output_rows<'a>(
     rows
 }
 
-/// Which kernels a convolution's three products run on: [`crate::direct`]'s (stride 1, no
-/// unfolded copy) or the unfolded products on `gemm`. Chosen from the shapes by measurement
-/// (`docs/architecture.md`, "Kernels", has the per-layer table): the direct kernels compute
-/// the padding positions of their planes too and fill register tiles of 8 output channels
-/// (forward) or 16 input channels (weight gradient), so they win on feature maps of 8×8 and
-/// larger with channels to fill them, and lose on the small maps of the deep layers (where
-/// the unfolded product is short and the weights large) and on 3-channel stems.
+/// The kernel one of a convolution's three products runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kernel {
+    /// The unfolded input and a `gemm` product ([`unfolded_forward`] and its two gradients).
+    Unfolded,
+    /// [`crate::direct`]'s register-blocked stride-1 kernels.
+    Direct,
+    /// [`crate::winograd`]'s F(2×2, 3×3) over the whole batch.
+    Winograd,
+}
+
+impl Kernel {
+    /// `"unfolded"`, `"direct"` or `"winograd"`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kernel::Unfolded => "unfolded",
+            Kernel::Direct => "direct",
+            Kernel::Winograd => "winograd",
+        }
+    }
+}
+
+/// Which kernel each of a convolution's three products runs on. Chosen from the shapes by
+/// measurement (`docs/architecture.md`, "Kernels", has the per-layer table): the direct
+/// kernels compute the padding positions of their planes too and fill register tiles of 8
+/// output channels (forward) or 16 input channels (weight gradient), so they win on feature
+/// maps of 8×8 and larger with channels to fill them; on the deep layers' small maps with 256
+/// channels or more the Winograd kernels' 2.25× fewer multiplications win where their
+/// transforms are cheap against the products; the rest (strided, 1×1, the 3-channel stems'
+/// gradients) is unfolded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct KernelChoice {
-    /// The forward on the direct kernel.
-    pub direct_forward: bool,
-    /// The input gradient on the direct kernel (its output channels are the layer's inputs).
-    pub direct_input_gradient: bool,
-    /// The weight gradient on the direct kernel (input channels in its vector lanes).
-    pub direct_weight_gradient: bool,
+    /// The forward's kernel.
+    pub forward: Kernel,
+    /// The input gradient's (its output channels are the layer's inputs).
+    pub input_gradient: Kernel,
+    /// The weight gradient's.
+    pub weight_gradient: Kernel,
 }
 
 impl KernelChoice {
     /// The choice for `g`.
     pub fn of(g: &ConvGeometry) -> Self {
+        let unfolded = Self {
+            forward: Kernel::Unfolded,
+            input_gradient: Kernel::Unfolded,
+            weight_gradient: Kernel::Unfolded,
+        };
         if !direct::takes(g) {
-            return Self {
-                direct_forward: false,
-                direct_input_gradient: false,
-                direct_weight_gradient: false,
-            };
+            return unfolded;
         }
         let positions = g.positions().min(g.input[0] * g.input[1]);
         let (cig, cog) = (g.c_in_group(), g.c_out_group());
         let map_fits = positions >= 256 || (positions >= 64 && cig.max(cog) <= 128);
+        let deep = winograd::takes(g) && positions <= 64 && cig.min(cog) >= 256;
+        let pick = |direct: bool, winograd: bool| {
+            if direct {
+                Kernel::Direct
+            } else if winograd {
+                Kernel::Winograd
+            } else {
+                Kernel::Unfolded
+            }
+        };
+        // Winograd's input gradient and weight gradient measured slower than the unfolded ones
+        // on 512 channels (its input gradient 2–3× its forward there, not explained yet), and
+        // its weight gradient no faster than the direct or unfolded one anywhere.
         Self {
-            direct_forward: map_fits,
-            direct_input_gradient: map_fits && cig >= 8,
-            direct_weight_gradient: cig >= 16 && (positions >= 64 || cig.max(cog) <= 256),
+            forward: pick(map_fits, deep),
+            input_gradient: pick(map_fits && cig >= 8, deep && cig.max(cog) <= 256),
+            weight_gradient: pick(cig >= 16 && (positions >= 64 || cig.max(cog) <= 256), false),
         }
     }
 }
 
 /// `y = conv2d(x, weight) + bias`: `x` `[batch, c_in, h, w]`, `weight`
-/// `[c_out, c_in/groups, kh, kw]`, `bias` `[c_out]`; returns `[batch, c_out, h_out, w_out]`.
-/// The direct kernel where [`KernelChoice::of`] says so, else [`unfolded_forward`].
+/// `[c_out, c_in/groups, kh, kw]`, `bias` `[c_out]`; returns `[batch, c_out, h_out, w_out]`,
+/// on the kernel [`KernelChoice::of`] picks.
 pub fn conv2d_forward(
     x: &[f32],
     weight: &[f32],
     bias: Option<&[f32]>,
     g: &ConvGeometry,
 ) -> Vec<f32> {
-    if KernelChoice::of(g).direct_forward {
-        direct::forward(x, weight, bias, g)
-    } else {
-        unfolded_forward(x, weight, bias, g)
+    match KernelChoice::of(g).forward {
+        Kernel::Direct => direct::forward(x, weight, bias, g),
+        Kernel::Winograd => winograd::forward(x, weight, bias, g),
+        Kernel::Unfolded => unfolded_forward(x, weight, bias, g),
     }
 }
 
 /// The error a conv2d sends to its input through `feedback`, as
-/// [`unfolded_input_gradient`] defines it; the direct kernel where [`KernelChoice::of`] says so.
+/// [`unfolded_input_gradient`] defines it, on the kernel [`KernelChoice::of`] picks.
 pub fn conv2d_input_gradient(feedback: &[f32], output_grad: &[f32], g: &ConvGeometry) -> Vec<f32> {
-    if KernelChoice::of(g).direct_input_gradient {
-        direct::input_gradient(feedback, output_grad, g)
-    } else {
-        unfolded_input_gradient(feedback, output_grad, g)
+    match KernelChoice::of(g).input_gradient {
+        Kernel::Direct => direct::input_gradient(feedback, output_grad, g),
+        Kernel::Winograd => winograd::input_gradient(feedback, output_grad, g),
+        Kernel::Unfolded => unfolded_input_gradient(feedback, output_grad, g),
     }
 }
 
-/// The weight gradient of a conv2d, as [`unfolded_weight_gradient`] defines it; the direct
-/// kernel where [`KernelChoice::of`] says so.
+/// The weight gradient of a conv2d, as [`unfolded_weight_gradient`] defines it, on the kernel
+/// [`KernelChoice::of`] picks.
 pub fn conv2d_weight_gradient(x: &[f32], output_grad: &[f32], g: &ConvGeometry) -> Vec<f32> {
-    if KernelChoice::of(g).direct_weight_gradient {
-        direct::weight_gradient(x, output_grad, g)
-    } else {
-        unfolded_weight_gradient(x, output_grad, g)
+    match KernelChoice::of(g).weight_gradient {
+        Kernel::Direct => direct::weight_gradient(x, output_grad, g),
+        Kernel::Winograd => winograd::weight_gradient(x, output_grad, g),
+        Kernel::Unfolded => unfolded_weight_gradient(x, output_grad, g),
     }
 }
 
@@ -588,7 +626,7 @@ mod tests {
         }
     }
 
-    /// The paths `docs/architecture.md` lists for the zoo's layers (on a CPU with AVX2 + FMA
+    /// The kernels `docs/architecture.md` lists for the zoo's layers (on a CPU with AVX2 + FMA
     /// or AVX-512; elsewhere every layer is unfolded).
     #[test]
     fn zoo_layers_take_the_documented_kernels() {
@@ -617,31 +655,27 @@ mod tests {
             )
             .unwrap();
             let c = KernelChoice::of(&g);
-            (
-                c.direct_forward,
-                c.direct_input_gradient,
-                c.direct_weight_gradient,
-            )
+            (c.forward, c.input_gradient, c.weight_gradient)
         };
-        let all = (true, true, true);
-        let none = (false, false, false);
-        // ResNet-20: the 3×3 stride-1 layers at 32², 16² and 8²; the 3-channel stem's input
-        // gradient and weight gradient stay unfolded; strided layers are unfolded.
-        assert_eq!(choice(128, 16, 16, 32, 3, 1), all);
-        assert_eq!(choice(128, 32, 32, 16, 3, 1), all);
-        assert_eq!(choice(128, 64, 64, 8, 3, 1), all);
-        assert_eq!(choice(128, 3, 16, 32, 3, 1), (true, false, false));
-        assert_eq!(choice(128, 16, 32, 32, 3, 2), none);
-        // ResNet-18: 64 and 128 channels direct, 256 at 8² and 4² only the weight gradient,
-        // 512 at 4² and 2², the 1×1 shortcuts and the 7×7 stem unfolded.
-        assert_eq!(choice(32, 64, 64, 32, 3, 1), all);
-        assert_eq!(choice(128, 128, 128, 8, 3, 1), all);
-        assert_eq!(choice(32, 256, 256, 8, 3, 1), (false, false, true));
-        assert_eq!(choice(128, 256, 256, 4, 3, 1), (false, false, true));
-        assert_eq!(choice(32, 512, 512, 4, 3, 1), none);
-        assert_eq!(choice(128, 512, 512, 2, 3, 1), none);
-        assert_eq!(choice(32, 64, 128, 32, 1, 2), none);
-        assert_eq!(choice(128, 3, 64, 64, 7, 2), none);
+        use Kernel::{Direct as D, Unfolded as U, Winograd as W};
+        // ResNet-20: the 3×3 stride-1 layers at 32², 16² and 8² direct; the 3-channel stem's
+        // gradients and the strided layers unfolded.
+        assert_eq!(choice(128, 16, 16, 32, 3, 1), (D, D, D));
+        assert_eq!(choice(128, 32, 32, 16, 3, 1), (D, D, D));
+        assert_eq!(choice(128, 64, 64, 8, 3, 1), (D, D, D));
+        assert_eq!(choice(128, 3, 16, 32, 3, 1), (D, U, U));
+        assert_eq!(choice(128, 16, 32, 32, 3, 2), (U, U, U));
+        // ResNet-18: 64 and 128 channels direct; 256 at 8² and 4² Winograd but the weight
+        // gradient direct; 512 at 4² and 2² the forward on Winograd, the gradients unfolded;
+        // the 1×1 shortcuts and the 7×7 stem unfolded.
+        assert_eq!(choice(32, 64, 64, 32, 3, 1), (D, D, D));
+        assert_eq!(choice(128, 128, 128, 8, 3, 1), (D, D, D));
+        assert_eq!(choice(32, 256, 256, 8, 3, 1), (W, W, D));
+        assert_eq!(choice(128, 256, 256, 4, 3, 1), (W, W, D));
+        assert_eq!(choice(32, 512, 512, 4, 3, 1), (W, U, U));
+        assert_eq!(choice(128, 512, 512, 2, 3, 1), (W, U, U));
+        assert_eq!(choice(32, 64, 128, 32, 1, 2), (U, U, U));
+        assert_eq!(choice(128, 3, 64, 64, 7, 2), (U, U, U));
     }
 
     /// Same inputs, same bits: on repeated runs and on pools of 1, 2 and 3 threads.

@@ -5,7 +5,8 @@
 //! - [`conv2d`]: the three convolutions of a training step (forward, input gradient, weight
 //!   gradient), unfolded by [`im2col`] into `gemm` micro-kernel products on rayon's threads,
 //!   for any stride, padding, dilation and groups ([`ConvGeometry`]), and [`direct`]'s
-//!   register-blocked kernels without the unfolded copy for stride-1 convolutions,
+//!   register-blocked kernels without the unfolded copy for stride-1 convolutions, and
+//!   [`winograd`]'s F(2×2, 3×3) for the deep layers' 3×3 convolutions,
 //! - [`batch_norm`]: training-mode batch norm's forward and gradients,
 //! - [`sign`]: the sign-symmetry rules' feedback matrices (`s·sign(W)`, `|R0|·sign(W)`,
 //!   `|R|·sign(W)` with `|R|` from a counter-based generator).
@@ -22,6 +23,7 @@ pub mod direct;
 pub mod geometry;
 pub mod im2col;
 pub mod sign;
+pub mod winograd;
 
 pub use geometry::ConvGeometry;
 

@@ -4,16 +4,16 @@
 //! The feedback ops call [`Kernels::conv2d_forward`], [`Kernels::conv2d_input_gradient`]
 //! and [`Kernels::conv2d_weight_gradient`] on the inner backend; their default bodies are
 //! Burn's own ops (`conv2d`, `conv2d_x_backward`, `conv2d_weight_backward`). Flex overrides them
-//! with [`conv2d`]'s kernels (unfolding + `gemm` micro-kernels, or [`direct`]'s register-blocked
-//! stride-1 kernels where `conv2d::KernelChoice` picks them; on rayon's threads, deterministic
-//! for any thread count) for every f32 convolution, whatever its stride, padding, dilation and
+//! with [`conv2d`]'s kernels (unfolding + `gemm` micro-kernels, [`direct`]'s register-blocked
+//! stride-1 kernels or [`winograd`]'s F(2×2, 3×3), as `conv2d::KernelChoice` picks; on rayon's
+//! threads, deterministic for any thread count) for every f32 convolution, whatever its stride, padding, dilation and
 //! groups; other dtypes take Burn's op. [`FlexKernels::Burn`] (a run's setting, in force on a
 //! thread for the duration of [`FlexKernels::run`]) sends all of Flex's kernels to Burn's ops
 //! instead, for benchmarks that compare the two.
 //!
 //! The kernels themselves work on slices and live in the `wt-kernels` crate (re-exported here
-//! with the `flex` feature: [`ConvGeometry`], [`conv2d`], [`direct`], [`im2col`], [`batch_norm`],
-//! [`sign`]); this module is their Burn side: the trait, Burn's ops as its defaults, and the
+//! with the `flex` feature: [`ConvGeometry`], [`conv2d`], [`direct`], [`winograd`], [`im2col`],
+//! [`batch_norm`], [`sign`]); this module is their Burn side: the trait, Burn's ops as its defaults, and the
 //! glue from Flex's tensors to slices ([`conv_geometry`] turns Burn's `ConvOptions` into a
 //! [`ConvGeometry`]).
 //!
@@ -26,7 +26,7 @@ mod flex;
 #[cfg(feature = "flex")]
 pub use flex::conv_geometry;
 #[cfg(feature = "flex")]
-pub use wt_kernels::{ConvGeometry, batch_norm, conv2d, direct, geometry, im2col, sign};
+pub use wt_kernels::{ConvGeometry, batch_norm, conv2d, direct, geometry, im2col, sign, winograd};
 
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Backend, Scalar, TensorMetadata};
