@@ -17,13 +17,12 @@
 //! batch in order on one thread, then adds the parts in order. So the bits are the same on every
 //! run and for any number of threads.
 
-use std::cell::RefCell;
-
 use rayon::prelude::*;
 
 use crate::direct;
 use crate::geometry::ConvGeometry;
 use crate::im2col::{col2im_add, im2col};
+use crate::scratch::with_scratch;
 use crate::winograd;
 
 /// The most partial sums the weight gradient splits the batch into.
@@ -101,28 +100,6 @@ fn product(
             gemm::Parallelism::None,
         );
     }
-}
-
-thread_local! {
-    /// Per-thread buffers for the unfolded input and gathered gradients, kept between calls so
-    /// a training step does not allocate them again for every layer.
-    static SCRATCH: RefCell<(Vec<f32>, Vec<f32>)> = const { RefCell::new((Vec::new(), Vec::new())) };
-}
-
-/// Runs `f` on this thread's two scratch buffers, grown to `a` and `b` elements (their
-/// contents are left over from earlier calls: `f` must write before it reads).
-fn with_scratch<R>(a: usize, b: usize, f: impl FnOnce(&mut [f32], &mut [f32]) -> R) -> R {
-    SCRATCH.with(|cell| {
-        let mut bufs = cell.borrow_mut();
-        let (first, second) = &mut *bufs;
-        if first.len() < a {
-            first.resize(a, 0.0);
-        }
-        if second.len() < b {
-            second.resize(b, 0.0);
-        }
-        f(&mut first[..a], &mut second[..b])
-    })
 }
 
 /// The scratch a task of `n` images needs: the unfolded input `[K, n·P]` (none when it is the
@@ -686,21 +663,12 @@ mod tests {
         let x = values(g.batch * g.image_len(), 7);
         let w = values(g.c_out * g.patch_len(), 8);
         let out = values(g.batch * g.output_len(), 9);
-        let run = || {
+        crate::test_util::assert_same_bits_on_pools("conv2d", || {
             (
                 conv2d_forward(&x, &w, None, &g),
                 conv2d_input_gradient(&w, &out, &g),
                 conv2d_weight_gradient(&x, &out, &g),
             )
-        };
-        let reference = run();
-        assert_eq!(run(), reference, "second run on the global pool");
-        for threads in [1, 2, 3] {
-            let pool = rayon::ThreadPoolBuilder::new()
-                .num_threads(threads)
-                .build()
-                .unwrap();
-            assert_eq!(pool.install(run), reference, "{threads} threads");
-        }
+        });
     }
 }

@@ -25,11 +25,10 @@
 //! the CPU has chosen at run time. The results differ between those three in the last bits
 //! (different fusing and lane counts), never between runs on one machine.
 
-use std::cell::RefCell;
-
 use rayon::prelude::*;
 
 use crate::geometry::ConvGeometry;
+use crate::scratch::with_scratch;
 
 /// The most partial sums the weight gradient splits the batch into (as the unfolded kernel).
 const MAX_WEIGHT_PARTS: usize = 16;
@@ -239,25 +238,6 @@ impl Isa {
     }
 }
 
-thread_local! {
-    /// Per-thread planes (input, output), kept between calls.
-    static PLANES: RefCell<(Vec<f32>, Vec<f32>)> = const { RefCell::new((Vec::new(), Vec::new())) };
-}
-
-fn with_planes<R>(a: usize, b: usize, f: impl FnOnce(&mut [f32], &mut [f32]) -> R) -> R {
-    PLANES.with(|cell| {
-        let mut bufs = cell.borrow_mut();
-        let (first, second) = &mut *bufs;
-        if first.len() < a {
-            first.resize(a, 0.0);
-        }
-        if second.len() < b {
-            second.resize(b, 0.0);
-        }
-        f(&mut first[..a], &mut second[..b])
-    })
-}
-
 /// The weights of each group packed for the forward's micro-kernel: for each block of `co`
 /// output channels, `[c_in_g][taps][co]` (channels past the group's end are zeros).
 fn pack_forward_weights(weight: &[f32], g: &ConvGeometry, co: usize) -> Vec<f32> {
@@ -312,7 +292,7 @@ fn forward_on(
             let (i0, n) = (t * per_task, y_task.len() / g.output_len());
             let plane = Plane::new(g, n, lanes * vectors);
             let out_len = co * plane.positions;
-            with_planes(cig * plane.len, out_len, |xp, yp| {
+            with_scratch(cig * plane.len, out_len, |xp, yp| {
                 for group in 0..g.groups {
                     plane.fill(x, g.c_in, i0, (group * cig, cig), xp);
                     for b in 0..blocks {
@@ -431,7 +411,7 @@ fn weight_gradient_on(isa: Isa, x: &[f32], output_grad: &[f32], g: &ConvGeometry
                 let i0 = t * per_task;
                 let n = per_task.min(g.batch - i0);
                 let plane = Plane::new(g, n, 1);
-                with_planes(plane.len * padded, 0, |xt, _| {
+                with_scratch(plane.len * padded, 0, |xt, _| {
                     for group in 0..g.groups {
                         plane.fill_transposed(x, g.c_in, i0, (group * cig, cig), padded, xt);
                         let grads = OutputRows {
@@ -814,6 +794,7 @@ unsafe fn weight_generic<S: Simd, const CO: usize>(
 mod tests {
     use super::*;
     use crate::conv2d;
+    use crate::test_util::{assert_same_bits_on_pools, max_rel_error};
     use crate::test_values as values;
 
     fn geometry(
@@ -842,15 +823,6 @@ mod tests {
             geometry([2, 3, 6, 6], [4, 3, 3, 3], [(0, 0); 2], [1, 1], 1),
             geometry([1, 17, 5, 13], [33, 17, 3, 3], [(1, 1); 2], [1, 1], 1),
         ]
-    }
-
-    fn max_rel_error(got: &[f32], want: &[f32]) -> f32 {
-        assert_eq!(got.len(), want.len());
-        let scale = want.iter().fold(0.0f32, |m, v| m.max(v.abs())).max(1e-30);
-        got.iter()
-            .zip(want)
-            .fold(0.0f32, |m, (a, b)| m.max((a - b).abs()))
-            / scale
     }
 
     /// Each direct kernel against the unfolded kernels (themselves tested against the sum
@@ -910,22 +882,13 @@ mod tests {
         let w = values(g.c_out * g.patch_len(), 8);
         let out = values(g.batch * g.output_len(), 9);
         for isa in Isa::available() {
-            let run = || {
+            assert_same_bits_on_pools(&format!("{isa:?}"), || {
                 (
                     forward_on(isa, &x, &w, None, &g),
                     input_gradient_on(isa, &w, &out, &g),
                     weight_gradient_on(isa, &x, &out, &g),
                 )
-            };
-            let reference = run();
-            assert_eq!(run(), reference, "{isa:?}: second run on the global pool");
-            for threads in [1, 2, 3] {
-                let pool = rayon::ThreadPoolBuilder::new()
-                    .num_threads(threads)
-                    .build()
-                    .unwrap();
-                assert_eq!(pool.install(run), reference, "{isa:?}: {threads} threads");
-            }
+            });
         }
     }
 }

@@ -22,6 +22,7 @@ pub mod conv2d;
 pub mod direct;
 pub mod geometry;
 pub mod im2col;
+mod scratch;
 pub mod sign;
 pub mod winograd;
 
@@ -41,4 +42,35 @@ pub fn test_values(n: usize, seed: u64) -> Vec<f32> {
             (s >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
         })
         .collect()
+}
+
+/// Checks the kernels' tests share.
+#[cfg(test)]
+mod test_util {
+    /// The largest absolute difference over the largest magnitude of `want`.
+    pub(crate) fn max_rel_error(got: &[f32], want: &[f32]) -> f32 {
+        assert_eq!(got.len(), want.len());
+        let scale = want.iter().fold(0.0f32, |m, v| m.max(v.abs())).max(1e-30);
+        got.iter()
+            .zip(want)
+            .fold(0.0f32, |m, (a, b)| m.max((a - b).abs()))
+            / scale
+    }
+
+    /// `run` gives the same result twice on the global pool and on pools of 1, 2 and 3
+    /// threads.
+    pub(crate) fn assert_same_bits_on_pools<T: PartialEq + std::fmt::Debug + Send>(
+        what: &str,
+        run: impl Fn() -> T + Sync,
+    ) {
+        let reference = run();
+        assert_eq!(run(), reference, "{what}: second run on the global pool");
+        for threads in [1, 2, 3] {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            assert_eq!(pool.install(&run), reference, "{what}: {threads} threads");
+        }
+    }
 }

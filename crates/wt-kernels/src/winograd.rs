@@ -577,6 +577,7 @@ pub fn weight_gradient(x: &[f32], output_grad: &[f32], g: &ConvGeometry) -> Vec<
 mod tests {
     use super::*;
     use crate::conv2d;
+    use crate::test_util::{assert_same_bits_on_pools, max_rel_error};
     use crate::test_values as values;
 
     fn geometry(
@@ -601,15 +602,6 @@ mod tests {
             geometry([1, 17, 5, 13], [33, 17, 3, 3], [(1, 1); 2], 1),
             geometry([40, 4, 2, 2], [8, 4, 3, 3], [(1, 1); 2], 1),
         ]
-    }
-
-    fn max_rel_error(got: &[f32], want: &[f32]) -> f32 {
-        assert_eq!(got.len(), want.len());
-        let scale = want.iter().fold(0.0f32, |m, v| m.max(v.abs())).max(1e-30);
-        got.iter()
-            .zip(want)
-            .fold(0.0f32, |m, (a, b)| m.max((a - b).abs()))
-            / scale
     }
 
     /// Each Winograd kernel against the unfolded kernels (tested against the sum written out and
@@ -668,21 +660,12 @@ mod tests {
         let x = values(g.batch * g.image_len(), 7);
         let w = values(g.c_out * g.patch_len(), 8);
         let out = values(g.batch * g.output_len(), 9);
-        let run = || {
+        assert_same_bits_on_pools("winograd", || {
             (
                 forward(&x, &w, None, &g),
                 input_gradient(&w, &out, &g),
                 weight_gradient(&x, &out, &g),
             )
-        };
-        let reference = run();
-        assert_eq!(run(), reference, "second run on the global pool");
-        for threads in [1, 2, 3] {
-            let pool = rayon::ThreadPoolBuilder::new()
-                .num_threads(threads)
-                .build()
-                .unwrap();
-            assert_eq!(pool.install(run), reference, "{threads} threads");
-        }
+        });
     }
 }
