@@ -15,15 +15,15 @@
 //! |---|---|---|
 //! | [`forward`] | `Y[o, q] = b[o] + Σ_{c, i, j} W[o, c, i, j]·X[c, q + off(i, j)]` | `CO` output channels × `V` vectors of positions |
 //! | [`input_gradient`] | the forward on `G` with `Bᵀ` flipped, padding `d·(k − 1) − p` | as the forward |
-//! | [`weight_gradient`] | `dW[o, c, i, j] = Σ_q G[o, q]·X[c, q + off(i, j)]` | 2 output channels × every tap, one vector of positions |
+//! | [`weight_gradient`] | `dW[o, c, i, j] = Σ_q G[o, q]·X[c, q + off(i, j)]` over the output positions (padding skipped), the plane transposed to `[position, channel]` | 3 output channels (AVX2: 1) × 9 taps of one vector of input channels |
 //!
 //! Every sum runs in an order fixed by the shapes (the channels, then the taps, in order; the
-//! weight gradient's positions in fixed chunks and the batch in fixed parts, added in order),
-//! so the bits are the same on every run and for any number of threads. The micro-kernels are
-//! one generic body compiled three times: AVX-512 (16 lanes, 8 channels × 3 vectors), AVX2 +
-//! FMA (8 lanes, 4 × 3) and portable code (8 lanes, 4 × 2, no fused multiply-add), the first
-//! the CPU has chosen at run time. The results differ between those three in the last bits
-//! (different fusing and lane counts), never between runs on one machine.
+//! weight gradient's positions in order and the batch in fixed parts, added in order), so the
+//! bits are the same on every run and for any number of threads. The micro-kernels are one
+//! generic body (the `Simd` trait) compiled twice: AVX-512 (16 lanes, 8 channels × 3 vectors)
+//! and AVX2 + FMA (8 lanes, 4 × 3), the better one the CPU reports chosen at run time; a CPU
+//! with neither takes the unfolded kernels ([`takes`] says no). The two differ in the last
+//! bits (different lane counts), never between runs on one machine.
 
 use rayon::prelude::*;
 
