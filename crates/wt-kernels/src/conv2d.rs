@@ -1,12 +1,14 @@
-//! The three convolutions of a training step on f32 NCHW buffers, as matrix products over
-//! unfolded inputs (im2col + the `gemm` crate's micro-kernels, runtime-dispatched to the CPU's
-//! AVX-512 / AVX2 / SSE or portable code), run on rayon's threads.
+//! The three convolutions of a training step on f32 NCHW buffers. [`conv2d_forward`],
+//! [`conv2d_input_gradient`] and [`conv2d_weight_gradient`] run each on the kernel
+//! [`KernelChoice::of`] picks: [`crate::direct`]'s, [`crate::winograd`]'s, or the products over
+//! unfolded inputs defined here (im2col + the `gemm` crate's micro-kernels, runtime-dispatched
+//! to the CPU's AVX-512 / AVX2 / SSE or portable code), run on rayon's threads:
 //!
-//! | kernel | per task (images `i0..i1`, one group) |
+//! | unfolded kernel | per task (images `i0..i1`, one group) |
 //! |---|---|
-//! | [`conv2d_forward`] | `Y[c_out_g, n·P] = W_g[c_out_g, K] · U[K, n·P]` |
-//! | [`conv2d_input_gradient`] | `dU[K, n·P] = B_gᵀ[K, c_out_g] · G[c_out_g, n·P]`, folded back onto `dx` |
-//! | [`conv2d_weight_gradient`] | `dW_g[c_out_g, K] += G[c_out_g, n·P] · U[K, n·P]ᵀ` |
+//! | [`unfolded_forward`] | `Y[c_out_g, n·P] = W_g[c_out_g, K] · U[K, n·P]` |
+//! | [`unfolded_input_gradient`] | `dU[K, n·P] = B_gᵀ[K, c_out_g] · G[c_out_g, n·P]`, folded back onto `dx` |
+//! | [`unfolded_weight_gradient`] | `dW_g[c_out_g, K] += G[c_out_g, n·P] · U[K, n·P]ᵀ` |
 //!
 //! `U` is the unfolded input ([`crate::im2col`]), `K = c_in/groups·kh·kw`, `P = h_out·w_out`,
 //! `n` images side by side ([`ConvGeometry::images_per_task`]). A 1×1 stride-1 unpadded
